@@ -1,0 +1,7 @@
+"""adadiffsr: region-adaptive diffusion super-resolution (AdaDiffSR, ECCV 2024)."""
+
+from .api import Upscaler, UpscaleConfig, UpscaleResult
+from .errors import AdaDiffSRError
+
+__version__ = "0.1.0"
+__all__ = ["AdaDiffSRError", "UpscaleConfig", "UpscaleResult", "Upscaler", "__version__"]

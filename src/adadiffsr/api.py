@@ -1,0 +1,160 @@
+"""The Python API: load a backbone once, upscale many images.
+
+    from adadiffsr import Upscaler, UpscaleConfig
+    upscaler = Upscaler.from_pretrained("weights/compact-x4.safetensors", device="auto")
+    result = upscaler("photo.jpg", UpscaleConfig(interval=20, seed=0))
+    result.image.save("photo_x4.png"); print(result.report["nfe"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .backbones.base import Backbone
+from .engine.pipeline import PipelineOutput, TilingSettings, upscale_tensor
+from .engine.sampler import ProgressFn, SamplerSettings
+from .engine.schedule import UpdateRule
+from .errors import ConfigError, WeightsError
+from .io import read_image, to_image, to_tensor
+from .policies.base import Policy
+from .policies.uniform import UniformPolicy
+from .report import build_report, render_step_map
+from .weights import default_weights_path, load_backbone
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+# sampler name -> policy factory; the adaptive policy registers here when it lands
+SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {"uniform": lambda c: UniformPolicy(c.interval)}
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
+
+    sampler: str = "uniform"
+    interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
+    rule: UpdateRule = "ddim"  # update rule through the codebook: ddim or ddpm
+    eta: float = 0.0
+    tile: int | None = None  # tile side in input pixels; None = the backbone's native size
+    overlap: int | None = None  # None = a quarter of the tile
+    batch_tiles: int = 8
+    seed: int = 0
+    color_fix: str = "none"
+    outscale: float | None = None  # final scale; None = the backbone's own
+    fusion_sigma: float = 0.25
+
+    def validate(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.rule not in ("ddim", "ddpm"):
+            raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
+        if not 1 <= self.interval <= 1000:
+            raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
+        if self.batch_tiles < 1:
+            raise ConfigError(f"batch-tiles must be at least 1, got {self.batch_tiles}")
+        if not 0 <= self.eta <= 1:
+            raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
+        if self.outscale is not None and not 0 < self.outscale <= 16:
+            raise ConfigError(f"scale must be in (0, 16], got {self.outscale}")
+
+
+@dataclass
+class UpscaleResult:
+    image: Image.Image
+    report: dict[str, Any]
+    output: PipelineOutput
+
+    def step_map(self) -> Image.Image:
+        """Steps spent per region, drawn over the output."""
+        return render_step_map(self.output, self.image)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but this PyTorch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps asked for, but MPS is not available here")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+class Upscaler:
+    """A loaded backbone on a device, ready to upscale many images."""
+
+    def __init__(self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32") -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.dtype = resolve_dtype(dtype)
+        self.backbone = backbone.to(self.device).eval()
+
+    @classmethod
+    def from_pretrained(
+        cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32"
+    ) -> Upscaler:
+        """Load a weights file, or the shipped default model when ``weights`` is None."""
+        if weights is None:
+            weights = default_weights_path()
+            if not weights.is_file():
+                raise WeightsError(
+                    f"no default model at {weights}: the trained default backbone is not shipped yet; "
+                    "pass --weights PATH (see the README)"
+                )
+        resolved = resolve_device(device)
+        return cls(load_backbone(weights, device=resolved), resolved, dtype)
+
+    def __call__(
+        self,
+        image: Image.Image | str | os.PathLike[str],
+        config: UpscaleConfig = UpscaleConfig(),
+        progress: ProgressFn | None = None,
+    ) -> UpscaleResult:
+        config.validate()
+        if not isinstance(image, Image.Image):
+            image = read_image(image)
+        policy = SAMPLERS[config.sampler](config)
+        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=config.batch_tiles, dtype=self.dtype)
+        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
+        out = upscale_tensor(
+            self.backbone,
+            to_tensor(image.convert("RGB"), self.device),
+            policy,
+            settings,
+            tiling,
+            seed=config.seed,
+            color_fix=config.color_fix,
+            progress=progress,
+        )
+        result = to_image(out.image)
+        if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:
+            size = (max(1, round(image.width * config.outscale)), max(1, round(image.height * config.outscale)))
+            result = result.resize(size, Image.Resampling.LANCZOS)
+        settings_dict = {
+            **asdict(config),
+            "device": str(self.device),
+            "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
+            "backbone": type(self.backbone).__name__,
+        }
+        report = build_report(
+            out, policy.intervals, self.backbone.spec.schedule.num_train_timesteps, settings_dict
+        )
+        report["output_size"] = [result.width, result.height]
+        return UpscaleResult(image=result, report=report, output=out)

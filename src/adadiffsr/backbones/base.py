@@ -1,0 +1,53 @@
+"""The backbone contract: what a diffusion SR model must declare and do for the engine.
+
+A backbone never sees the sampler. Given a noisy working-space tile ``x_t``, per-sample timesteps
+``t`` of shape ``(B,)`` and the condition computed once from the low-resolution tile, it returns
+its raw prediction, whose kind (eps, v or x0) it declares. ``encode``/``decode`` map between
+high-resolution pixels in ``[-1, 1]`` and its working space (a rearrangement or identity for a
+pixel-space model, a VAE for a latent one).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from ..engine.schedule import NoiseSchedule, PredictionType
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the engine needs to know about a backbone."""
+
+    prediction_type: PredictionType
+    scale_factor: int  # high-resolution pixels per low-resolution pixel (e.g. 4)
+    latent_scale: int  # working-space pixels per low-resolution pixel (1 for LDM-SR x4)
+    latent_channels: int  # channels of the working space
+    tile_size: int  # native tile side in low-resolution pixels
+    size_multiple: int  # low-resolution tile sides must be multiples of this
+    clip_sample: bool  # clip x0 to [-1, 1] at every step (pixel-space models)
+    schedule: NoiseSchedule
+
+
+class Backbone(nn.Module, ABC):
+    """A conditional diffusion model behind the engine. Subclasses set ``self.spec``."""
+
+    spec: BackboneSpec
+
+    @abstractmethod
+    def condition(self, lr: Tensor) -> Tensor:
+        """``(B, 3, h, w)`` low-resolution pixels in ``[-1, 1]`` -> the condition, batch-first."""
+
+    @abstractmethod
+    def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """``(B, C, h', w')`` noisy tile, ``(B,)`` timesteps, ``(B, ...)`` condition -> raw prediction."""
+
+    @abstractmethod
+    def encode(self, hr: Tensor) -> Tensor:
+        """High-resolution pixels in ``[-1, 1]`` -> working space."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Working space -> high-resolution pixels in ``[-1, 1]``."""

@@ -1,0 +1,178 @@
+"""The sampling loop: every tile walks from ``T - 1`` to the clean sample at its own pace.
+
+Each iteration packs the active tiles, whatever their timesteps and intervals, into batches of
+``batch_tiles``, calls the backbone once per batch, applies one codebook jump per tile and asks
+the policy how each tile goes on. Tiles that exit early cost nothing more. NFE counts tile
+evaluations (one tile through the backbone once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..backbones.base import Backbone
+from ..errors import NumericalError
+from ..policies.base import Policy, StepObservation
+from .schedule import SkipCodebook, UpdateRule, skip_step, split_prediction
+
+GainFn = Callable[[Tensor, Tensor | None, Tensor, Tensor], Tensor]
+"""``(x0, x0_prev, cond, t) -> (n, G)`` information gain components of the tiles that just stepped."""
+
+ProgressFn = Callable[[float, int], None]
+"""``(fraction of the walk done over all tiles, NFE so far)``."""
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How the loop runs; the policy decides the pace, these the mechanics."""
+
+    rule: UpdateRule = "ddim"
+    eta: float = 0.0  # DDIM stochasticity; ddpm is always stochastic
+    batch_tiles: int = 8
+    dtype: torch.dtype = torch.float32  # autocast dtype of backbone calls; the state stays float32
+
+
+@dataclass
+class TileRun:
+    """Outcome of ``sample_tiles``."""
+
+    x0: Tensor  # (N, C, h, w) each tile's final state, working space
+    steps: Tensor  # (N,) steps taken (backbone evaluations) per tile
+    exit_t: Tensor  # (N,) timestep where a tile stopped early; -1 where it ran to the end
+    nfe: int
+    seconds: dict[str, float] = field(default_factory=dict)  # backbone, gain, policy
+
+
+def tile_generators(seed: int, num_tiles: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per tile, so a tile's noise does not depend on batching or on other tiles."""
+    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in range(num_tiles)]
+
+
+def sample_tiles(
+    backbone: Backbone,
+    x_T: Tensor,
+    cond: Tensor,
+    policy: Policy,
+    settings: SamplerSettings,
+    generators: list[torch.Generator],
+    gain_fn: GainFn | None = None,
+    progress: ProgressFn | None = None,
+) -> TileRun:
+    """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring."""
+    spec = backbone.spec
+    device = x_T.device
+    codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
+    n, total_t = x_T.shape[0], codebook.num_train_timesteps
+    stochastic = settings.rule == "ddpm" or settings.eta > 0
+
+    x = x_T.float().clone()  # current x_t of active tiles; the final state of finished ones
+    x0_prev = torch.zeros_like(x)
+    t = torch.full((n,), total_t - 1, dtype=torch.long, device=device)
+    k_idx = policy.initial(n).to(device)
+    steps = torch.zeros(n, dtype=torch.long, device=device)
+    exit_t = torch.full((n,), -1, dtype=torch.long, device=device)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    best: Tensor | None = None  # allocated when a policy first keeps a state
+    has_best = torch.zeros(n, dtype=torch.bool, device=device)
+    seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0}
+    nfe = 0
+
+    while bool(active.any()):
+        for chunk in active.nonzero().flatten().split(settings.batch_tiles):
+            x_t, t_now, k_now, c = x[chunk], t[chunk], k_idx[chunk], cond[chunk]
+            with _timed(seconds, "backbone", device), _autocast(device, settings.dtype):
+                out = backbone.predict(x_t, t_now, c).float()
+            nfe += len(chunk)
+            if not bool(torch.isfinite(out).all()):
+                raise NumericalError(
+                    f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
+                    "try --dtype fp32 or check the weights"
+                )
+            x0, eps = split_prediction(codebook, out, x_t, t_now, spec.prediction_type)
+            if spec.clip_sample:
+                x0 = x0.clamp(-1, 1)
+            t_next = codebook.next_timestep(t_now, k_now)
+            noise = _noise(x_t, chunk, t_next, generators) if stochastic else None
+            x_new = skip_step(codebook, settings.rule, x_t, x0, eps, t_now, k_now, noise, settings.eta)
+            steps[chunk] += 1
+            first = steps[chunk] == 1
+
+            gain = None
+            if gain_fn is not None:
+                with _timed(seconds, "gain", device):
+                    gain = gain_fn(x0, None if bool(first.all()) else x0_prev[chunk], c, t_now)
+            obs = StepObservation(
+                tile=chunk,
+                t=t_now,
+                t_next=t_next,
+                steps=steps[chunk],
+                x0=x0,
+                x0_prev=None if bool(first.all()) else x0_prev[chunk],
+                cond=c,
+                gain=gain,
+            )
+            with _timed(seconds, "policy", device):
+                decision = policy(obs)
+
+            if bool(decision.keep.any()):
+                if best is None:
+                    best = torch.zeros_like(x)
+                best[chunk[decision.keep]] = x0[decision.keep]
+                has_best[chunk[decision.keep]] = True
+            finished = t_next < 0
+            leaving = decision.exit & ~finished
+            if bool(leaving.any()):
+                keep_best = has_best[chunk] & leaving
+                x_new[leaving] = x0[leaving]
+                if best is not None and bool(keep_best.any()):
+                    x_new[keep_best] = best[chunk[keep_best]]
+                exit_t[chunk[leaving]] = t_next[leaving]
+            x[chunk] = x_new
+            x0_prev[chunk] = x0
+            t[chunk] = t_next
+            k_idx[chunk] = decision.interval.to(device)
+            active[chunk[finished | leaving]] = False
+        if progress is not None:
+            walked = torch.where(active, (total_t - 1 - t).float() / total_t, torch.ones(()))
+            progress(float(walked.mean()), nfe)
+    return TileRun(x0=x, steps=steps, exit_t=exit_t, nfe=nfe, seconds=seconds)
+
+
+def uniform_nfe(num_tiles: int, interval: int, num_train_timesteps: int = 1000) -> int:
+    """Tile evaluations of uniform sampling at ``interval`` from ``T - 1`` to the clean sample."""
+    return num_tiles * math.ceil(num_train_timesteps / interval)
+
+
+def _noise(like: Tensor, chunk: Tensor, t_next: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """Standard normal noise per tile from its own generator; none drawn for a final jump."""
+    noise = torch.zeros_like(like)
+    for j, (i, tn) in enumerate(zip(chunk.tolist(), t_next.tolist(), strict=True)):
+        if tn >= 0:
+            noise[j] = torch.randn(like.shape[1:], generator=generators[i], device=like.device)
+    return noise
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], key: str, device: torch.device) -> Iterator[None]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds[key] += time.perf_counter() - start
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

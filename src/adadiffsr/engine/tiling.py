@@ -1,0 +1,122 @@
+"""The only tiling code: the grid of overlapping regions and their Gaussian-weighted fusion (3.4).
+
+Boxes are given in low-resolution pixels; ``TileGrid.scaled`` maps them into the backbone's working
+space (latent or pixel). Every tile has the same size, so tiles stack into batches; the last tile
+of a row or column is aligned to the border instead of being cut short.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle ``[top, top + height) x [left, left + width)``."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def scaled(self, factor: int) -> Box:
+        return Box(self.top * factor, self.left * factor, self.height * factor, self.width * factor)
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of overlapping windows of size ``min(tile, length)`` that cover ``[0, length)``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Overlapping equal-sized tiles covering an ``height x width`` image."""
+
+    height: int
+    width: int
+    boxes: tuple[Box, ...]
+
+    @classmethod
+    def build(cls, height: int, width: int, tile: int, overlap: int) -> TileGrid:
+        if tile < 1:
+            raise ConfigError(f"tile size must be positive, got {tile}")
+        if not 0 <= overlap < tile:
+            raise ConfigError(f"overlap must be in [0, tile) = [0, {tile}), got {overlap}")
+        th, tw = min(tile, height), min(tile, width)
+        boxes = tuple(
+            Box(top, left, th, tw)
+            for top in tile_starts(height, tile, overlap)
+            for left in tile_starts(width, tile, overlap)
+        )
+        return cls(height, width, boxes)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.boxes[0].height, self.boxes[0].width
+
+    def scaled(self, factor: int) -> TileGrid:
+        return TileGrid(self.height * factor, self.width * factor, tuple(b.scaled(factor) for b in self.boxes))
+
+    def crop(self, image: Tensor) -> Tensor:
+        """``(1, C, H, W) -> (N, C, h, w)``: every tile of the image, stacked."""
+        return torch.cat([image[(..., *box.slices())] for box in self.boxes])
+
+
+def gaussian_weights(height: int, width: int, sigma: float = 0.25, device: torch.device | str = "cpu") -> Tensor:
+    """A separable Gaussian bump ``(height, width)``, centred, std ``sigma`` times each side, max 1."""
+
+    def bump(n: int) -> Tensor:
+        x = torch.arange(n, dtype=torch.float64, device=device) - (n - 1) / 2
+        return torch.exp(-0.5 * (x / (sigma * n)) ** 2)
+
+    return (bump(height)[:, None] * bump(width)[None, :]).float()
+
+
+def fuse(tiles: Tensor, grid: TileGrid, sigma: float = 0.25) -> Tensor:
+    """Region integration: ``(N, C, h, w)`` tiles -> ``(1, C, H, W)`` Gaussian-weighted average.
+
+    Weights are normalised before the tiles are added, so a single tile covering the image comes
+    back bit-exact and a constant stays constant across seams.
+    """
+    if tiles.shape[0] != len(grid):
+        raise ValueError(f"{tiles.shape[0]} tiles for a grid of {len(grid)}")
+    if sigma <= 0 or not math.isfinite(sigma):
+        raise ConfigError(f"fusion sigma must be positive, got {sigma}")
+    weight = gaussian_weights(*grid.tile_shape, sigma=sigma, device=tiles.device)
+    total = torch.zeros(grid.height, grid.width, device=tiles.device)
+    for box in grid.boxes:
+        total[box.slices()] += weight
+    out = torch.zeros(1, tiles.shape[1], grid.height, grid.width, device=tiles.device, dtype=tiles.dtype)
+    for tile, box in zip(tiles, grid.boxes, strict=True):
+        out[(0, slice(None), *box.slices())] += (weight / total[box.slices()]).to(tiles.dtype) * tile
+    return out
+
+
+def dominant_tile(grid: TileGrid, sigma: float = 0.25) -> Tensor:
+    """``(H, W)`` index of the tile with the largest fusion weight at each pixel (for step maps)."""
+    weight = gaussian_weights(*grid.tile_shape, sigma=sigma)
+    best = torch.full((grid.height, grid.width), -1.0)
+    index = torch.zeros(grid.height, grid.width, dtype=torch.long)
+    for i, box in enumerate(grid.boxes):
+        region = best[box.slices()]
+        better = weight > region
+        region[better] = weight[better]
+        index[box.slices()][better] = i
+    return index

@@ -1,0 +1,48 @@
+"""The policy contract: after every step, each tile's next interval, or its early exit.
+
+A policy is a pure function of what the sampler observed for the tiles that just stepped. It never
+calls a network itself; gains (MMLE) are computed by the sampler's gain function and handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class StepObservation:
+    """What the sampler saw for the ``n`` tiles that just took a step."""
+
+    tile: Tensor  # (n,) indices of these tiles in the grid
+    t: Tensor  # (n,) timestep the step started from
+    t_next: Tensor  # (n,) timestep reached; -1 means the tile reached the clean sample
+    steps: Tensor  # (n,) steps taken so far, this one included
+    x0: Tensor  # (n, C, h, w) denoised estimate at this step, working space
+    x0_prev: Tensor | None  # (n, C, h, w) the estimate of the previous step; None on the first
+    cond: Tensor  # (n, ...) the backbone's condition (input feature) for these tiles
+    gain: Tensor | None  # (n, G) information gain components, if a gain function is set
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer for the same ``n`` tiles."""
+
+    interval: Tensor  # (n,) long, index into the policy's interval set for the next jump
+    exit: Tensor  # (n,) bool, stop now and keep the tile's best state
+    keep: Tensor  # (n,) bool, record this step's x0 as the tile's best state
+
+
+class Policy(Protocol):
+    """Decides the pace of every tile. ``intervals`` is the set its indices refer to."""
+
+    intervals: tuple[int, ...]
+
+    def initial(self, num_tiles: int) -> Tensor:
+        """Interval indices ``(num_tiles,)`` for the first jump from ``T_max``."""
+        ...
+
+    def __call__(self, obs: StepObservation) -> Decision:
+        ...

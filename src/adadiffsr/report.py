@@ -1,0 +1,81 @@
+"""What an upscale cost and where: the JSON report and the step map picture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .engine.pipeline import PipelineOutput
+from .engine.sampler import uniform_nfe
+from .engine.tiling import dominant_tile
+
+# A few stops of matplotlib's viridis, interpolated linearly (dark = few steps, yellow = many).
+_VIRIDIS = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64
+)
+
+
+def build_report(
+    out: PipelineOutput, intervals: tuple[int, ...], num_train_timesteps: int, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``--report`` JSON: NFE against uniform sampling at the finest interval, timings, tiles."""
+    run, grid = out.run, out.grid
+    h, w = out.input_size
+    nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps)
+    tiles = []
+    for box, steps, exit_t in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), strict=True):
+        bw, bh = min(box.width, w - box.left), min(box.height, h - box.top)
+        tiles.append({"box": [box.left, box.top, bw, bh], "steps": steps, "exit_t": exit_t})
+    return {
+        "nfe": run.nfe,
+        "nfe_uniform": nfe_uniform,
+        "nfe_saved": nfe_uniform - run.nfe,
+        "speedup_nfe": nfe_uniform / run.nfe if run.nfe else None,
+        "seconds": {k: round(v, 6) for k, v in out.seconds.items()},
+        "seconds_per_tile_evaluation": out.seconds["backbone"] / run.nfe if run.nfe else None,
+        "input_size": [w, h],
+        "output_size": [int(out.image.shape[-1]), int(out.image.shape[-2])],
+        "num_tiles": len(grid),
+        "tile_size": list(reversed(grid.tile_shape)),
+        "intervals": list(intervals),
+        "settings": settings,
+        "tiles": tiles,
+    }
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """``[0, 1]`` floats -> ``uint8`` RGB through viridis stops."""
+    pos = np.clip(values, 0, 1) * (len(_VIRIDIS) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_VIRIDIS) - 2)
+    frac = (pos - lo)[..., None]
+    return (_VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac).round().astype(np.uint8)
+
+
+def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_side: int = 512) -> Image.Image:
+    """Steps spent per region over the image: each pixel shows its dominant tile's step count.
+
+    Drawn over a grey copy of ``image`` (the output) when given, with a legend underneath.
+    """
+    h, w = out.input_size
+    index = dominant_tile(out.grid)[:h, :w]
+    steps = out.run.steps.cpu()[index].numpy().astype(np.float64)
+    lo, hi = float(steps.min()), float(steps.max())
+    rgb = colormap((steps - lo) / (hi - lo) if hi > lo else np.full_like(steps, 0.5))
+    factor = max(1, -(-min_side // max(h, w)))
+    picture = Image.fromarray(rgb).resize((w * factor, h * factor), Image.Resampling.NEAREST)
+    if image is not None:
+        grey = image.convert("L").convert("RGB").resize(picture.size, Image.Resampling.BILINEAR)
+        picture = Image.blend(picture, grey, 0.35)
+    legend_h = 28
+    canvas = Image.new("RGB", (picture.width, picture.height + legend_h), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    bar_w = max(8, min(200, picture.width - 150))
+    bar = colormap(np.linspace(0, 1, bar_w)[None, :].repeat(12, axis=0))
+    canvas.paste(Image.fromarray(bar), (4, picture.height + 8))
+    draw = ImageDraw.Draw(canvas)
+    text = f"steps {int(lo)} .. {int(hi)}   NFE {out.run.nfe}"
+    draw.text((bar_w + 10, picture.height + 8), text, fill=(0, 0, 0), font=ImageFont.load_default())
+    return canvas
+

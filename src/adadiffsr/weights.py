@@ -1,0 +1,109 @@
+"""Backbone weights as safetensors with the architecture config inside, and the shipped default."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .backbones.base import Backbone
+from .backbones.compact import CompactConfig, CompactSR
+from .errors import WeightsError
+
+FORMAT_VERSION = "1"
+DEFAULT_WEIGHTS_NAME = "compact-x4.safetensors"
+
+# architecture name -> (class, config class); a weights file names its architecture
+ARCHITECTURES: dict[str, tuple[type[Backbone], Any]] = {"compact": (CompactSR, CompactConfig)}
+
+
+def default_weights_path() -> Path:
+    """Where the shipped default model lives: ``$ADADIFFSR_WEIGHTS_DIR`` or the repository's ``weights/``."""
+    folder = os.environ.get("ADADIFFSR_WEIGHTS_DIR")
+    base = Path(folder) if folder else Path(__file__).resolve().parents[2] / "weights"
+    return base / DEFAULT_WEIGHTS_NAME
+
+
+def save_backbone(backbone: Backbone, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+    """Write the backbone's weights and config (``config.to_dict()``) to a safetensors file."""
+    config = getattr(backbone, "config", None)
+    name = getattr(backbone, "architecture", None)
+    if name not in ARCHITECTURES or config is None:
+        raise WeightsError(f"{type(backbone).__name__} cannot be saved as an adadiffsr weights file")
+    meta = {
+        "adadiffsr.format": FORMAT_VERSION,
+        "adadiffsr.architecture": name,
+        "adadiffsr.config": json.dumps(config.to_dict()),
+        **(metadata or {}),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a valid safetensors file ({_first_line(e)})") from e
+
+
+def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Backbone:
+    """Build the architecture the file names, load its weights strictly, return it in eval mode."""
+    path = _existing(path)
+    meta = read_metadata(path)
+    name = meta.get("adadiffsr.architecture")
+    if name is None:
+        raise WeightsError(f"{path}: not an adadiffsr weights file (no architecture in its metadata)")
+    if name not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    cls, config_cls = ARCHITECTURES[name]
+    try:
+        config = config_cls.from_dict(json.loads(meta.get("adadiffsr.config", "{}")))
+        model = cls(config)
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its {name} config is invalid ({_first_line(e)})") from e
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: corrupt or truncated weights ({_first_line(e)})") from e
+    _load_strict(model, state, path)
+    return model.to(device).eval()
+
+
+def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} with wrong shapes (e.g. {wrong[0]})")
+        raise WeightsError(f"{path}: weights do not fit the architecture: {'; '.join(parts)} tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensors hold NaN or Inf (e.g. {bad[0]})")
+    model.load_state_dict(state, strict=True)
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    return path
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

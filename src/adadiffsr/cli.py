@@ -137,24 +137,34 @@ def _check_outputs(input_path: str, outputs: list[str | None], force: bool) -> N
 
 
 def _run_with_progress(upscaler: Any, image: Any, config: Any, quiet: bool) -> Any:
+    """Run the upscale with a progress bar on stderr, shown from the first step on (so that an
+    error found before sampling starts prints alone)."""
     if quiet:
         return upscaler(image, config)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (
+    bar = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("NFE {task.fields[nfe]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("upscaling", total=1.0, nfe=0)
-        result = upscaler(image, config, progress=lambda done, nfe: bar.update(task, completed=done, nfe=nfe))
-        bar.update(task, completed=1.0)
-    return result
+    task = bar.add_task("upscaling", total=1.0, nfe=0)
+
+    def update(done: float, nfe: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, nfe=nfe)
+
+    try:
+        return upscaler(image, config, progress=update)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

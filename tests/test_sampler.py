@@ -1,0 +1,98 @@
+"""The sampling loop: per-tile pace, early exit without further cost, batching, mixed timesteps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators, uniform_nfe
+from adadiffsr.policies.base import Decision, StepObservation
+from adadiffsr.policies.uniform import UniformPolicy
+
+from .conftest import FunctionBackbone
+
+
+def smooth_fn(x_t, t, cond):
+    return 0.5 * torch.tanh(x_t) + 0.5 * cond
+
+
+@dataclass(frozen=True)
+class StopOddTiles:
+    """Toy policy: odd tiles exit after ``stop_after`` steps keeping their best (first) state;
+    tile 2 walks with interval 5 while the rest use 20."""
+
+    stop_after: int = 3
+    intervals: tuple[int, ...] = (5, 20)
+
+    def initial(self, num_tiles):
+        k = torch.ones(num_tiles, dtype=torch.long)
+        k[2] = 0
+        return k
+
+    def __call__(self, obs: StepObservation) -> Decision:
+        odd = obs.tile % 2 == 1
+        return Decision(
+            interval=torch.where(obs.tile == 2, 0, 1),
+            exit=odd & (obs.steps >= self.stop_after),
+            keep=obs.steps == 1,
+        )
+
+
+def inputs(n=6, size=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, size, size, generator=gen), torch.rand(n, 3, size, size, generator=gen) * 2 - 1
+
+
+def test_uniform_every_tile_takes_the_same_steps():
+    backbone = FunctionBackbone(smooth_fn)
+    x_T, cond = inputs()
+    run = sample_tiles(backbone, x_T, cond, UniformPolicy(20), SamplerSettings(batch_tiles=4), tile_generators(0, 6, x_T.device))
+    assert run.steps.tolist() == [50] * 6
+    assert run.nfe == uniform_nfe(6, 20) == 300
+    assert sum(b for b, _ in backbone.calls) == 300
+    assert max(b for b, _ in backbone.calls) == 4  # batches of --batch-tiles
+
+
+def test_early_exit_costs_no_more_backbone_calls():
+    backbone = FunctionBackbone(smooth_fn)
+    x_T, cond = inputs()
+    run = sample_tiles(backbone, x_T, cond, StopOddTiles(), SamplerSettings(batch_tiles=8), tile_generators(0, 6, x_T.device))
+    assert run.steps.tolist() == [50, 3, 200, 3, 50, 3]
+    assert run.nfe == 50 + 200 + 50 + 3 * 3
+    assert sum(b for b, _ in backbone.calls) == run.nfe  # exited tiles were never evaluated again
+    assert run.exit_t.tolist()[1] == 999 - 3 * 20
+    assert run.exit_t[0].item() == -1
+    # the exited tiles hold their kept (first-step) x0, here smooth_fn's output at t=999
+    first_x0 = smooth_fn(x_T[1:2], None, cond[1:2])
+    assert torch.allclose(run.x0[1:2], first_x0, atol=1e-6)
+
+
+def test_batches_mix_timesteps():
+    backbone = FunctionBackbone(smooth_fn)
+    x_T, cond = inputs()
+    sample_tiles(backbone, x_T, cond, StopOddTiles(), SamplerSettings(batch_tiles=8), tile_generators(0, 6, x_T.device))
+    assert any(len(set(ts)) > 1 for _, ts in backbone.calls)
+
+
+def test_result_does_not_depend_on_batch_size():
+    x_T, cond = inputs()
+    results = []
+    for batch in (1, 4, 6):
+        run = sample_tiles(
+            FunctionBackbone(smooth_fn), x_T, cond, StopOddTiles(), SamplerSettings(rule="ddpm", batch_tiles=batch),
+            tile_generators(3, 6, x_T.device),
+        )
+        results.append(run.x0)
+    assert torch.allclose(results[0], results[1], atol=1e-6) and torch.allclose(results[0], results[2], atol=1e-6)
+
+
+def test_progress_reaches_one():
+    seen = []
+    x_T, cond = inputs(n=2)
+    sample_tiles(
+        FunctionBackbone(smooth_fn), x_T, cond, UniformPolicy(100), SamplerSettings(), tile_generators(0, 2, x_T.device),
+        progress=lambda done, nfe: seen.append((done, nfe)),
+    )
+    assert seen[-1] == (1.0, 20)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))

@@ -1,0 +1,71 @@
+"""The tile grid covers any image with equal tiles; fusion is exact for one tile and keeps constants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adadiffsr.engine.tiling import TileGrid, dominant_tile, fuse, gaussian_weights, tile_starts
+from adadiffsr.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "height,width,tile,overlap",
+    [(5, 7, 16, 4), (16, 16, 16, 4), (17, 33, 16, 4), (20, 200, 16, 6), (200, 20, 16, 0), (64, 64, 32, 31)],
+)
+def test_grid_covers_image_with_equal_tiles(height, width, tile, overlap):
+    grid = TileGrid.build(height, width, tile, overlap)
+    covered = torch.zeros(height, width, dtype=torch.int)
+    for box in grid.boxes:
+        assert (box.height, box.width) == (min(tile, height), min(tile, width))
+        assert box.top >= 0 and box.left >= 0
+        assert box.top + box.height <= height and box.left + box.width <= width
+        covered[box.slices()] += 1
+    assert bool((covered > 0).all())
+
+
+def test_tile_starts_overlap_at_least_requested():
+    starts = tile_starts(100, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 100 - 32
+    assert all(b - a <= 32 - 8 for a, b in zip(starts, starts[1:]))
+
+
+def test_grid_rejects_bad_overlap():
+    with pytest.raises(ConfigError):
+        TileGrid.build(64, 64, 16, 16)
+    with pytest.raises(ConfigError):
+        TileGrid.build(64, 64, 0, 0)
+
+
+def test_gaussian_weights_positive_and_peaked():
+    w = gaussian_weights(9, 12)
+    assert bool((w > 0).all())
+    assert w.max() == w[4, 5:7].max()
+    assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))
+
+
+def test_single_tile_fusion_is_exact():
+    grid = TileGrid.build(12, 20, 32, 8)
+    tile = torch.randn(1, 4, 12, 20)
+    assert torch.equal(fuse(tile, grid), tile)
+
+
+def test_fusion_keeps_a_constant_across_seams():
+    grid = TileGrid.build(37, 53, 16, 5)
+    tiles = torch.full((len(grid), 3, 16, 16), 0.3125)
+    fused = fuse(tiles, grid)
+    assert torch.allclose(fused, torch.full_like(fused, 0.3125), atol=1e-6)
+
+
+def test_fusion_weights_favour_the_nearer_tile_centre():
+    grid = TileGrid.build(8, 24, 16, 8)  # two tiles: [0,16) and [8,24)
+    tiles = torch.stack([torch.zeros(1, 8, 16), torch.ones(1, 8, 16)])
+    fused = fuse(tiles, grid)[0, 0, 4]
+    assert fused[2] < 0.01 and fused[21] > 0.99
+    assert bool((fused[8:16].diff() > 0).all())  # a smooth ramp across the overlap
+
+
+def test_dominant_tile_is_nearest_centre():
+    grid = TileGrid.build(8, 24, 16, 8)
+    index = dominant_tile(grid)
+    assert index[0, 0] == 0 and index[0, 23] == 1

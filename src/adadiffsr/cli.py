@@ -116,6 +116,64 @@ def upscale(
         )
 
 
+@cli.group()
+def data() -> None:
+    """Assemble training and validation data."""
+
+
+@data.command("photos")
+@click.option("--out", default="data/photos", show_default=True, help="Folder for train/ and val/ ground truth.")
+@click.option("--max-side", type=click.IntRange(min=64), default=1024, show_default=True)
+def data_photos(out: str, max_side: int) -> None:
+    """Write ground truth of the real photos listed in the manifest (Debian wallpaper packages)."""
+    from .data.photos import prepare
+
+    files = prepare(Path(out), max_side=max_side)
+    click.echo(f"{len(files)} photos under {out}", err=True)
+
+
+@cli.group()
+def train() -> None:
+    """Train the parts of the model."""
+
+
+@train.command("backbone")
+@click.option("--photos", default="data/photos", show_default=True)
+@click.option("--out", default="runs/backbone", show_default=True, help="Run folder (resumes from it).")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=256, show_default=True)
+@click.option("--degradation", type=click.Choice(("realesrgan", "bicubic")), default="realesrgan", show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
+@click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", "model_json", default="{}", help='CompactConfig overrides as JSON, e.g. \'{"tile_size": 64}\'.')
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def train_backbone_cmd(
+    photos: str, out: str, steps: int, batch_size: int, learning_rate: float, crop: int, degradation: str,
+    workers: int, device: str, max_minutes: float | None, val_every: int, save_every: int, seed: int,
+    model_json: str, debug: bool,
+) -> None:
+    """Train the compact backbone on degraded real photos (resumable, EMA, safetensors)."""
+    try:
+        model = json.loads(model_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e.msg})", param_hint="--model") from e
+    from .train.backbone import BackboneTrainConfig, train_backbone
+
+    cfg = BackboneTrainConfig(
+        photos=photos, out=out, steps=steps, batch_size=batch_size, lr=learning_rate, crop=crop,
+        degradation=degradation, workers=workers, device=device,
+        max_minutes=max_minutes, val_every=val_every, save_every=save_every, seed=seed, model=model,
+    )
+    path = train_backbone(cfg, log=lambda line: click.echo(line, err=True))
+    click.echo(f"EMA weights: {path}", err=True)
+
+
 def _check_outputs(input_path: str, outputs: list[str | None], force: bool) -> None:
     """Refuse, before any work, outputs that would replace the input or cannot be written."""
     from .errors import OutputError

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from .backbones.base import Backbone
 from .backbones.compact import CompactConfig, CompactSR
 from .errors import WeightsError
+from .io import atomic_write
 
 FORMAT_VERSION = "1"
 DEFAULT_WEIGHTS_NAME = "compact-x4.safetensors"
@@ -42,7 +43,7 @@ def save_backbone(backbone: Backbone, path: str | os.PathLike[str], metadata: di
         **(metadata or {}),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Training and validation data: the photo manifest, ground-truth preparation, degradations."""

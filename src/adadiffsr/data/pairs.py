@@ -1,0 +1,67 @@
+"""Training pairs: random crops of ground-truth photos, flipped and rotated, then degraded.
+
+Sample ``i`` depends only on ``(seed, i)``, so a run resumed at step ``s`` sees exactly the data it
+would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .degradations import RealESRGANDegradation, bicubic_degrade, degrade
+
+DEGRADATIONS = ("realesrgan", "bicubic")
+
+
+def load_rgb(path: Path) -> Tensor:
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def make_lr(hr: Tensor, degradation: str, seed: int, scale: int = 4) -> Tensor:
+    if degradation == "realesrgan":
+        return degrade(hr, seed, RealESRGANDegradation(scale=scale))
+    if degradation == "bicubic":
+        return bicubic_degrade(hr, scale)
+    raise ValueError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
+
+
+class PairDataset(Dataset[tuple[Tensor, Tensor]]):
+    """``(lr, hr)`` pairs in ``[0, 1]``: ``hr`` a ``crop x crop`` patch, ``lr`` its degraded ``1/scale``."""
+
+    def __init__(
+        self, files: list[Path], crop: int = 256, scale: int = 4, degradation: str = "realesrgan",
+        seed: int = 0, length: int = 10**9,
+    ) -> None:
+        if degradation not in DEGRADATIONS:
+            raise ValueError(f"unknown degradation {degradation!r}")
+        self.files, self.crop, self.scale, self.degradation = files, crop, scale, degradation
+        self.seed, self.length = seed, length
+        self._images: dict[int, Tensor] = {}  # loaded lazily, per worker
+
+    def __len__(self) -> int:
+        return self.length
+
+    def image(self, index: int) -> Tensor:
+        if index not in self._images:
+            self._images[index] = load_rgb(self.files[index])
+        return self._images[index]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng([self.seed, i])
+        image = self.image(int(rng.integers(len(self.files))))
+        h, w = image.shape[-2:]
+        c = min(self.crop, h, w) // self.scale * self.scale
+        top, left = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        hr = image[:, top : top + c, left : left + c]
+        if rng.uniform() < 0.5:
+            hr = hr.flip(-1)
+        hr = torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1)).contiguous()
+        return make_lr(hr, self.degradation, int(rng.integers(2**62)), self.scale), hr

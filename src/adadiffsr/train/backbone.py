@@ -1,0 +1,166 @@
+"""Train the compact backbone: one flat, resumable loop.
+
+Each step draws degraded/clean pairs, noises the clean image's working-space form at a uniform
+random timestep, and regresses the backbone's declared target (x0 for the default) with MSE.
+EMA weights are what gets exported. State lives in ``OUT/last.safetensors`` (resumable) and the
+EMA backbone in ``OUT/ema.safetensors`` (a normal weights file for ``--weights``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Subset
+
+from ..backbones.compact import CompactConfig, CompactSR
+from ..data.pairs import PairDataset, load_rgb, make_lr
+from ..data.photos import split_files
+from ..engine.pipeline import TilingSettings, upscale_tensor
+from ..engine.sampler import SamplerSettings
+from ..policies.uniform import UniformPolicy
+from ..metrics.psnr import psnr_y
+from ..weights import save_backbone
+from .checkpoint import load_training_state, save_training_state
+
+
+@dataclass
+class BackboneTrainConfig:
+    """Everything a training run depends on; saved inside every checkpoint."""
+
+    photos: str = "data/photos"  # folder with train/ and val/ ground truth (adadiffsr data photos)
+    out: str = "runs/backbone"
+    steps: int = 20000  # total optimiser steps (a resumed run continues up to this)
+    batch_size: int = 16
+    lr: float = 2e-4
+    warmup: int = 500
+    crop: int = 256  # ground-truth crop side (the input tile is crop / scale)
+    degradation: str = "realesrgan"
+    ema_decay: float = 0.999
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 50
+    val_every: int = 1000
+    val_interval: int = 50  # uniform interval of the validation sampler (20 steps)
+    save_every: int = 500
+    max_minutes: float | None = None  # stop (and save) after this much wall time
+    device: str = "auto"
+    mixed_precision: bool = True  # bf16 autocast on CUDA
+    model: dict[str, Any] = field(default_factory=dict)  # CompactConfig overrides
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def diffusion_loss(model: CompactSR, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """MSE of the backbone's prediction at a uniform random timestep (inputs in ``[0, 1]``)."""
+    x0 = model.encode(hr * 2 - 1)
+    cond = model.condition(lr * 2 - 1)
+    alphas = model.spec.schedule.alphas_cumprod.to(hr.device)
+    t = torch.randint(0, alphas.shape[0], (hr.shape[0],), device=hr.device, generator=generator)
+    noise = torch.randn(x0.shape, device=hr.device, generator=generator)
+    a = alphas[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    pred = model.predict(x_t, t, cond)
+    kind = model.spec.prediction_type
+    target = x0 if kind == "sample" else noise if kind == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    return F.mse_loss(pred.float(), target)
+
+
+@torch.no_grad()
+def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degradation: str) -> dict[str, float]:
+    """Mean PSNR-Y of the model (uniform sampling) and of bicubic on fixed centre crops of ``files``."""
+    device = next(model.parameters()).device
+    ours, bicubic = [], []
+    for k, path in enumerate(files):
+        image = load_rgb(path)
+        h, w = image.shape[-2:]
+        c = min(crop, h, w) // 4 * 4
+        hr = image[:, (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
+        lr = make_lr(hr, degradation, seed=10_000 + k)
+        out = upscale_tensor(
+            model, (lr[None] * 2 - 1).to(device), UniformPolicy(interval), SamplerSettings(), TilingSettings(), seed=k
+        )
+        up = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)
+        ours.append(float(psnr_y((out.image.cpu() + 1) / 2, hr[None])))
+        bicubic.append(float(psnr_y(up, hr[None])))
+    return {"psnr_y": sum(ours) / len(ours), "psnr_y_bicubic": sum(bicubic) / len(bicubic)}
+
+
+def train_backbone(cfg: BackboneTrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) and return the path of the exported EMA backbone."""
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = CompactSR(CompactConfig.from_dict(cfg.model)).to(device).train()
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    state_path = out / "last.safetensors"
+    step = load_training_state(state_path, model, ema, optimizer) if state_path.is_file() else 0
+    if step:
+        log(f"resumed from {state_path} at step {step}")
+    train_files = split_files(Path(cfg.photos), "train")
+    val_files = split_files(Path(cfg.photos), "val")
+    dataset = PairDataset(train_files, cfg.crop, 4, cfg.degradation, cfg.seed)
+    indices = range(step * cfg.batch_size, cfg.steps * cfg.batch_size)
+    loader = DataLoader(
+        Subset(dataset, indices), batch_size=cfg.batch_size, num_workers=cfg.workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0, drop_last=True,
+    )
+    generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.mixed_precision)
+    config_dict = asdict(cfg) | {"model": CompactConfig.from_dict(cfg.model).to_dict()}
+    log_file = (out / "log.jsonl").open("a")
+    start, window, seen = time.perf_counter(), 0.0, 0
+
+    def checkpoint() -> None:
+        save_training_state(state_path, model, ema, optimizer, step, config_dict)
+        save_backbone(ema.module, out / "ema.safetensors", metadata={"adadiffsr.train_steps": str(step)})
+
+    for lr_img, hr_img in loader:
+        lr_img, hr_img = lr_img.to(device, non_blocking=True), hr_img.to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        with autocast:
+            loss = diffusion_loss(model, lr_img, hr_img, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update_parameters(model)
+        step += 1
+        window, seen = window + loss.item(), seen + 1
+        if step % cfg.log_every == 0:
+            elapsed = time.perf_counter() - start
+            record = {"step": step, "loss": window / seen, "minutes": elapsed / 60}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            log(f"step {step}/{cfg.steps} loss {window / seen:.5f} ({elapsed / 60:.1f} min)")
+            window, seen = 0.0, 0
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            ema.module.eval()
+            scores = validate(ema.module, val_files, cfg.crop, cfg.val_interval, cfg.degradation)
+            log_file.write(json.dumps({"step": step, **scores}) + "\n")
+            log(f"step {step} validation PSNR-Y {scores['psnr_y']:.2f} dB (bicubic {scores['psnr_y_bicubic']:.2f})")
+        if step % cfg.save_every == 0:
+            checkpoint()
+        if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+    checkpoint()
+    log_file.close()
+    if not math.isfinite(window):
+        raise FloatingPointError("training diverged (loss is not finite)")
+    return out / "ema.safetensors"

@@ -30,8 +30,16 @@ def default_weights_path() -> Path:
     return base / DEFAULT_WEIGHTS_NAME
 
 
-def save_backbone(backbone: Backbone, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
-    """Write the backbone's weights and config (``config.to_dict()``) to a safetensors file."""
+def save_backbone(
+    backbone: Backbone,
+    path: str | os.PathLike[str],
+    metadata: dict[str, str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> None:
+    """Write the backbone's weights and config (``config.to_dict()``) to a safetensors file.
+
+    ``dtype=torch.float16`` halves the file; weights are cast back to the model's dtype on load.
+    """
     config = getattr(backbone, "config", None)
     name = getattr(backbone, "architecture", None)
     if name not in ARCHITECTURES or config is None:
@@ -42,7 +50,10 @@ def save_backbone(backbone: Backbone, path: str | os.PathLike[str], metadata: di
         "adadiffsr.config": json.dumps(config.to_dict()),
         **(metadata or {}),
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in backbone.state_dict().items()
+    }
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 

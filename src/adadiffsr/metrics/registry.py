@@ -1,0 +1,97 @@
+"""Named metrics with their metadata, in the spirit of pyiqa's ``create_metric``.
+
+Every metric maps ``(output, target)`` batches of ``(B, 3, H, W)`` RGB in ``[0, 1]`` to ``(B,)``;
+no-reference metrics ignore ``target``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..errors import ConfigError
+
+MetricFn = Callable[[Tensor, Tensor | None], Tensor]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    fn: MetricFn | None  # None: not available offline (see ``missing``)
+    full_reference: bool
+    lower_is_better: bool
+    description: str
+    missing: str = ""  # why it is unavailable
+
+
+def _psnr(o: Tensor, t: Tensor | None) -> Tensor:
+    from .psnr import psnr_y
+
+    return psnr_y(o, _ref(t))
+
+
+def _ssim(o: Tensor, t: Tensor | None) -> Tensor:
+    from .ssim import ssim_y
+
+    return ssim_y(o, _ref(t))
+
+
+def _ms_ssim(o: Tensor, t: Tensor | None) -> Tensor:
+    from .ssim import ms_ssim_y
+
+    return ms_ssim_y(o, _ref(t))
+
+
+def _gmsd(o: Tensor, t: Tensor | None) -> Tensor:
+    from .gmsd import gmsd
+
+    return gmsd(o, _ref(t))
+
+
+def _niqe(o: Tensor, t: Tensor | None) -> Tensor:
+    from .niqe import niqe
+
+    return niqe(o)
+
+
+def _ref(t: Tensor | None) -> Tensor:
+    if t is None:
+        raise ValueError("this metric needs a reference image")
+    return t
+
+
+_WEIGHTS = "needs pretrained network weights, which cannot be downloaded here; not supported yet"
+
+METRICS: dict[str, MetricSpec] = {
+    m.name: m
+    for m in (
+        MetricSpec("psnr", _psnr, True, False, "PSNR of the Y channel, 4-pixel border crop (dB)"),
+        MetricSpec("ssim", _ssim, True, False, "SSIM of the Y channel, 4-pixel border crop"),
+        MetricSpec("ms_ssim", _ms_ssim, True, False, "MS-SSIM of the Y channel (sides >= 176 px)"),
+        MetricSpec("gmsd", _gmsd, True, True, "gradient magnitude similarity deviation"),
+        MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (sides >= 96 px)"),
+        MetricSpec("lpips", None, True, True, "LPIPS", _WEIGHTS),
+        MetricSpec("dists", None, True, True, "DISTS", _WEIGHTS),
+        MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),
+    )
+}
+
+
+def create_metric(name: str) -> MetricSpec:
+    """The metric called ``name``; a clear error with a suggestion otherwise."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in METRICS:
+        close = difflib.get_close_matches(key, METRICS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown metric {name!r}{hint}; available: {', '.join(available())}")
+    spec = METRICS[key]
+    if spec.fn is None:
+        raise ConfigError(f"metric {name!r} is not available: {spec.missing}")
+    return spec
+
+
+def available() -> list[str]:
+    return [name for name, spec in METRICS.items() if spec.fn is not None]

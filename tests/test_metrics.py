@@ -1,0 +1,87 @@
+"""Metrics against reference values (BasicSR 1.4.2, which matches MATLAB) and their basic laws.
+
+Reference values were computed once with BasicSR's ``calculate_niqe``/``calculate_psnr``/
+``calculate_ssim`` (Y channel) on the fixture crops of scikit-image's CC0 ``chelsea`` and
+``coffee`` photos; the distorted image is ``clip(round(0.9 x + 12 + 8 sin(col / 3)))``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adadiffsr.errors import ConfigError
+from adadiffsr.metrics.gmsd import gmsd
+from adadiffsr.metrics.niqe import niqe
+from adadiffsr.metrics.psnr import psnr_y
+from adadiffsr.metrics.registry import METRICS, available, create_metric
+from adadiffsr.metrics.resize import imresize
+from adadiffsr.metrics.ssim import ms_ssim_y, ssim_y
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = {  # name: (niqe, psnr_y, ssim_y) from BasicSR 1.4.2
+    "chelsea-288.png": (2.7099122081666827, 33.1459107980921, 0.9626501861353549),
+    "coffee-288x192.png": (6.995544038779316, 31.056761735335737, 0.9451120738864237),
+}
+
+
+def load(name):
+    array = np.asarray(Image.open(FIXTURES / name).convert("RGB"), dtype=np.float64)
+    distorted = np.clip(array * 0.9 + 12 + 8 * np.sin(np.arange(array.shape[1]) / 3)[None, :, None], 0, 255).round()
+    to_t = lambda a: torch.from_numpy(a / 255).permute(2, 0, 1)[None]  # noqa: E731
+    return to_t(array), to_t(distorted)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_calibrated_against_basicsr(name):
+    ref, distorted = load(name)
+    want_niqe, want_psnr, want_ssim = REFERENCE[name]
+    assert abs(niqe(ref).item() - want_niqe) < 2e-3  # the reference runs partly in float32
+    assert abs(psnr_y(distorted, ref).item() - want_psnr) < 1e-4
+    assert abs(ssim_y(distorted, ref).item() - want_ssim) < 1e-5
+
+
+def test_full_reference_laws():
+    ref, distorted = load("chelsea-288.png")
+    assert torch.isinf(psnr_y(ref, ref)).item() or psnr_y(ref, ref).item() > 100
+    assert ssim_y(ref, ref).item() == pytest.approx(1.0)
+    assert ms_ssim_y(ref, ref).item() == pytest.approx(1.0)
+    assert gmsd(ref, ref).item() == pytest.approx(0.0, abs=1e-9)
+    noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(0), dtype=ref.dtype)
+    mild, strong = (ref + 0.02 * noise).clamp(0, 1), (ref + 0.1 * noise).clamp(0, 1)
+    assert ms_ssim_y(mild, ref) > ms_ssim_y(strong, ref)
+    assert gmsd(mild, ref) < gmsd(strong, ref)
+    assert ssim_y(mild, ref) > ssim_y(strong, ref)
+
+
+def test_niqe_prefers_sharp_to_blurred():
+    ref, _ = load("chelsea-288.png")
+    blurred = torch.nn.functional.avg_pool2d(ref, 5, stride=1, padding=2, count_include_pad=False)
+    assert niqe(blurred).item() > niqe(ref).item() + 1
+    with pytest.raises(ValueError):
+        niqe(ref[..., :90, :90])
+
+
+def test_imresize_halves_like_matlab():
+    x = torch.arange(64.0, dtype=torch.float64).reshape(8, 8)
+    half = imresize(x, 0.5)
+    assert half.shape == (4, 4)
+    assert torch.allclose(half.mean(), x.mean(), atol=0.3)
+    const = torch.full((10, 14), 3.0, dtype=torch.float64)
+    assert torch.allclose(imresize(const, 0.5), torch.full((5, 7), 3.0, dtype=torch.float64))
+
+
+def test_registry_metadata_and_errors():
+    assert METRICS["niqe"].lower_is_better and not METRICS["niqe"].full_reference
+    assert not METRICS["psnr"].lower_is_better and METRICS["psnr"].full_reference
+    assert {"psnr", "ssim", "ms_ssim", "gmsd", "niqe"} <= set(available())
+    with pytest.raises(ConfigError, match="did you mean 'niqe'"):
+        create_metric("nique")
+    with pytest.raises(ConfigError, match="weights"):
+        create_metric("lpips")
+    ref, distorted = load("coffee-288x192.png")
+    assert create_metric("PSNR").fn(distorted, ref).shape == (1,)

@@ -116,6 +116,55 @@ def upscale(
         )
 
 
+@cli.command()
+@click.option("--hr", "hr_dir", required=True, help="Folder of ground-truth images.")
+@click.option("--lr", "lr_dir", help="Folder of inputs matched to --hr by file name.")
+@click.option("--degrade", type=click.Choice(("bicubic-x4", "realesrgan-x4")), help="Make inputs from --hr.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --degrade.")
+@click.option("--methods", default="bicubic,realesrgan,uniform:interval=20", show_default=True,
+              help="Comma list: bicubic, realesrgan, or a sampler with settings (uniform:interval=5,rule=ddpm).")
+@click.option("--metrics", "metric_names", default="psnr,ssim,gmsd,niqe", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Use the first N images.")
+@click.option("--crop", type=click.IntRange(min=16), help="Centre-crop ground truth to N px (with --degrade).")
+@click.option("--out", required=True, help="Folder for results.json, results.md, pareto.png.")
+@click.option("--weights", help="Backbone for the engine methods (default: the shipped model).")
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@click.option("--save-images", is_flag=True, help="Also write outputs and comparison sheets.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def bench(
+    hr_dir: str, lr_dir: str | None, degrade: str | None, seed: int, methods: str, metric_names: str,
+    limit: int | None, crop: int | None, out: str, weights: str | None, device: str, dtype: str,
+    threads: int | None, save_images: bool, quiet: bool, debug: bool,
+) -> None:
+    """Compare methods on the same images: quality, NFE, seconds and memory, side by side."""
+    if (lr_dir is None) == (degrade is None):
+        raise click.UsageError("give exactly one of --lr DIR or --degrade NAME")
+    import os
+
+    import torch
+
+    from .bench.methods import build_methods, split_methods
+    from .bench.runner import load_pairs, run_bench
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    names = [m.strip() for m in metric_names.split(",") if m.strip()]
+    from .metrics.registry import create_metric
+
+    for name in names:
+        create_metric(name)
+    pairs = load_pairs(Path(hr_dir), Path(lr_dir) if lr_dir else None, degrade, seed, limit, crop)
+    chosen = build_methods(split_methods(methods), weights, device, dtype)
+    log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    results = run_bench(pairs, chosen, names, Path(out), save_images=save_images, log=log)
+    if not quiet:
+        from .bench.runner import markdown_table
+
+        click.echo(markdown_table(results["median"], names, len(pairs)))
+
+
 @cli.group()
 def data() -> None:
     """Assemble training and validation data."""

@@ -77,8 +77,8 @@ def niqe_y(y: Tensor) -> float:
     mu_p, cov_p, window = _params()
     h, w = y.shape
     nh, nw = h // BLOCK, w // BLOCK
-    if nh == 0 or nw == 0:
-        raise ValueError(f"NIQE needs at least {BLOCK}x{BLOCK} pixels, got {w}x{h}")
+    if nh * nw < 2:
+        raise ValueError(f"NIQE needs at least two {BLOCK}x{BLOCK} blocks, got a {w}x{h} image")
     img = y.double()[: nh * BLOCK, : nw * BLOCK]
     feats = []
     for scale in (1, 2):
@@ -99,7 +99,9 @@ def niqe_y(y: Tensor) -> float:
 
 
 def niqe(image: Tensor, border: int = 0) -> Tensor:
-    """Per-image NIQE of ``(B, 3, H, W)`` RGB in ``[0, 1]`` (on MATLAB's Y channel, 8-bit rounded)."""
+    """Per-image NIQE of ``(B, 3, H, W)`` RGB in ``[0, 1]`` (MATLAB's Y channel, 8-bit rounded).
+
+    Needs at least two 96x96 blocks (e.g. 96x192)."""
     y = (rgb_to_y((image.clamp(0, 1) * 255).round() / 255) * 255).round()[:, 0]
     if border:
         y = y[:, border:-border, border:-border]

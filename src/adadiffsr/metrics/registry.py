@@ -72,7 +72,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("ssim", _ssim, True, False, "SSIM of the Y channel, 4-pixel border crop"),
         MetricSpec("ms_ssim", _ms_ssim, True, False, "MS-SSIM of the Y channel (sides >= 176 px)"),
         MetricSpec("gmsd", _gmsd, True, True, "gradient magnitude similarity deviation"),
-        MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (sides >= 96 px)"),
+        MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (at least two 96x96 blocks)"),
         MetricSpec("lpips", None, True, True, "LPIPS", _WEIGHTS),
         MetricSpec("dists", None, True, True, "DISTS", _WEIGHTS),
         MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),

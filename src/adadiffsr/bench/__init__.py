@@ -1,0 +1,1 @@
+"""The benchmark: methods side by side on the same images, with metrics, timings and plots."""

@@ -1,0 +1,140 @@
+"""The methods a benchmark compares, parsed from specs like ``uniform:interval=5,rule=ddpm``.
+
+Every method maps a ``(1, 3, H, W)`` input in ``[0, 1]`` to its x4 output in ``[0, 1]`` and says
+how many tile evaluations (NFE) it spent (0 for non-diffusion methods).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+class Method(Protocol):
+    label: str
+
+    def __call__(self, lr: Tensor) -> tuple[Tensor, int]: ...
+
+
+@dataclass
+class Bicubic:
+    label: str = "bicubic"
+
+    def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
+        return F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1), 0
+
+
+@dataclass
+class RealESRGAN:
+    model: Any
+    label: str = "realesrgan"
+
+    def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
+        from ..peers.realesrgan import upscale_rrdbnet
+
+        return upscale_rrdbnet(self.model, lr), 0
+
+
+@dataclass
+class Engine:
+    """A sampler configuration of the diffusion engine over the loaded backbone."""
+
+    upscaler: Any
+    config: Any
+    label: str
+
+    def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
+        from ..engine.pipeline import TilingSettings, upscale_tensor
+        from ..engine.sampler import SamplerSettings
+        from ..api import SAMPLERS
+
+        c = self.config
+        out = upscale_tensor(
+            self.upscaler.backbone,
+            lr.to(self.upscaler.device) * 2 - 1,
+            SAMPLERS[c.sampler](c),
+            SamplerSettings(rule=c.rule, eta=c.eta, batch_tiles=c.batch_tiles, dtype=self.upscaler.dtype),
+            TilingSettings(tile=c.tile, overlap=c.overlap, fusion_sigma=c.fusion_sigma),
+            seed=c.seed,
+            color_fix=c.color_fix,
+        )
+        return ((out.image.float().cpu() + 1) / 2).clamp(0, 1), out.run.nfe
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``'uniform:interval=5,rule=ddpm'`` -> ``('uniform', {'interval': '5', 'rule': 'ddpm'})``."""
+    name, _, rest = spec.strip().partition(":")
+    params: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"method {spec!r}: expected key=value, got {item!r}")
+        params[key.strip().replace("-", "_")] = value.strip()
+    return name.strip(), params
+
+
+def split_methods(text: str) -> list[str]:
+    """Split a ``--methods`` list on commas that start a new method (``a:x=1,y=2,b`` -> 2 methods)."""
+    methods: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "=" in part and ":" not in part and methods:
+            methods[-1] += "," + part
+        else:
+            methods.append(part)
+    return methods
+
+
+def build_methods(specs: list[str], weights: str | None, device: str, dtype: str) -> list[Method]:
+    """Instantiate every method once (models loaded once, shared by the engine methods)."""
+    from ..api import SAMPLERS, Upscaler, UpscaleConfig
+
+    methods: list[Method] = []
+    upscaler = None
+    fields = {f.name: f for f in dataclasses.fields(UpscaleConfig)}
+    for spec in specs:
+        name, params = parse_spec(spec)
+        if name == "bicubic" and not params:
+            methods.append(Bicubic())
+        elif name == "realesrgan" and not params:
+            from ..peers.realesrgan import load_realesrgan
+            from ..api import resolve_device
+
+            methods.append(RealESRGAN(load_realesrgan(resolve_device(device))))
+        elif name in SAMPLERS:
+            upscaler = upscaler or Upscaler.from_pretrained(weights, device=device, dtype=dtype)
+            values: dict[str, Any] = {"sampler": name}
+            for key, raw in params.items():
+                if key not in fields or key in ("sampler", "outscale"):
+                    raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
+                values[key] = _convert(raw, fields[key].type)
+            config = UpscaleConfig(**values)
+            config.validate()
+            methods.append(Engine(upscaler, config, label=spec.replace(":", "-").replace(",", "-").replace("=", "")))
+        else:
+            known = ", ".join(["bicubic", "realesrgan", *SAMPLERS])
+            raise ConfigError(f"unknown method {spec!r}; known: {known} (engine ones take key=value settings)")
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"methods repeat: {', '.join(labels)}")
+    return methods
+
+
+def _convert(raw: str, annotation: Any) -> Any:
+    text = str(annotation)
+    try:
+        if "int" in text and "float" not in text:
+            return None if raw.lower() == "none" and "None" in text else int(raw)
+        if "float" in text:
+            return None if raw.lower() == "none" and "None" in text else float(raw)
+    except ValueError as e:
+        raise ConfigError(f"bad value {raw!r} ({e})") from e
+    return raw
+

@@ -1,0 +1,251 @@
+"""``adadiffsr bench``: every method on the same images, interleaved in one process, measured alike.
+
+Fair timing: threads fixed, one warm-up call per method excluded, and the order of methods
+rotated from image to image so that none always runs first on a machine whose load drifts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.degradations import RealESRGANDegradation, bicubic_degrade, degrade
+from ..errors import ConfigError, InputImageError
+from ..io import atomic_write, read_image, save_image, to_image
+from ..metrics.registry import METRICS, create_metric
+from .methods import Method
+
+DEGRADE_PRESETS = ("bicubic-x4", "realesrgan-x4")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Pair:
+    name: str
+    lr: torch.Tensor  # (1, 3, h, w) in [0, 1]
+    hr: torch.Tensor  # (1, 3, 4h, 4w) in [0, 1]
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise InputImageError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputImageError(f"no images in {folder}")
+    return files
+
+
+def _center_crop(hr: torch.Tensor, crop: int | None) -> torch.Tensor:
+    h, w = hr.shape[-2:]
+    ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
+    ch, cw = ch // 4 * 4, cw // 4 * 4
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return hr[..., top : top + ch, left : left + cw]
+
+
+def load_pairs(
+    hr_dir: Path, lr_dir: Path | None, degrade_name: str | None, seed: int, limit: int | None, crop: int | None
+) -> list[Pair]:
+    """Pairs matched by file name (``--lr``), or made with a named degradation (``--degrade``)."""
+    if lr_dir is not None and crop:
+        raise ConfigError("--crop works with --degrade only (paired inputs are used whole)")
+    pairs = []
+    for k, path in enumerate(_images(hr_dir)[:limit]):
+        hr = _center_crop(_tensor(read_image(path)), crop)
+        if lr_dir is not None:
+            matches = [p for p in _images(lr_dir) if p.stem == path.stem]
+            if not matches:
+                raise InputImageError(f"no input in {lr_dir} named like {path.name}")
+            lr = _tensor(read_image(matches[0]))
+            if tuple(hr.shape[-2:]) != (lr.shape[-2] * 4, lr.shape[-1] * 4):
+                hr = hr[..., : lr.shape[-2] * 4, : lr.shape[-1] * 4]
+        elif degrade_name == "bicubic-x4":
+            lr = bicubic_degrade(hr[0])[None]
+        elif degrade_name == "realesrgan-x4":
+            lr = degrade(hr[0], seed * 100_003 + k, RealESRGANDegradation(scale=4))[None]
+        else:
+            raise ConfigError(f"give --lr DIR or --degrade one of {', '.join(DEGRADE_PRESETS)}")
+        pairs.append(Pair(path.stem, lr, hr))
+    return pairs
+
+
+class PeakRSS:
+    """Peak resident memory above the starting level while the block runs (sampled every 2 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def megabytes(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_bench(
+    pairs: list[Pair],
+    methods: list[Method],
+    metric_names: list[str],
+    out: Path,
+    save_images: bool = False,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run, score and write ``results.json``, ``results.md`` and ``pareto.png`` under ``out``."""
+    metrics = [create_metric(m) for m in metric_names]
+    out.mkdir(parents=True, exist_ok=True)
+    warm = pairs[0].lr[..., :32, :32]
+    for method in methods:  # warm-up, excluded from timings
+        method(warm)
+    rows: list[dict[str, Any]] = []
+    for i, pair in enumerate(pairs):
+        order = methods[i % len(methods) :] + methods[: i % len(methods)]
+        for method in order:
+            with PeakRSS() as mem:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    output, nfe = method(pair.lr)
+                seconds = time.perf_counter() - start
+            output = output.float().cpu()
+            row: dict[str, Any] = {"image": pair.name, "method": method.label, "nfe": nfe,
+                                   "seconds": seconds, "peak_mb": round(mem.megabytes, 1)}
+            for spec in metrics:
+                try:
+                    row[spec.name] = float(spec.fn(output, pair.hr)[0]) if spec.fn else None
+                except ValueError:  # image too small for this metric
+                    row[spec.name] = None
+            rows.append(row)
+            log(f"{pair.name:>28} {method.label:<28} " + " ".join(
+                f"{m.name}={row[m.name]:.4g}" for m in metrics if row[m.name] is not None
+            ) + f" nfe={nfe} {seconds:.2f}s")
+            if save_images:
+                folder = out / "images" / method.label
+                folder.mkdir(parents=True, exist_ok=True)
+                save_image(to_image(output * 2 - 1), folder / f"{pair.name}.png")
+        if save_images:
+            _comparison_sheet(pair, out, [m.label for m in methods])
+    summary = _summarise(rows, [m.label for m in methods], [m.name for m in metrics])
+    results = {"methods": [m.label for m in methods], "metrics": metric_names, "images": [p.name for p in pairs],
+               "threads": torch.get_num_threads(), "rows": rows, "median": summary}
+    atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
+    table = markdown_table(summary, [m.name for m in metrics], len(pairs))
+    atomic_write(out / "results.md", lambda tmp: tmp.write_text(table))
+    save_image(pareto_plot(summary, [m.name for m in metrics]), out / "pareto.png")
+    return results
+
+
+def _summarise(rows: list[dict[str, Any]], labels: list[str], metric_names: list[str]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for label in labels:
+        mine = [r for r in rows if r["method"] == label]
+        entry = {}
+        for key in [*metric_names, "nfe", "seconds", "peak_mb"]:
+            values = [r[key] for r in mine if r[key] is not None and math.isfinite(r[key])]
+            entry[key] = statistics.median(values) if values else None
+        summary[label] = entry
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, Any]], metric_names: list[str], n: int) -> str:
+    arrows = {m: ("↓" if METRICS[m].lower_is_better else "↑") for m in metric_names}
+    head = ["method", *(f"{m.upper()} {arrows[m]}" for m in metric_names), "NFE", "seconds", "peak MB"]
+    lines = [f"Medians over {n} images.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, entry in summary.items():
+        cells = [label] + [_fmt(entry[m]) for m in metric_names]
+        cells += [_fmt(entry["nfe"], 0), _fmt(entry["seconds"], 2), _fmt(entry["peak_mb"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits != 4 else f"{value:.4g}"
+
+
+def pareto_plot(summary: dict[str, dict[str, Any]], metric_names: list[str]) -> Image.Image:
+    """Quality (each metric) against NFE and against seconds, one small panel each."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    xs = ["nfe", "seconds"]
+    panel_w, panel_h, pad = 320, 220, 46
+    canvas = Image.new("RGB", (len(xs) * panel_w, max(1, len(metric_names)) * panel_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    labels = list(summary)
+    for row, metric in enumerate(metric_names):
+        for col, xkey in enumerate(xs):
+            ox, oy = col * panel_w, row * panel_h
+            points = [(summary[m][xkey], summary[m][metric]) for m in labels]
+            valid = [(x, y) for x, y in points if x is not None and y is not None]
+            draw.rectangle([ox + pad, oy + 10, ox + panel_w - 10, oy + panel_h - pad + 10], outline="black")
+            arrow = "lower" if METRICS[metric].lower_is_better else "higher"
+            draw.text((ox + 4, oy + 2), f"{metric} ({arrow} is better) vs {xkey}", fill="black", font=font)
+            if not valid:
+                continue
+            x_lo, x_hi = min(v[0] for v in valid), max(v[0] for v in valid)
+            y_lo, y_hi = min(v[1] for v in valid), max(v[1] for v in valid)
+            x_hi, y_hi = (x_hi if x_hi > x_lo else x_lo + 1), (y_hi if y_hi > y_lo else y_lo + 1e-6)
+            for k, (x, y) in enumerate(points):
+                if x is None or y is None:
+                    continue
+                px = ox + pad + 10 + (x - x_lo) / (x_hi - x_lo) * (panel_w - pad - 130)  # room for labels
+                py = oy + panel_h - pad - (y - y_lo) / (y_hi - y_lo) * (panel_h - pad - 30)
+                c = colours[k % len(colours)]
+                draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=c)
+                draw.text((px + 6, py - 6), labels[k][:22], fill=c, font=font)
+            draw.text((ox + pad, oy + panel_h - pad + 14), f"{x_lo:.3g}", fill="black", font=font)
+            draw.text((ox + panel_w - 130, oy + panel_h - pad + 14), f"{x_hi:.3g}", fill="black", font=font)
+            draw.text((ox + 2, oy + panel_h - pad - 4), f"{y_lo:.3g}", fill="black", font=font)
+            draw.text((ox + 2, oy + 14), f"{y_hi:.3g}", fill="black", font=font)
+    return canvas
+
+
+def _comparison_sheet(pair: Pair, out: Path, labels: list[str], size: int = 128) -> None:
+    """Side by side crops (centre ``size`` px of the output): HR, input (nearest), every method."""
+    from PIL import ImageDraw, ImageFont
+
+    hr = to_image(pair.hr * 2 - 1)
+    s = min(size, hr.width, hr.height)
+    box = ((hr.width - s) // 2, (hr.height - s) // 2, (hr.width - s) // 2 + s, (hr.height - s) // 2 + s)
+    lr = to_image(pair.lr * 2 - 1).resize(hr.size, Image.Resampling.NEAREST)
+    tiles = [("ground truth", hr), ("input", lr)]
+    tiles += [(label, Image.open(out / "images" / label / f"{pair.name}.png")) for label in labels]
+    sheet = Image.new("RGB", (len(tiles) * (s + 4), s + 16), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (label, image) in enumerate(tiles):
+        sheet.paste(image.crop(box), (k * (s + 4), 16))
+        draw.text((k * (s + 4) + 2, 2), label[:24], fill="black", font=ImageFont.load_default())
+    (out / "sheets").mkdir(exist_ok=True)
+    save_image(sheet, out / "sheets" / f"{pair.name}.png")

@@ -1,0 +1,93 @@
+"""``adadiffsr bench`` through the CLI on tiny images and a tiny backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adadiffsr.bench.methods import parse_spec, split_methods
+from adadiffsr.cli import main
+from adadiffsr.errors import ConfigError
+from adadiffsr.weights import save_backbone
+
+from .conftest import tiny_compact
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def folders(tmp_path):
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir(), lr.mkdir()
+    for name, path in (("cat", "chelsea-288.png"), ("cup", "coffee-288x192.png")):
+        image = Image.open(FIXTURES / path).convert("RGB").crop((0, 0, 192, 192))
+        image.save(hr / f"{name}.png")
+        image.resize((48, 48), Image.Resampling.BICUBIC).save(lr / f"{name}.png")
+    weights = tmp_path / "tiny.safetensors"
+    save_backbone(tiny_compact(), weights)
+    return hr, lr, weights
+
+
+def test_bench_writes_results_table_plot_and_sheets(folders, tmp_path, capsys):
+    hr, lr, weights = folders
+    out = tmp_path / "out"
+    code = main(["bench", "--hr", str(hr), "--lr", str(lr), "--methods", "bicubic,uniform:interval=250,tile=16,uniform:interval=500",
+                 "--weights", str(weights), "--out", str(out), "--save-images", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == ["bicubic", "uniform-interval250-tile16", "uniform-interval500"]
+    assert len(results["rows"]) == 2 * 3
+    by = {(r["image"], r["method"]): r for r in results["rows"]}
+    assert by[("cat", "bicubic")]["nfe"] == 0
+    assert by[("cat", "uniform-interval250-tile16")]["nfe"] == 4 * 16  # 4x4 tiles of 16 (overlap 4) over 48, 4 steps
+    assert by[("cat", "uniform-interval500")]["nfe"] == 2 * 1
+    assert all(r["psnr"] > 15 and 0 < r["ssim"] <= 1 and r["niqe"] > 0 for r in results["rows"])
+    assert results["median"]["uniform-interval500"]["nfe"] == 2
+    assert "| bicubic |" in (out / "results.md").read_text() and "| bicubic |" in captured.out
+    assert Image.open(out / "pareto.png").size[0] > 300
+    assert Image.open(out / "images" / "uniform-interval500" / "cup.png").size == (192, 192)
+    assert (out / "sheets" / "cat.png").is_file()
+
+
+def test_bench_degrade_realesrgan_and_crop(folders, tmp_path, capsys):
+    hr, _, weights = folders
+    out = tmp_path / "out"
+    code = main(["bench", "--hr", str(hr), "--degrade", "realesrgan-x4", "--seed", "1", "--crop", "96", "--limit", "1",
+                 "--methods", "bicubic", "--metrics", "psnr,gmsd", "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["image"] == "cat" and set(rows[0]) >= {"psnr", "gmsd", "seconds", "peak_mb"}
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--methods", "bicubc"], "unknown method"),
+        (["--methods", "uniform:steps=5"], "unknown setting"),
+        (["--metrics", "psnr,lpips"], "weights"),
+        (["--metrics", "nique"], "did you mean"),
+    ],
+)
+def test_bench_errors_are_one_line(folders, tmp_path, capsys, args, message):
+    hr, lr, weights = folders
+    code = main(["bench", "--hr", str(hr), "--lr", str(lr), "--weights", str(weights), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_bench_needs_exactly_one_input_source(folders, tmp_path, capsys):
+    hr, lr, _ = folders
+    assert main(["bench", "--hr", str(hr), "--out", str(tmp_path / "o")]) == 2
+    assert main(["bench", "--hr", str(hr), "--lr", str(lr), "--degrade", "bicubic-x4", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_method_specs():
+    assert split_methods("bicubic,uniform:interval=5,rule=ddpm,realesrgan") == [
+        "bicubic", "uniform:interval=5,rule=ddpm", "realesrgan"]
+    assert parse_spec("uniform:interval=5,batch-tiles=4") == ("uniform", {"interval": "5", "batch_tiles": "4"})
+    with pytest.raises(ConfigError):
+        parse_spec("uniform:interval")

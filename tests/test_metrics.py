@@ -1,8 +1,10 @@
 """Metrics against reference values (BasicSR 1.4.2, which matches MATLAB) and their basic laws.
 
-Reference values were computed once with BasicSR's ``calculate_niqe``/``calculate_psnr``/
-``calculate_ssim`` (Y channel) on the fixture crops of scikit-image's CC0 ``chelsea`` and
-``coffee`` photos; the distorted image is ``clip(round(0.9 x + 12 + 8 sin(col / 3)))``.
+Reference values were computed once on the fixture crops of scikit-image's CC0 ``chelsea`` and
+``coffee`` photos: NIQE, PSNR-Y and SSIM-Y with BasicSR 1.4.2 (``calculate_*``, Y channel);
+BRISQUE with the PyPI ``brisque`` 0.2.0 package (its numpy-2 fix applied); PIQE with the PyPI
+``pypiqe`` 1.2 package (MATLAB's ``piqe`` ported, given BGR). The distorted image is
+``clip(round(0.9 x + 12 + 8 sin(col / 3)))``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import torch
 from PIL import Image
 
 from adadiffsr.errors import ConfigError
+from adadiffsr.metrics.brisque import brisque
 from adadiffsr.metrics.gmsd import gmsd
+from adadiffsr.metrics.nlpd import laplacian_pyramid, nlpd, reconstruct
+from adadiffsr.metrics.piqe import piqe
 from adadiffsr.metrics.niqe import niqe
 from adadiffsr.metrics.psnr import psnr_y
 from adadiffsr.metrics.registry import METRICS, available, create_metric
@@ -26,6 +31,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = {  # name: (niqe, psnr_y, ssim_y) from BasicSR 1.4.2
     "chelsea-288.png": (2.7099122081666827, 33.1459107980921, 0.9626501861353549),
     "coffee-288x192.png": (6.995544038779316, 31.056761735335737, 0.9451120738864237),
+}
+NR_REFERENCE = {  # name: (brisque from brisque 0.2.0, piqe from pypiqe 1.2)
+    "chelsea-288.png": (2.481257658826138, 32.099401020173715),
+    "coffee-288x192.png": (7.785628804129232, 28.140546914704778),
+    "chelsea-24.png": (None, 51.65343465259144),
 }
 
 
@@ -43,6 +53,27 @@ def test_calibrated_against_basicsr(name):
     assert abs(niqe(ref).item() - want_niqe) < 2e-3  # the reference runs partly in float32
     assert abs(psnr_y(distorted, ref).item() - want_psnr) < 1e-4
     assert abs(ssim_y(distorted, ref).item() - want_ssim) < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(NR_REFERENCE))
+def test_brisque_and_piqe_calibrated(name):
+    image = torch.from_numpy(np.asarray(Image.open(FIXTURES / name).convert("RGB"), dtype=np.float64) / 255)
+    image = image.permute(2, 0, 1)[None]
+    want_brisque, want_piqe = NR_REFERENCE[name]
+    if want_brisque is not None:
+        assert abs(brisque(image).item() - want_brisque) < 1e-6
+    assert abs(piqe(image).item() - want_piqe) < 1e-3  # OpenCV's blur rounds slightly differently
+
+
+def test_nlpd_pyramid_inverts_and_distance_grows():
+    y = torch.rand(2, 1, 77, 93, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    levels = laplacian_pyramid(y)
+    assert [tuple(level.shape[-2:]) for level in levels] == [(77, 93), (39, 47), (20, 24), (10, 12), (5, 6), (3, 3)]
+    assert torch.allclose(reconstruct(levels), y, atol=1e-12)
+    ref, distorted = load("coffee-288x192.png")
+    noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=ref.dtype)
+    assert nlpd(ref, ref).item() == 0
+    assert 0 < nlpd((ref + 0.02 * noise).clamp(0, 1), ref) < nlpd((ref + 0.1 * noise).clamp(0, 1), ref)
 
 
 def test_full_reference_laws():
@@ -78,7 +109,7 @@ def test_imresize_halves_like_matlab():
 def test_registry_metadata_and_errors():
     assert METRICS["niqe"].lower_is_better and not METRICS["niqe"].full_reference
     assert not METRICS["psnr"].lower_is_better and METRICS["psnr"].full_reference
-    assert {"psnr", "ssim", "ms_ssim", "gmsd", "niqe"} <= set(available())
+    assert {"psnr", "ssim", "ms_ssim", "gmsd", "nlpd", "niqe", "brisque", "piqe"} <= set(available())
     with pytest.raises(ConfigError, match="did you mean 'niqe'"):
         create_metric("nique")
     with pytest.raises(ConfigError, match="weights"):

@@ -57,6 +57,24 @@ def _niqe(o: Tensor, t: Tensor | None) -> Tensor:
     return niqe(o)
 
 
+def _nlpd(o: Tensor, t: Tensor | None) -> Tensor:
+    from .nlpd import nlpd
+
+    return nlpd(o, _ref(t))
+
+
+def _brisque(o: Tensor, t: Tensor | None) -> Tensor:
+    from .brisque import brisque
+
+    return brisque(o)
+
+
+def _piqe(o: Tensor, t: Tensor | None) -> Tensor:
+    from .piqe import piqe
+
+    return piqe(o)
+
+
 def _ref(t: Tensor | None) -> Tensor:
     if t is None:
         raise ValueError("this metric needs a reference image")
@@ -72,7 +90,10 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("ssim", _ssim, True, False, "SSIM of the Y channel, 4-pixel border crop"),
         MetricSpec("ms_ssim", _ms_ssim, True, False, "MS-SSIM of the Y channel (sides >= 176 px)"),
         MetricSpec("gmsd", _gmsd, True, True, "gradient magnitude similarity deviation"),
+        MetricSpec("nlpd", _nlpd, True, True, "normalised Laplacian pyramid distance (luma)"),
         MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (at least two 96x96 blocks)"),
+        MetricSpec("brisque", _brisque, False, True, "BRISQUE, the model of the PyPI brisque package"),
+        MetricSpec("piqe", _piqe, False, True, "PIQE, MATLAB-compatible (0-100)"),
         MetricSpec("lpips", None, True, True, "LPIPS", _WEIGHTS),
         MetricSpec("dists", None, True, True, "DISTS", _WEIGHTS),
         MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),

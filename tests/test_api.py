@@ -43,7 +43,7 @@ def test_missing_default_model_says_what_to_do(tmp_path, monkeypatch):
 def test_config_is_validated():
     upscaler = Upscaler(tiny_compact(), "cpu")
     image = Image.new("RGB", (8, 8))
-    for bad in (UpscaleConfig(sampler="magic"), UpscaleConfig(batch_tiles=0), UpscaleConfig(interval=0),
+    for bad in (UpscaleConfig(sampler="magic"), UpscaleConfig(batch_tiles=-1), UpscaleConfig(interval=0),
                 UpscaleConfig(outscale=-1.0), UpscaleConfig(rule="euler")):  # type: ignore[arg-type]
         with pytest.raises(ConfigError):
             upscaler(image, bad)

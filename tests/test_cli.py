@@ -91,13 +91,14 @@ def test_bad_inputs_and_weights_give_one_line(capsys, tmp_path, photo, weights):
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(photo.read_bytes()[:300])
+    (tmp_path / "empty").mkdir()
     bad_weights = tmp_path / "bad.safetensors"
     bad_weights.write_bytes(b"not safetensors at all")
     cases = [
         ([tmp_path / "missing.png"], "input not found"),
         ([garbage], "not a readable image"),
         ([truncated], "truncated"),
-        ([tmp_path], "folder"),
+        ([tmp_path / "empty"], "no image files"),
         ([photo, "--weights", tmp_path / "none.safetensors"], "weights file not found"),
         ([photo, "--weights", bad_weights], "not a valid safetensors"),
         ([photo, "--weights", photo], "not a valid safetensors"),

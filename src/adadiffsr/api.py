@@ -13,15 +13,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .backbones.base import Backbone
-from .engine.pipeline import PipelineOutput, TilingSettings, upscale_tensor
+from .engine.memory import auto_batch_tiles
+from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
 from .engine.sampler import ProgressFn, SamplerSettings
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
-from .io import read_image, to_image, to_tensor
+from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .policies.base import Policy
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
@@ -44,7 +47,7 @@ class UpscaleConfig:
     eta: float = 0.0
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
     overlap: int | None = None  # None = a quarter of the tile
-    batch_tiles: int = 8
+    batch_tiles: int = 8  # 0 = size batches from free memory
     seed: int = 0
     color_fix: str = "none"
     outscale: float | None = None  # final scale; None = the backbone's own
@@ -57,8 +60,8 @@ class UpscaleConfig:
             raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
         if not 1 <= self.interval <= 1000:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
-        if self.batch_tiles < 1:
-            raise ConfigError(f"batch-tiles must be at least 1, got {self.batch_tiles}")
+        if self.batch_tiles < 0:
+            raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if not 0 <= self.eta <= 1:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
@@ -67,13 +70,22 @@ class UpscaleConfig:
 
 @dataclass
 class UpscaleResult:
-    image: Image.Image
+    picture: Picture  # the output: RGB float, alpha, bit depth and gray flag of the input
     report: dict[str, Any]
     output: PipelineOutput
 
+    @property
+    def image(self) -> Image.Image:
+        """The output as an 8-bit PIL image (RGB, RGBA, L or LA, as the input was)."""
+        return picture_to_pil(self.picture)
+
+    def save(self, path: str | os.PathLike[str]) -> list[str]:
+        """Write atomically, at 16 bits where the input had them and the format allows."""
+        return save_picture(self.picture, path)
+
     def step_map(self) -> Image.Image:
         """Steps spent per region, drawn over the output."""
-        return render_step_map(self.output, self.image)
+        return render_step_map(self.output, self.image.convert("RGB"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,19 +135,25 @@ class Upscaler:
 
     def __call__(
         self,
-        image: Image.Image | str | os.PathLike[str],
+        image: Picture | Image.Image | str | os.PathLike[str],
         config: UpscaleConfig = UpscaleConfig(),
         progress: ProgressFn | None = None,
     ) -> UpscaleResult:
+        """Upscale an image file, a PIL image or a decoded ``Picture``."""
         config.validate()
-        if not isinstance(image, Image.Image):
-            image = read_image(image)
+        if isinstance(image, Image.Image):
+            picture = Picture.from_pil(image)
+        elif isinstance(image, Picture):
+            picture = image
+        else:
+            picture = read_picture(image)
         policy = SAMPLERS[config.sampler](config)
-        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=config.batch_tiles, dtype=self.dtype)
         tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
+        batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
+        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype)
         out = upscale_tensor(
             self.backbone,
-            to_tensor(image.convert("RGB"), self.device),
+            picture_to_tensor(picture, self.device),
             policy,
             settings,
             tiling,
@@ -143,10 +161,14 @@ class Upscaler:
             color_fix=config.color_fix,
             progress=progress,
         )
-        result = to_image(out.image)
+        rgb = (out.image.float() + 1) / 2
+        w, h = picture.size
         if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:
-            size = (max(1, round(image.width * config.outscale)), max(1, round(image.height * config.outscale)))
-            result = result.resize(size, Image.Resampling.LANCZOS)
+            size = (max(1, round(h * config.outscale)), max(1, round(w * config.outscale)))
+            rgb = F.interpolate(rgb, size=size, mode="bicubic", antialias=True, align_corners=False)
+        rgb_array = rgb[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        alpha = None if picture.alpha is None else resize_plane(picture.alpha, rgb_array.shape[1], rgb_array.shape[0])
+        result = Picture(rgb_array, alpha, picture.bits, picture.gray, list(picture.notes))
         settings_dict = {
             **asdict(config),
             "device": str(self.device),
@@ -156,5 +178,11 @@ class Upscaler:
         report = build_report(
             out, policy.intervals, self.backbone.spec.schedule.num_train_timesteps, settings_dict
         )
-        report["output_size"] = [result.width, result.height]
-        return UpscaleResult(image=result, report=report, output=out)
+        report["output_size"] = list(result.size)
+        return UpscaleResult(picture=result, report=report, output=out)
+
+
+def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a float ``(H, W)`` plane (the alpha channel) with Lanczos, kept in ``[0, 1]``."""
+    image = Image.fromarray(plane.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32).clip(0, 1)

@@ -27,8 +27,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", required=True, help="Output image (.png, .jpg, .webp, .tif, .bmp).")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", required=True,
+              help="Output file (one input) or folder (several inputs, a folder or a glob).")
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="uniform", show_default=True)
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
@@ -38,50 +39,42 @@ def cli() -> None:
 @click.option("--eta", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="DDIM stochasticity.")
 @click.option("--tile", type=click.IntRange(min=1), help="Tile side in input pixels (default: the model's).")
 @click.option("--overlap", type=click.IntRange(min=0), help="Tile overlap in input pixels (default: tile/4).")
-@click.option("--batch-tiles", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Tiles per backbone call.")
+@click.option("--batch-tiles", default="8", show_default=True,
+              help="Tiles per backbone call, or 'auto' to size batches from free memory.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
 @click.option("--weights", help="Backbone weights (.safetensors). Default: the shipped model.")
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
-@click.option("--report", "report_path", help="Write a JSON report (NFE, seconds, tiles) here.")
-@click.option("--step-map", "step_map_path", help="Write a picture of steps spent per region here.")
-@click.option("--force", is_flag=True, help="Allow the output to replace the input file.")
+@click.option("--ext", type=click.Choice(("png", "jpg", "webp", "tif", "bmp")), default="png", show_default=True,
+              help="Output format in folder mode.")
+@click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a run).")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=64 * 1024 * 1024, show_default=True,
+              help="Refuse larger inputs (decompression bombs); 0 = no limit.")
+@click.option("--report", "report_path", help="JSON report (NFE, seconds, tiles); a folder in folder mode.")
+@click.option("--step-map", "step_map_path", help="Picture of steps per region; a folder in folder mode.")
+@click.option("--force", is_flag=True, help="Allow an output to replace an input file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
-    input_path: str,
-    output: str,
-    scale: float | None,
-    sampler: str,
-    interval: int | None,
-    steps: int | None,
-    scheduler: str,
-    eta: float,
-    tile: int | None,
-    overlap: int | None,
-    batch_tiles: int,
-    seed: int,
-    device: str,
-    dtype: str,
-    weights: str | None,
-    color_fix: str,
-    report_path: str | None,
-    step_map_path: str | None,
-    force: bool,
-    quiet: bool,
-    debug: bool,
+    inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
+    steps: int | None, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    seed: int, device: str, dtype: str, weights: str | None, color_fix: str, ext: str, suffix: str,
+    skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
+    quiet: bool, debug: bool,
 ) -> None:
-    """Super-resolve INPUT into OUTPUT with the diffusion engine."""
+    """Super-resolve INPUT files, folders or globs into OUTPUT with the diffusion engine."""
     if interval is not None and steps is not None:
         raise click.UsageError("give --interval or --steps, not both")
     if steps is not None:
         interval = max(1, round(1000 / steps))
-    _check_outputs(input_path, [output, report_path, step_map_path], force)
+    if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
+        raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
+    from .batch import plan_jobs, run_jobs
 
+    jobs, folder_mode = plan_jobs(list(inputs), output, ext, suffix, report_path, step_map_path, force)
     from .api import Upscaler, UpscaleConfig
-    from .io import atomic_write, read_image, save_image
 
     config = UpscaleConfig(
         sampler=sampler,
@@ -90,30 +83,20 @@ def upscale(
         eta=eta,
         tile=tile,
         overlap=overlap,
-        batch_tiles=batch_tiles,
+        batch_tiles=int(batch_tiles) if batch_tiles != "auto" else 0,
         seed=seed,
         color_fix=color_fix,
         outscale=scale,
     )
     config.validate()
-    image = read_image(input_path)
     upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
-    result = _run_with_progress(upscaler, image, config, quiet)
-
-    save_image(result.image, output)
-    if report_path:
-        report = {"input": str(input_path), "output": str(output), **result.report}
-        text = json.dumps(report, indent=2)
-        atomic_write(report_path, lambda tmp: tmp.write_text(text))
-    if step_map_path:
-        save_image(result.step_map(), step_map_path)
-    if not quiet:
-        r = result.report
-        click.echo(
-            f"wrote {output} ({r['output_size'][0]}x{r['output_size'][1]}) in {r['seconds']['total']:.1f} s: "
-            f"{r['nfe']} tile evaluations over {r['num_tiles']} tiles",
-            err=True,
-        )
+    failed = run_jobs(
+        jobs, upscaler, config, skip_existing=skip_existing, max_pixels=max_pixels or None,
+        folder_mode=folder_mode, say=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
+        warn=lambda line: click.echo(line, err=True), progress=_progress_factory(quiet),
+    )
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()
@@ -223,55 +206,42 @@ def train_backbone_cmd(
     click.echo(f"EMA weights: {path}", err=True)
 
 
-def _check_outputs(input_path: str, outputs: list[str | None], force: bool) -> None:
-    """Refuse, before any work, outputs that would replace the input or cannot be written."""
-    from .errors import OutputError
-    from .io import output_format
+def _progress_factory(quiet: bool) -> Any:
+    """A context manager per image yielding the engine's progress callback: a bar on stderr, shown
+    from the first step on, so that an error found before sampling prints alone."""
+    import contextlib
 
-    source = Path(input_path).resolve()
-    for i, out in enumerate(outputs):
-        if out is None:
-            continue
-        path = Path(out)
-        if i != 1:  # the report is JSON; images need a known suffix
-            output_format(path)
-        if path.resolve() == source and not force:
-            raise OutputError(f"output {out} is the input file; pass --force to replace it")
-        if path.is_dir():
-            raise OutputError(f"output {out} is a folder; give a file name")
-        if not path.parent.resolve().is_dir():
-            raise OutputError(f"output folder does not exist: {path.parent}")
+    @contextlib.contextmanager
+    def bar(label: str) -> Any:
+        if quiet:
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("NFE {task.fields[nfe]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        task = progress.add_task(label, total=1.0, nfe=0)
 
-def _run_with_progress(upscaler: Any, image: Any, config: Any, quiet: bool) -> Any:
-    """Run the upscale with a progress bar on stderr, shown from the first step on (so that an
-    error found before sampling starts prints alone)."""
-    if quiet:
-        return upscaler(image, config)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        def update(done: float, nfe: int) -> None:
+            if not progress.live.is_started:
+                progress.start()
+            progress.update(task, completed=done, nfe=nfe)
 
-    bar = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("NFE {task.fields[nfe]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = bar.add_task("upscaling", total=1.0, nfe=0)
+        try:
+            yield update
+        finally:
+            if progress.live.is_started:
+                progress.stop()
 
-    def update(done: float, nfe: int) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, nfe=nfe)
-
-    try:
-        return upscaler(image, config, progress=update)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+    return bar
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="adadiffsr", standalone_mode=False)
-        return 0
+        code = cli.main(args=args, prog_name="adadiffsr", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # click returns Exit codes in this mode
     except click.exceptions.Exit as e:
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):

@@ -244,16 +244,35 @@ def _progress_factory(quiet: bool) -> Any:
     return bar
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup (temporary files) runs as for Ctrl-C."""
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every expected failure into one line on stderr."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    _stop_on_sigterm()
     try:
         code = cli.main(args=args, prog_name="adadiffsr", standalone_mode=False)
         return code if isinstance(code, int) else 0  # click returns Exit codes in this mode
     except click.exceptions.Exit as e:
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
+        if isinstance(e, Terminated) or isinstance(e.__cause__, Terminated):
+            click.echo("error: terminated", err=True)
+            return 143
         click.echo("error: interrupted", err=True)
         return 130
     except click.ClickException as e:

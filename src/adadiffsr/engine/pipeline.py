@@ -6,7 +6,9 @@ scale):
 1. pad the input to a multiple of the backbone's ``size_multiple`` (reflect),
 2. cut it into overlapping tiles of the native size and compute each tile's condition once,
 3. draw one noise canvas ``(1, C, lH, lW)`` from the seed and crop it with the same grid,
-4. ``sample_tiles``: each tile walks to the clean sample at the pace its policy sets,
+4. ``sample_tiles``: each tile walks to the clean sample at the pace its policy sets; tiles run in
+   groups of ``stream_tiles``, each group fused into the canvas as soon as it is done, so the
+   memory of tile states stays bounded however large the image,
 5. fuse the tiles' final states with Gaussian weights (region integration), decode, crop,
 6. optionally correct colours against the input.
 """
@@ -24,8 +26,8 @@ from ..backbones.base import Backbone
 from ..color import apply_color_fix
 from ..errors import ConfigError
 from ..policies.base import Policy
-from .sampler import GainFn, ProgressFn, SamplerSettings, TileRun, sample_tiles, tile_generators
-from .tiling import TileGrid, fuse
+from .sampler import GainFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
+from .tiling import TileGrid, accumulate, weight_total
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,32 @@ class TilingSettings:
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
     overlap: int | None = None  # None = a quarter of the tile
     fusion_sigma: float = 0.25  # std of the Gaussian weight map, as a fraction of the tile side
+    stream_tiles: int = 256  # tiles sampled to the end before the next group starts
+
+
+@dataclass
+class RunSummary:
+    """Per-tile outcome of all groups: what reports need, without the tile states."""
+
+    steps: Tensor  # (N,) backbone evaluations per tile
+    exit_t: Tensor  # (N,) timestep of an early exit, -1 where a tile ran to the end
+    nfe: int
+    seconds: dict[str, float]
+
+    @classmethod
+    def merge(cls, runs: list[RunSummary]) -> RunSummary:
+        seconds: dict[str, float] = {}
+        for run in runs:
+            for k, v in run.seconds.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+        return cls(torch.cat([r.steps for r in runs]), torch.cat([r.exit_t for r in runs]),
+                   sum(r.nfe for r in runs), seconds)
 
 
 @dataclass
 class PipelineOutput:
     image: Tensor  # (1, 3, sH, sW) in [-1, 1]
-    run: TileRun
+    run: RunSummary
     grid: TileGrid  # in input pixels, over the padded input
     input_size: tuple[int, int]  # (H, W) before padding
     seconds: dict[str, float]  # condition, sampling (backbone, gain, policy inside), fusion, decode, total
@@ -88,40 +110,56 @@ def upscale_tensor(
     grid = TileGrid.build(padded.shape[-2], padded.shape[-1], tile, overlap)
     latent_grid = grid.scaled(spec.latent_scale)
     device = lr.device
-    seconds: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        cond = torch.cat([backbone.condition(b) for b in grid.crop(padded).split(settings.batch_tiles)])
-    seconds["condition"] = time.perf_counter() - t0
-
+    if tiling.stream_tiles < 1:
+        raise ConfigError(f"stream_tiles must be at least 1, got {tiling.stream_tiles}")
     generator = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn(
         (1, spec.latent_channels, latent_grid.height, latent_grid.width), generator=generator, device=device
     )
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        run = sample_tiles(
-            backbone,
-            latent_grid.crop(noise),
-            cond,
-            policy,
-            settings,
-            tile_generators(seed, len(grid), device),
-            gain_fn=gain_fn,
-            progress=progress,
-        )
-    seconds["sampling"] = time.perf_counter() - t0
+    generators = tile_generators(seed, len(grid), device)
+    total = weight_total(latent_grid, tiling.fusion_sigma, device)
+    canvas = torch.zeros_like(noise)
+    seconds = {"condition": 0.0, "sampling": 0.0, "fusion": 0.0}
+    runs: list[RunSummary] = []
+    n = len(grid)
+    for first in range(0, n, tiling.stream_tiles):
+        group = range(first, min(n, first + tiling.stream_tiles))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            lr_tiles = grid.crop(padded, group)
+            cond = torch.cat([backbone.condition(b) for b in lr_tiles.split(settings.batch_tiles)])
+        seconds["condition"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            run = sample_tiles(
+                backbone, latent_grid.crop(noise, group), cond, policy, settings,
+                [generators[i] for i in group], gain_fn=gain_fn,
+                progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
+            )
+        seconds["sampling"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma)
+        seconds["fusion"] += time.perf_counter() - t0
+        runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.nfe, run.seconds))
+        del run, cond  # the group's states are in the canvas now
+    del noise
+    summary = RunSummary.merge(runs)
 
     t0 = time.perf_counter()
-    fused = fuse(run.x0, latent_grid, tiling.fusion_sigma)
-    seconds["fusion"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     with torch.no_grad():
-        image = backbone.decode(fused).float()[..., : h * spec.scale_factor, : w * spec.scale_factor]
+        image = backbone.decode(canvas).float()[..., : h * spec.scale_factor, : w * spec.scale_factor]
         image = apply_color_fix(color_fix, image.clamp(-1, 1), lr)
     seconds["decode"] = time.perf_counter() - t0
-    seconds.update(run.seconds)
+    seconds.update(summary.seconds)
     seconds["total"] = time.perf_counter() - start
-    return PipelineOutput(image=image, run=run, grid=grid, input_size=(h, w), seconds=seconds)
+    return PipelineOutput(image=image, run=summary, grid=grid, input_size=(h, w), seconds=seconds)
+
+
+def _group_progress(
+    progress: ProgressFn | None, first: int, size: int, total: int, nfe_before: int
+) -> ProgressFn | None:
+    """Map one group's progress onto the whole image's."""
+    if progress is None:
+        return None
+    return lambda done, nfe: progress((first + done * size) / total, nfe_before + nfe)

@@ -74,9 +74,10 @@ class TileGrid:
     def scaled(self, factor: int) -> TileGrid:
         return TileGrid(self.height * factor, self.width * factor, tuple(b.scaled(factor) for b in self.boxes))
 
-    def crop(self, image: Tensor) -> Tensor:
-        """``(1, C, H, W) -> (N, C, h, w)``: every tile of the image, stacked."""
-        return torch.cat([image[(..., *box.slices())] for box in self.boxes])
+    def crop(self, image: Tensor, indices: range | None = None) -> Tensor:
+        """``(1, C, H, W) -> (N, C, h, w)``: the tiles of the image (all, or those of ``indices``)."""
+        boxes = self.boxes if indices is None else [self.boxes[i] for i in indices]
+        return torch.cat([image[(..., *box.slices())] for box in boxes])
 
 
 def gaussian_weights(height: int, width: int, sigma: float = 0.25, device: torch.device | str = "cpu") -> Tensor:
@@ -89,23 +90,35 @@ def gaussian_weights(height: int, width: int, sigma: float = 0.25, device: torch
     return (bump(height)[:, None] * bump(width)[None, :]).float()
 
 
-def fuse(tiles: Tensor, grid: TileGrid, sigma: float = 0.25) -> Tensor:
-    """Region integration: ``(N, C, h, w)`` tiles -> ``(1, C, H, W)`` Gaussian-weighted average.
-
-    Weights are normalised before the tiles are added, so a single tile covering the image comes
-    back bit-exact and a constant stays constant across seams.
-    """
-    if tiles.shape[0] != len(grid):
-        raise ValueError(f"{tiles.shape[0]} tiles for a grid of {len(grid)}")
+def weight_total(grid: TileGrid, sigma: float = 0.25, device: torch.device | str = "cpu") -> Tensor:
+    """``(H, W)`` sum of every tile's Gaussian weight map: the normaliser of ``accumulate``."""
     if sigma <= 0 or not math.isfinite(sigma):
         raise ConfigError(f"fusion sigma must be positive, got {sigma}")
-    weight = gaussian_weights(*grid.tile_shape, sigma=sigma, device=tiles.device)
-    total = torch.zeros(grid.height, grid.width, device=tiles.device)
+    weight = gaussian_weights(*grid.tile_shape, sigma=sigma, device=device)
+    total = torch.zeros(grid.height, grid.width, device=device)
     for box in grid.boxes:
         total[box.slices()] += weight
+    return total
+
+
+def accumulate(canvas: Tensor, tiles: Tensor, boxes: list[Box], total: Tensor, sigma: float = 0.25) -> None:
+    """Add ``(n, C, h, w)`` tiles at ``boxes`` into ``canvas (1, C, H, W)`` with normalised weights.
+
+    Weights are normalised before the tiles are added, so a single tile covering the image comes
+    back bit-exact and a constant stays constant across seams. Tiles can come in any groups.
+    """
+    weight = gaussian_weights(tiles.shape[-2], tiles.shape[-1], sigma=sigma, device=tiles.device)
+    for tile, box in zip(tiles, boxes, strict=True):
+        canvas[(0, slice(None), *box.slices())] += (weight / total[box.slices()]).to(tiles.dtype) * tile
+
+
+def fuse(tiles: Tensor, grid: TileGrid, sigma: float = 0.25) -> Tensor:
+    """Region integration: ``(N, C, h, w)`` tiles -> ``(1, C, H, W)`` Gaussian-weighted average."""
+    if tiles.shape[0] != len(grid):
+        raise ValueError(f"{tiles.shape[0]} tiles for a grid of {len(grid)}")
+    total = weight_total(grid, sigma, tiles.device)
     out = torch.zeros(1, tiles.shape[1], grid.height, grid.width, device=tiles.device, dtype=tiles.dtype)
-    for tile, box in zip(tiles, grid.boxes, strict=True):
-        out[(0, slice(None), *box.slices())] += (weight / total[box.slices()]).to(tiles.dtype) * tile
+    accumulate(out, tiles, list(grid.boxes), total, sigma)
     return out
 
 

@@ -35,7 +35,7 @@ class TilingSettings:
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
     overlap: int | None = None  # None = a quarter of the tile
     fusion_sigma: float = 0.25  # std of the Gaussian weight map, as a fraction of the tile side
-    stream_tiles: int = 256  # tiles sampled to the end before the next group starts
+    stream_tiles: int = 64  # tiles sampled to the end before the next group starts
 
 
 @dataclass

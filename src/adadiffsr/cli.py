@@ -149,6 +149,92 @@ def bench(
 
 
 @cli.group()
+def analyze() -> None:
+    """Look inside the sampler: information gain along the denoising path."""
+
+
+def _gain_config(fr: str, nr: str) -> Any:
+    from .gain.quality import GainConfig
+
+    names = lambda text: tuple(m.strip() for m in text.split(",") if m.strip())  # noqa: E731
+    return GainConfig(fr_metrics=names(fr), nr_metrics=names(nr))
+
+
+@analyze.command("gain")
+@click.argument("image")
+@click.option("-o", "--output", required=True, help="Plot (.png).")
+@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--fr", default="psnr,ssim,nlpd", show_default=True, help="Full-reference measures.")
+@click.option("--nr", default="niqe,piqe", show_default=True, help="No-reference measures.")
+@click.option("--weights", help="Backbone weights (default: the shipped model).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def analyze_gain(image: str, output: str, interval: int, fr: str, nr: str, weights: str | None, seed: int,
+                 debug: bool) -> None:
+    """Plot the measures of a flat and a textured tile of IMAGE along the path (cf. the paper's Fig. 3)."""
+    from .io import output_format
+
+    output_format(output)
+    config = _gain_config(fr, nr)
+    from .api import Upscaler
+    from .engine.pipeline import pad_to_multiple
+    from .engine.tiling import TileGrid
+    from .gain.plot import plot_traces
+    from .gain.traces import trace_tile
+    from .io import picture_to_tensor, read_picture, save_image
+
+    upscaler = Upscaler.from_pretrained(weights, device="cpu")
+    backbone = upscaler.backbone
+    lr = pad_to_multiple(picture_to_tensor(read_picture(image)), backbone.spec.size_multiple)
+    tile = backbone.spec.tile_size
+    grid = TileGrid.build(lr.shape[-2], lr.shape[-1], tile, tile // 4)
+    tiles = grid.crop(lr)
+    detail = (tiles[..., 1:, :] - tiles[..., :-1, :]).abs().mean((1, 2, 3)) + (
+        tiles[..., 1:] - tiles[..., :-1]).abs().mean((1, 2, 3))
+    panels = []
+    for label, index in (("flat", int(detail.argmin())), ("textured", int(detail.argmax()))):
+        box = grid.boxes[index]
+        trace = trace_tile(backbone, tiles[index : index + 1], config, interval, seed)
+        panels.append((f"{label} tile at ({box.left}, {box.top}), {box.width}x{box.height} input px", trace))
+        click.echo(f"{label} tile {index}: R full-ref {trace.performance[0, 0]:.3f} -> {trace.performance[-1, 0]:.3f}, "
+                   f"no-ref {trace.performance[0, 1]:.3f} -> {trace.performance[-1, 1]:.3f}", err=True)
+    save_image(plot_traces(panels, config), output)
+
+
+@analyze.command("traces")
+@click.option("--photos", default="data/photos", show_default=True)
+@click.option("--split", type=click.Choice(("train", "val")), default="train", show_default=True)
+@click.option("--tiles", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--fr", default="psnr,ssim,nlpd", show_default=True)
+@click.option("--nr", default="niqe,piqe", show_default=True)
+@click.option("--weights", help="Backbone weights (default: the shipped model).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Traces file (.safetensors).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, nr: str, weights: str | None,
+                   seed: int, out: str, debug: bool) -> None:
+    """Record every measure at every step for tiles of degraded photo crops (realesrgan-x4)."""
+    config = _gain_config(fr, nr)
+    from .api import Upscaler
+    from .data.pairs import PairDataset
+    from .data.photos import split_files
+    from .gain.traces import save_traces, trace_tile
+
+    backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
+    tile = backbone.spec.tile_size
+    dataset = PairDataset(split_files(Path(photos), split), crop=tile * backbone.spec.scale_factor, seed=seed)
+    traces = []
+    for k in range(tiles):
+        lr, _ = dataset[k]
+        traces.append(trace_tile(backbone, lr[None] * 2 - 1, config, interval, seed + k))
+        click.echo(f"tile {k + 1}/{tiles}", err=True)
+    ranges = save_traces(Path(out), traces, config, {"photos_split": split, "seed": str(seed),
+                                                    "interval": str(interval)})
+    click.echo("fitted ranges (worse, better): " + json.dumps(ranges), err=True)
+
+
+@cli.group()
 def data() -> None:
     """Assemble training and validation data."""
 

@@ -44,6 +44,11 @@ class Backbone(nn.Module, ABC):
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """``(B, C, h', w')`` noisy tile, ``(B,)`` timesteps, ``(B, ...)`` condition -> raw prediction."""
 
+    def reference_feature(self, cond: Tensor) -> Tensor:
+        """The input's feature ``o`` of eq. 2 in working space, from the condition. The default
+        suits a condition that already lives in the working space (the compact backbone's)."""
+        return cond
+
     @abstractmethod
     def encode(self, hr: Tensor) -> Tensor:
         """High-resolution pixels in ``[-1, 1]`` -> working space."""

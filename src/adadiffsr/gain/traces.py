@@ -1,0 +1,92 @@
+"""Gain traces: every measure of eq. 2 at every step of fine uniform sampling, tile by tile.
+
+The traces show how the measures evolve (the paper's Fig. 3), give the fitted normalisation ranges,
+and are the training set of the learned regressor: tiles are made from seeds, so their features at
+any step can be recomputed exactly by sampling again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from ..backbones.base import Backbone
+from ..engine.sampler import SamplerSettings, sample_tiles, tile_generators
+from ..io import atomic_write
+from ..policies.uniform import UniformPolicy
+from .quality import GainConfig, components, information_gain, measure, normalise
+
+
+@dataclass
+class Trace:
+    """One tile's path: ``S`` steps of ``M`` measures."""
+
+    t: Tensor  # (S,) timestep each estimate was made at
+    raw: Tensor  # (S, M) raw scores
+    performance: Tensor  # (S, 2) R: FR and NR components
+    gain: Tensor  # (S, 2) I = tanh(R_i - R_{i-1}), NR zero in the first half
+
+
+def trace_tile(
+    backbone: Backbone, lr: Tensor, config: GainConfig, interval: int = 20, seed: int = 0
+) -> Trace:
+    """Sample one tile ``lr (1, 3, h, w)`` in ``[-1, 1]`` uniformly and score every step's estimate."""
+    spec = backbone.spec
+    device = lr.device
+    with torch.no_grad():
+        cond = backbone.condition(lr)
+        reference = ((backbone.decode(backbone.reference_feature(cond)).float() + 1) / 2).clamp(0, 1).cpu()
+    side = (lr.shape[-2] * spec.latent_scale, lr.shape[-1] * spec.latent_scale)
+    noise = torch.randn((1, spec.latent_channels, *side), generator=torch.Generator(device=device).manual_seed(seed),
+                        device=device)
+    steps: list[int] = []
+    rows: list[Tensor] = []
+
+    def record(x0: Tensor, x0_prev: Tensor | None, c: Tensor, t: Tensor) -> Tensor:
+        estimate = ((backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
+        rows.append(measure(config, estimate, reference)[0])
+        steps.append(int(t[0]))
+        return torch.zeros(1, 2, device=x0.device)
+
+    with torch.no_grad():
+        sample_tiles(backbone, noise, cond, UniformPolicy(interval), SamplerSettings(), tile_generators(seed, 1, device),
+                     gain_fn=record)
+    raw = torch.stack(rows)
+    performance = components(config, normalise(config, raw))
+    t = torch.tensor(steps)
+    previous = torch.cat([performance[:1], performance[:-1]])
+    gain = information_gain(config, performance, previous, t, spec.schedule.num_train_timesteps)
+    return Trace(t, raw, performance, gain)
+
+
+def fit_ranges(config: GainConfig, raw: Tensor, low: float = 0.01, high: float = 0.99) -> dict[str, tuple[float, float]]:
+    """Ranges from traces: the 1st and 99th percentiles, ordered worse -> better per metric."""
+    from ..metrics.registry import METRICS
+
+    flat = raw.reshape(-1, raw.shape[-1]).double()
+    out = {}
+    for k, name in enumerate(config.metrics):
+        lo, hi = float(torch.quantile(flat[:, k], low)), float(torch.quantile(flat[:, k], high))
+        out[name] = (hi, lo) if METRICS[name].lower_is_better else (lo, hi)
+    return out
+
+
+def save_traces(path: Path, traces: list[Trace], config: GainConfig, meta: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Write traces (stacked: tiles x steps) and their fitted ranges to a safetensors file."""
+    raw = torch.stack([tr.raw for tr in traces])
+    ranges = fit_ranges(config, raw)
+    tensors = {
+        "t": torch.stack([tr.t for tr in traces]),
+        "raw": raw,
+        "performance": torch.stack([tr.performance for tr in traces]),
+        "gain": torch.stack([tr.gain for tr in traces]),
+    }
+    metadata = {"metrics": json.dumps(list(config.metrics)), "config": json.dumps(asdict(config)),
+                "fitted_ranges": json.dumps(ranges), **meta}
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata))
+    return ranges

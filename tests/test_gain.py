@@ -94,3 +94,27 @@ def test_analyze_gain_and_traces_cli(tmp_path, monkeypatch, capsys):
         assert f.get_tensor("raw").shape == (2, 2, 2)
         assert json.loads(f.metadata()["metrics"]) == ["psnr", "niqe"]
         assert set(json.loads(f.metadata()["fitted_ranges"])) == {"psnr", "niqe"}
+
+
+def test_train_regressor_reports_agreement_and_overhead(tmp_path, monkeypatch, capsys):
+    from adadiffsr.gain.regressor import load_regressor, regressor_path_for
+
+    save_backbone(tiny_compact(tile_size=48), tmp_path / DEFAULT_WEIGHTS_NAME)
+    monkeypatch.setenv("ADADIFFSR_WEIGHTS_DIR", str(tmp_path))
+    for split in ("train", "val"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        Image.open(FIXTURES / "chelsea-288.png").convert("RGB").save(tmp_path / "photos" / split / "a.png")
+    out = regressor_path_for(tmp_path / DEFAULT_WEIGHTS_NAME)
+    code = main(["train", "regressor", "--photos", str(tmp_path / "photos"), "--out", str(out), "--train-tiles", "2",
+                 "--val-tiles", "1", "--interval", "100", "--epochs", "2", "--fr", "psnr", "--nr", "niqe"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert set(report["val"]) >= {"correlation", "category_agreement", "steps"}
+    assert report["val"]["steps"] == 5  # t = 499 ... 99 at interval 100
+    assert 0 < report["overhead"]["fraction"] < 1
+    model = load_regressor(out)
+    x = torch.randn(3, 48, 48, 48)
+    gains = model(x, x, x, torch.tensor([10, 500, 990]))
+    assert gains.shape == (3, 2) and bool((gains.abs() <= 1).all())
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["train_tiles"] == 2

@@ -292,6 +292,32 @@ def train_backbone_cmd(
     click.echo(f"EMA weights: {path}", err=True)
 
 
+@train.command("regressor")
+@click.option("--photos", default="data/photos", show_default=True)
+@click.option("--out", default="weights/compact-x4.regressor.safetensors", show_default=True)
+@click.option("--train-tiles", type=click.IntRange(min=1), default=24, show_default=True)
+@click.option("--val-tiles", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--fr", default="psnr,ssim,nlpd", show_default=True)
+@click.option("--nr", default="niqe,piqe", show_default=True)
+@click.option("--weights", help="Backbone weights (default: the shipped model).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def train_regressor_cmd(photos: str, out: str, train_tiles: int, val_tiles: int, interval: int, epochs: int,
+                        fr: str, nr: str, weights: str | None, seed: int, debug: bool) -> None:
+    """Train the MMLE gain regressor on exact gains; report agreement and cost."""
+    config = _gain_config(fr, nr)
+    from .api import Upscaler
+    from .train.regressor import RegressorTrainConfig, train_regressor
+
+    backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
+    cfg = RegressorTrainConfig(photos=photos, out=out, train_tiles=train_tiles, val_tiles=val_tiles,
+                               interval=interval, epochs=epochs, seed=seed)
+    report = train_regressor(backbone, cfg, config, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
+
+
 def _progress_factory(quiet: bool) -> Any:
     """A context manager per image yielding the engine's progress callback: a bar on stderr, shown
     from the first step on, so that an error found before sampling prints alone."""

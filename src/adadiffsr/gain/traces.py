@@ -30,12 +30,15 @@ class Trace:
     raw: Tensor  # (S, M) raw scores
     performance: Tensor  # (S, 2) R: FR and NR components
     gain: Tensor  # (S, 2) I = tanh(R_i - R_{i-1}), NR zero in the first half
+    estimates: Tensor | None = None  # (S, C, h, w) float16 working-space x0 per step, if kept
+    cond: Tensor | None = None  # (1, ...) the tile's condition, if kept
 
 
 def trace_tile(
-    backbone: Backbone, lr: Tensor, config: GainConfig, interval: int = 20, seed: int = 0
+    backbone: Backbone, lr: Tensor, config: GainConfig, interval: int = 20, seed: int = 0, keep: bool = False
 ) -> Trace:
-    """Sample one tile ``lr (1, 3, h, w)`` in ``[-1, 1]`` uniformly and score every step's estimate."""
+    """Sample one tile ``lr (1, 3, h, w)`` in ``[-1, 1]`` uniformly and score every step's estimate
+    (``keep``: also return the estimates, the regressor's training inputs)."""
     spec = backbone.spec
     device = lr.device
     with torch.no_grad():
@@ -46,11 +49,14 @@ def trace_tile(
                         device=device)
     steps: list[int] = []
     rows: list[Tensor] = []
+    kept: list[Tensor] = []
 
     def record(x0: Tensor, x0_prev: Tensor | None, c: Tensor, t: Tensor) -> Tensor:
         estimate = ((backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
         rows.append(measure(config, estimate, reference)[0])
         steps.append(int(t[0]))
+        if keep:
+            kept.append(x0[0].half().cpu())
         return torch.zeros(1, 2, device=x0.device)
 
     with torch.no_grad():
@@ -61,7 +67,7 @@ def trace_tile(
     t = torch.tensor(steps)
     previous = torch.cat([performance[:1], performance[:-1]])
     gain = information_gain(config, performance, previous, t, spec.schedule.num_train_timesteps)
-    return Trace(t, raw, performance, gain)
+    return Trace(t, raw, performance, gain, torch.stack(kept) if keep else None, cond.cpu() if keep else None)
 
 
 def fit_ranges(config: GainConfig, raw: Tensor, low: float = 0.01, high: float = 0.99) -> dict[str, tuple[float, float]]:

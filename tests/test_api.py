@@ -57,3 +57,22 @@ def test_bf16_autocast_runs_close_to_fp32():
     full = np.asarray(Upscaler(tiny_compact(), "cpu")(image, config).image, dtype=np.float64)
     half = np.asarray(Upscaler(tiny_compact(), "cpu", dtype="bf16")(image, config).image, dtype=np.float64)
     assert np.abs(full - half).mean() < 3.0  # mean error under 3 of 255 levels
+
+
+def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
+    from adadiffsr.gain.regressor import GainRegressor, RegressorConfig
+
+    image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 48, 48))
+    config = dict(interval=250, tile=48)
+    plain = Upscaler(tiny_compact(tile_size=48), "cpu")
+    with pytest.raises(WeightsError, match="regressor"):
+        plain(image, UpscaleConfig(gain="learned", **config))
+    exact = plain(image, UpscaleConfig(gain="exact", **config))
+    assert exact.report["seconds"]["gain"] > 0
+    none = plain(image, UpscaleConfig(**config))
+    assert none.report["seconds"]["gain"] == 0
+    assert np.array_equal(np.asarray(exact.image), np.asarray(none.image))  # uniform sampling ignores gains
+    learned = Upscaler(tiny_compact(tile_size=48), "cpu", regressor=GainRegressor(RegressorConfig()))
+    assert learned(image, UpscaleConfig(gain="learned", **config)).report["seconds"]["gain"] > 0
+    with pytest.raises(ConfigError):
+        plain(image, UpscaleConfig(gain="psychic"))

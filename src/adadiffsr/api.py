@@ -21,7 +21,9 @@ from PIL import Image
 from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import ProgressFn, SamplerSettings
+from .engine.sampler import GainFn, ProgressFn, SamplerSettings
+from .gain.exact import ExactGain
+from .gain.regressor import GainRegressor, load_regressor, regressor_path_for
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
@@ -32,6 +34,7 @@ from .weights import default_weights_path, load_backbone
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+GAINS: tuple[str, ...] = ("none", "exact", "learned")
 
 # sampler name -> policy factory; the adaptive policy registers here when it lands
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {"uniform": lambda c: UniformPolicy(c.interval)}
@@ -52,6 +55,7 @@ class UpscaleConfig:
     color_fix: str = "none"
     outscale: float | None = None  # final scale; None = the backbone's own
     fusion_sigma: float = 0.25
+    gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -64,6 +68,8 @@ class UpscaleConfig:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if not 0 <= self.eta <= 1:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
+        if self.gain not in GAINS:
+            raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
             raise ConfigError(f"scale must be in (0, 16], got {self.outscale}")
 
@@ -113,16 +119,21 @@ def resolve_dtype(name: str) -> torch.dtype:
 class Upscaler:
     """A loaded backbone on a device, ready to upscale many images."""
 
-    def __init__(self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32") -> None:
+    def __init__(
+        self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32",
+        regressor: GainRegressor | None = None,
+    ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dtype = resolve_dtype(dtype)
         self.backbone = backbone.to(self.device).eval()
+        self.regressor = regressor.to(self.device).eval() if regressor is not None else None
 
     @classmethod
     def from_pretrained(
         cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32"
     ) -> Upscaler:
-        """Load a weights file, or the shipped default model when ``weights`` is None."""
+        """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
+        regressor (``NAME.regressor.safetensors`` beside it) when there is one."""
         if weights is None:
             weights = default_weights_path()
             if not weights.is_file():
@@ -131,7 +142,19 @@ class Upscaler:
                     "pass --weights PATH (see the README)"
                 )
         resolved = resolve_device(device)
-        return cls(load_backbone(weights, device=resolved), resolved, dtype)
+        regressor_file = regressor_path_for(weights)
+        regressor = load_regressor(regressor_file, resolved) if regressor_file.is_file() else None
+        return cls(load_backbone(weights, device=resolved), resolved, dtype, regressor)
+
+    def gain_function(self, kind: str) -> GainFn | None:
+        """The sampler's gain function: none, the exact metrics, or the learned regressor."""
+        if kind == "none":
+            return None
+        if kind == "exact":
+            return ExactGain(self.backbone)
+        if self.regressor is None:
+            raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
+        return self.regressor
 
     def __call__(
         self,
@@ -159,6 +182,7 @@ class Upscaler:
             tiling,
             seed=config.seed,
             color_fix=config.color_fix,
+            gain_fn=self.gain_function(config.gain),
             progress=progress,
         )
         rgb = (out.image.float() + 1) / 2

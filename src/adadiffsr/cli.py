@@ -46,6 +46,8 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
 @click.option("--weights", help="Backbone weights (.safetensors). Default: the shipped model.")
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
+@click.option("--gain", type=click.Choice(("none", "exact", "learned")), default="none", show_default=True,
+              help="Information gain per step (MMLE): exact metrics or the learned regressor.")
 @click.option("--ext", type=click.Choice(("png", "jpg", "webp", "tif", "bmp")), default="png", show_default=True,
               help="Output format in folder mode.")
 @click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")
@@ -60,7 +62,7 @@ def cli() -> None:
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
     steps: int | None, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
-    seed: int, device: str, dtype: str, weights: str | None, color_fix: str, ext: str, suffix: str,
+    seed: int, device: str, dtype: str, weights: str | None, color_fix: str, gain: str, ext: str, suffix: str,
     skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
     quiet: bool, debug: bool,
 ) -> None:
@@ -87,6 +89,7 @@ def upscale(
         seed=seed,
         color_fix=color_fix,
         outscale=scale,
+        gain=gain,
     )
     config.validate()
     upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype)

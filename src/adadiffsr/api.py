@@ -35,6 +35,7 @@ from .weights import default_weights_path, load_backbone
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 GAINS: tuple[str, ...] = ("none", "exact", "learned")
+BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4")
 
 # sampler name -> policy factory; the adaptive policy registers here when it lands
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {"uniform": lambda c: UniformPolicy(c.interval)}
@@ -56,6 +57,7 @@ class UpscaleConfig:
     outscale: float | None = None  # final scale; None = the backbone's own
     fusion_sigma: float = 0.25
     gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
+    spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -68,6 +70,8 @@ class UpscaleConfig:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if not 0 <= self.eta <= 1:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
+        if self.spacing not in ("trailing", "leading"):
+            raise ConfigError(f"unknown spacing {self.spacing!r}; choose trailing or leading")
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
@@ -130,10 +134,20 @@ class Upscaler:
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32"
+        cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32",
+        backbone: str = "compact",
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
         regressor (``NAME.regressor.safetensors`` beside it) when there is one."""
+        if backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if backbone == "ldm-sr-x4":
+            if weights is None:
+                raise WeightsError("--backbone ldm-sr-x4 needs --weights: the pipeline folder or its Hugging Face id")
+            from .backbones.ldm_sr import load_ldm_sr
+
+            resolved = resolve_device(device)
+            return cls(load_ldm_sr(weights, resolved), resolved, dtype)
         if weights is None:
             weights = default_weights_path()
             if not weights.is_file():
@@ -173,7 +187,8 @@ class Upscaler:
         policy = SAMPLERS[config.sampler](config)
         tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
-        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype)
+        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
+                                   spacing=config.spacing)
         out = upscale_tensor(
             self.backbone,
             picture_to_tensor(picture, self.device),

@@ -44,7 +44,11 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
-@click.option("--weights", help="Backbone weights (.safetensors). Default: the shipped model.")
+@click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face id for "
+              "ldm-sr-x4). Default: the shipped model.")
+@click.option("--backbone", type=click.Choice(("compact", "ldm-sr-x4")), default="compact", show_default=True)
+@click.option("--spacing", type=click.Choice(("trailing", "leading")), default="trailing", show_default=True,
+              help="First timestep: T-1, or diffusers' default (the largest multiple of the interval below T).")
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
 @click.option("--gain", type=click.Choice(("none", "exact", "learned")), default="none", show_default=True,
               help="Information gain per step (MMLE): exact metrics or the learned regressor.")
@@ -62,7 +66,8 @@ def cli() -> None:
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
     steps: int | None, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
-    seed: int, device: str, dtype: str, weights: str | None, color_fix: str, gain: str, ext: str, suffix: str,
+    seed: int, device: str, dtype: str, weights: str | None, backbone: str, spacing: str, color_fix: str, gain: str,
+    ext: str, suffix: str,
     skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
     quiet: bool, debug: bool,
 ) -> None:
@@ -90,9 +95,10 @@ def upscale(
         color_fix=color_fix,
         outscale=scale,
         gain=gain,
+        spacing=spacing,
     )
     config.validate()
-    upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
+    upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone)
     failed = run_jobs(
         jobs, upscaler, config, skip_existing=skip_existing, max_pixels=max_pixels or None,
         folder_mode=folder_mode, say=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),

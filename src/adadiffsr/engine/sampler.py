@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..backbones.base import Backbone
-from ..errors import NumericalError
+from ..errors import ConfigError, NumericalError
 from ..policies.base import Policy, StepObservation
 from .schedule import SkipCodebook, UpdateRule, skip_step, split_prediction
 
@@ -37,6 +37,7 @@ class SamplerSettings:
     eta: float = 0.0  # DDIM stochasticity; ddpm is always stochastic
     batch_tiles: int = 8
     dtype: torch.dtype = torch.float32  # autocast dtype of backbone calls; the state stays float32
+    spacing: str = "trailing"  # first timestep: T - 1 ("trailing") or the largest multiple of the first interval below T ("leading", diffusers' default)
 
 
 @dataclass
@@ -74,8 +75,8 @@ def sample_tiles(
 
     x = x_T.float().clone()  # current x_t of active tiles; the final state of finished ones
     x0_prev = torch.zeros_like(x)
-    t = torch.full((n,), total_t - 1, dtype=torch.long, device=device)
     k_idx = policy.initial(n).to(device)
+    t = start_timesteps(codebook, k_idx, settings.spacing)
     steps = torch.zeros(n, dtype=torch.long, device=device)
     exit_t = torch.full((n,), -1, dtype=torch.long, device=device)
     active = torch.ones(n, dtype=torch.bool, device=device)
@@ -143,6 +144,17 @@ def sample_tiles(
             walked = torch.where(active, (total_t - 1 - t).float() / total_t, torch.ones(()))
             progress(float(walked.mean()), nfe)
     return TileRun(x0=x, steps=steps, exit_t=exit_t, nfe=nfe, seconds=seconds)
+
+
+def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:
+    """Where each tile's walk starts: ``T - 1`` (trailing) or ``((T - 1) // k) * k`` (leading)."""
+    total = codebook.num_train_timesteps
+    if spacing == "trailing":
+        return torch.full_like(k_idx, total - 1)
+    if spacing == "leading":
+        ks = torch.tensor(codebook.intervals, device=k_idx.device)[k_idx]
+        return (total - 1) // ks * ks
+    raise ConfigError(f"unknown timestep spacing {spacing!r}; use trailing or leading")
 
 
 def uniform_nfe(num_tiles: int, interval: int, num_train_timesteps: int = 1000) -> int:

@@ -28,6 +28,7 @@ from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .policies.base import Policy
+from .policies.dtss import DTSSPolicy
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .weights import default_weights_path, load_backbone
@@ -38,7 +39,10 @@ GAINS: tuple[str, ...] = ("none", "exact", "learned")
 BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4")
 
 # sampler name -> policy factory; the adaptive policy registers here when it lands
-SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {"uniform": lambda c: UniformPolicy(c.interval)}
+SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
+    "uniform": lambda c: UniformPolicy(c.interval),
+    "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop),
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class UpscaleConfig:
     fusion_sigma: float = 0.25
     gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
     spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
+    intervals: tuple[int, ...] = (5, 10, 15, 20)  # the adaptive sampler's interval set (DTSS)
+    tau: float = 5e-3  # DTSS gain threshold
+    drop: float = 0.02  # DTSS: NR fall below its best that makes a tile saturated
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -72,6 +79,8 @@ class UpscaleConfig:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
         if self.spacing not in ("trailing", "leading"):
             raise ConfigError(f"unknown spacing {self.spacing!r}; choose trailing or leading")
+        if self.sampler == "adaptive":
+            DTSSPolicy(intervals=tuple(self.intervals), tau=self.tau, drop=self.drop)  # checks them
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
@@ -160,8 +169,11 @@ class Upscaler:
         regressor = load_regressor(regressor_file, resolved) if regressor_file.is_file() else None
         return cls(load_backbone(weights, device=resolved), resolved, dtype, regressor)
 
-    def gain_function(self, kind: str) -> GainFn | None:
-        """The sampler's gain function: none, the exact metrics, or the learned regressor."""
+    def gain_function(self, kind: str, sampler: str = "uniform") -> GainFn | None:
+        """The sampler's gain function: none, the exact metrics, or the learned regressor. The
+        adaptive sampler needs one: with ``none`` it takes the regressor, or the metrics without it."""
+        if kind == "none" and sampler == "adaptive":
+            kind = "learned" if self.regressor is not None else "exact"
         if kind == "none":
             return None
         if kind == "exact":
@@ -197,7 +209,7 @@ class Upscaler:
             tiling,
             seed=config.seed,
             color_fix=config.color_fix,
-            gain_fn=self.gain_function(config.gain),
+            gain_fn=self.gain_function(config.gain, config.sampler),
             progress=progress,
         )
         rgb = (out.image.float() + 1) / 2

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-SAMPLER_NAMES = ("uniform",)
+SAMPLER_NAMES = ("uniform", "adaptive")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
 COLOR_FIX_NAMES = ("none", "wavelet", "adain")
@@ -34,6 +34,8 @@ def cli() -> None:
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="uniform", show_default=True)
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
 @click.option("--steps", type=click.IntRange(1, 1000), help="Number of steps instead of --interval (1000/N).")
+@click.option("--intervals", default="5,10,15,20", show_default=True, help="The adaptive sampler's interval set.")
+@click.option("--tau", type=click.FloatRange(min=0), default=5e-3, show_default=True, help="DTSS gain threshold.")
 @click.option("--scheduler", type=click.Choice(("ddim", "ddpm")), default="ddim", show_default=True,
               help="Update rule through the skip-step codebook.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="DDIM stochasticity.")
@@ -65,7 +67,7 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
-    steps: int | None, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    steps: int | None, intervals: str, tau: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
     seed: int, device: str, dtype: str, weights: str | None, backbone: str, spacing: str, color_fix: str, gain: str,
     ext: str, suffix: str,
     skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
@@ -96,6 +98,8 @@ def upscale(
         outscale=scale,
         gain=gain,
         spacing=spacing,
+        intervals=_int_list(intervals, "--intervals"),
+        tau=tau,
     )
     config.validate()
     upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone)
@@ -325,6 +329,13 @@ def train_regressor_cmd(photos: str, out: str, train_tiles: int, val_tiles: int,
                                interval=interval, epochs=epochs, seed=seed)
     report = train_regressor(backbone, cfg, config, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
+
+
+def _int_list(text: str, hint: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not a comma list of integers", param_hint=hint) from e
 
 
 def _progress_factory(quiet: bool) -> Any:

@@ -25,13 +25,19 @@ def build_report(
     h, w = out.input_size
     nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps)
     tiles = []
-    for box, steps, exit_t in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), strict=True):
+    names = ("growing", "stable", "saturated")
+    for box, steps, exit_t, cat in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), run.category.tolist(),
+                                       strict=True):
         bw, bh = min(box.width, w - box.left), min(box.height, h - box.top)
-        tiles.append({"box": [box.left, box.top, bw, bh], "steps": steps, "exit_t": exit_t})
+        tile = {"box": [box.left, box.top, bw, bh], "steps": steps, "exit_t": exit_t}
+        if cat >= 0:
+            tile["category"] = names[cat]
+        tiles.append(tile)
     return {
         "nfe": run.nfe,
         "nfe_uniform": nfe_uniform,
         "nfe_saved": nfe_uniform - run.nfe,
+        "tiles_exited_early": int((run.exit_t >= 0).sum()),
         "speedup_nfe": nfe_uniform / run.nfe if run.nfe else None,
         "seconds": {k: round(v, 6) for k, v in out.seconds.items()},
         "seconds_per_tile_evaluation": out.seconds["backbone"] / run.nfe if run.nfe else None,
@@ -71,11 +77,20 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
     legend_h = 28
     canvas = Image.new("RGB", (picture.width, picture.height + legend_h), (255, 255, 255))
     canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for box, cat in zip(out.grid.boxes, out.run.category.tolist(), strict=True):
+        if cat == 2:  # saturated tiles exited early: mark their centres
+            cx, cy = (box.left + box.width / 2) * factor, (box.top + box.height / 2) * factor
+            if cx < picture.width and cy < picture.height:
+                draw.line([cx - 5, cy - 5, cx + 5, cy + 5], fill=(255, 255, 255), width=2)
+                draw.line([cx - 5, cy + 5, cx + 5, cy - 5], fill=(255, 255, 255), width=2)
     bar_w = max(8, min(200, picture.width - 150))
     bar = colormap(np.linspace(0, 1, bar_w)[None, :].repeat(12, axis=0))
     canvas.paste(Image.fromarray(bar), (4, picture.height + 8))
-    draw = ImageDraw.Draw(canvas)
     text = f"steps {int(lo)} .. {int(hi)}   NFE {out.run.nfe}"
+    if bool((out.run.category >= 0).any()):
+        counts = [int((out.run.category == k).sum()) for k in range(3)]
+        text += f"   last category: {counts[0]} growing, {counts[1]} stable, {counts[2]} saturated (x)"
     draw.text((bar_w + 10, picture.height + 8), text, fill=(0, 0, 0), font=ImageFont.load_default())
     return canvas
 

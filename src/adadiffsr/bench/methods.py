@@ -64,6 +64,7 @@ class Engine:
             TilingSettings(tile=c.tile, overlap=c.overlap, fusion_sigma=c.fusion_sigma),
             seed=c.seed,
             color_fix=c.color_fix,
+            gain_fn=self.upscaler.gain_function(c.gain, c.sampler),
         )
         return ((out.image.float().cpu() + 1) / 2).clamp(0, 1), out.run.nfe
 
@@ -115,7 +116,10 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             for key, raw in params.items():
                 if key not in fields or key in ("sampler", "outscale"):
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
-                values[key] = _convert(raw, fields[key].type)
+                if key == "intervals":
+                    values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
+                else:
+                    values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)
             config.validate()
             methods.append(Engine(upscaler, config, label=spec.replace(":", "-").replace(",", "-").replace("=", "")))

@@ -44,6 +44,7 @@ class RunSummary:
 
     steps: Tensor  # (N,) backbone evaluations per tile
     exit_t: Tensor  # (N,) timestep of an early exit, -1 where a tile ran to the end
+    category: Tensor  # (N,) the policy's last category per tile, -1 for none
     nfe: int
     seconds: dict[str, float]
 
@@ -54,7 +55,7 @@ class RunSummary:
             for k, v in run.seconds.items():
                 seconds[k] = seconds.get(k, 0.0) + v
         return cls(torch.cat([r.steps for r in runs]), torch.cat([r.exit_t for r in runs]),
-                   sum(r.nfe for r in runs), seconds)
+                   torch.cat([r.category for r in runs]), sum(r.nfe for r in runs), seconds)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def upscale_tensor(
         t0 = time.perf_counter()
         accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma)
         seconds["fusion"] += time.perf_counter() - t0
-        runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.nfe, run.seconds))
+        runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.category.cpu(), run.nfe, run.seconds))
         del run, cond  # the group's states are in the canvas now
     del noise
     summary = RunSummary.merge(runs)

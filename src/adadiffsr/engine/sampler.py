@@ -47,6 +47,7 @@ class TileRun:
     x0: Tensor  # (N, C, h, w) each tile's final state, working space
     steps: Tensor  # (N,) steps taken (backbone evaluations) per tile
     exit_t: Tensor  # (N,) timestep where a tile stopped early; -1 where it ran to the end
+    category: Tensor  # (N,) last category the policy gave each tile (-1: none)
     nfe: int
     seconds: dict[str, float] = field(default_factory=dict)  # backbone, gain, policy
 
@@ -82,6 +83,9 @@ def sample_tiles(
     active = torch.ones(n, dtype=torch.bool, device=device)
     best: Tensor | None = None  # allocated when a policy first keeps a state
     has_best = torch.zeros(n, dtype=torch.bool, device=device)
+    gain_sum: Tensor | None = None  # (N, G) once a gain function has answered
+    best_sum = torch.zeros(n, device=device)
+    category = torch.full((n,), -1, dtype=torch.long, device=device)
     seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0}
     nfe = 0
 
@@ -108,7 +112,10 @@ def sample_tiles(
             gain = None
             if gain_fn is not None:
                 with _timed(seconds, "gain", device):
-                    gain = gain_fn(x0, None if bool(first.all()) else x0_prev[chunk], c, t_now)
+                    gain = gain_fn(x0, None if bool(first.all()) else x0_prev[chunk], c, t_now).float()
+                if gain_sum is None:
+                    gain_sum = torch.zeros(n, gain.shape[1], device=device)
+                gain_sum[chunk] += gain
             obs = StepObservation(
                 tile=chunk,
                 t=t_now,
@@ -118,6 +125,8 @@ def sample_tiles(
                 x0_prev=None if bool(first.all()) else x0_prev[chunk],
                 cond=c,
                 gain=gain,
+                gain_sum=None if gain_sum is None else gain_sum[chunk],
+                best_sum=None if gain_sum is None else best_sum[chunk],
             )
             with _timed(seconds, "policy", device):
                 decision = policy(obs)
@@ -127,6 +136,10 @@ def sample_tiles(
                     best = torch.zeros_like(x)
                 best[chunk[decision.keep]] = x0[decision.keep]
                 has_best[chunk[decision.keep]] = True
+                if gain_sum is not None:
+                    best_sum[chunk[decision.keep]] = gain_sum[chunk[decision.keep], -1]
+            if decision.category is not None:
+                category[chunk] = decision.category.to(device)
             finished = t_next < 0
             leaving = decision.exit & ~finished
             if bool(leaving.any()):
@@ -143,7 +156,7 @@ def sample_tiles(
         if progress is not None:
             walked = torch.where(active, (total_t - 1 - t).float() / total_t, torch.ones(()))
             progress(float(walked.mean()), nfe)
-    return TileRun(x0=x, steps=steps, exit_t=exit_t, nfe=nfe, seconds=seconds)
+    return TileRun(x0=x, steps=steps, exit_t=exit_t, category=category, nfe=nfe, seconds=seconds)
 
 
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:

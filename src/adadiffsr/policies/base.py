@@ -24,6 +24,8 @@ class StepObservation:
     x0_prev: Tensor | None  # (n, C, h, w) the estimate of the previous step; None on the first
     cond: Tensor  # (n, ...) the backbone's condition (input feature) for these tiles
     gain: Tensor | None  # (n, G) information gain components, if a gain function is set
+    gain_sum: Tensor | None = None  # (n, G) gains summed over the tile's steps, this one included
+    best_sum: Tensor | None = None  # (n,) the NR gain sum when the tile's best state was kept
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Decision:
     interval: Tensor  # (n,) long, index into the policy's interval set for the next jump
     exit: Tensor  # (n,) bool, stop now and keep the tile's best state
     keep: Tensor  # (n,) bool, record this step's x0 as the tile's best state
+    category: Tensor | None = None  # (n,) long, the policy's label for the step map and report
 
 
 class Policy(Protocol):

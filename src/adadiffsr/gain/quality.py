@@ -71,7 +71,10 @@ def measure(cfg: GainConfig, estimate: Tensor, reference: Tensor) -> Tensor:
     for name in cfg.metrics:
         spec = METRICS[name]
         assert spec.fn is not None  # checked in GainConfig
-        columns.append(spec.fn(estimate.double(), reference.double() if spec.full_reference else None).double())
+        try:
+            columns.append(spec.fn(estimate.double(), reference.double() if spec.full_reference else None).double())
+        except ValueError:  # the tile is too small for this measure (NIQE needs two 96x96 blocks)
+            columns.append(torch.full((estimate.shape[0],), float("nan"), dtype=torch.float64))
     return torch.stack(columns, 1)
 
 
@@ -85,10 +88,14 @@ def normalise(cfg: GainConfig, raw: Tensor) -> Tensor:
 def components(cfg: GainConfig, normalised: Tensor) -> Tensor:
     """``(n, M)`` normalised scores -> ``(n, 2)``: the FR and NR weighted means (eq. 2)."""
     w = torch.tensor([cfg.weights.get(m, 1.0) for m in cfg.metrics], dtype=normalised.dtype)
+    w = w * torch.isfinite(normalised)  # measures that could not be computed (NaN) do not count
+    values = torch.nan_to_num(normalised, nan=0.0)
     k = len(cfg.fr_metrics)
-    fr = (normalised[:, :k] * w[:k]).sum(1) / w[:k].sum()
-    nr = (normalised[:, k:] * w[k:]).sum(1) / w[k:].sum() if cfg.nr_metrics else torch.zeros_like(fr)
-    return torch.stack([fr, nr], 1)
+
+    def mean(part: slice) -> Tensor:
+        return (values[:, part] * w[:, part]).sum(1) / w[:, part].sum(1).clamp(min=1e-12)
+
+    return torch.stack([mean(slice(0, k)), mean(slice(k, None))], 1)
 
 
 def information_gain(cfg: GainConfig, r_now: Tensor, r_prev: Tensor, t: Tensor, num_train_timesteps: int) -> Tensor:

@@ -1,0 +1,97 @@
+"""DTSS as pure functions, the policy in the sampler, and the adaptive sampler through the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
+from adadiffsr.errors import ConfigError
+from adadiffsr.policies.base import StepObservation
+from adadiffsr.policies.dtss import GROWING, SATURATED, STABLE, DTSSPolicy, classify, pace
+
+from .conftest import FunctionBackbone, tiny_compact
+
+TAU = 5e-3
+
+
+def test_classify_by_gain_and_half_of_the_path():
+    gain = torch.tensor([[0.02, 0.0], [0.0, 0.0], [0.0, 0.02], [0.0, 0.0], [0.0, 0.002]])
+    gain_sum = torch.tensor([[0, 0.0], [0, 0.0], [0, 0.1], [0, 0.05], [0, 0.1]])
+    best = torch.tensor([0.0, 0.0, 0.1, 0.1, 0.1])
+    late = torch.tensor([False, False, True, True, True])
+    got = classify(gain, gain_sum, best, late, TAU, drop=0.02)
+    # FR rising early -> growing; flat early -> stable; NR rising late -> growing;
+    # NR 0.05 below its best late -> saturated; NR flat late -> stable
+    assert got.tolist() == [GROWING, STABLE, GROWING, SATURATED, STABLE]
+
+
+def test_pace_is_faster_for_stronger_growth():
+    gain = torch.tensor([[0, 0.03], [0, 0.015], [0, 0.007], [0, 0.001], [0, -0.5]])
+    late = torch.ones(5, dtype=torch.bool)
+    category = torch.tensor([GROWING, GROWING, GROWING, STABLE, SATURATED])
+    assert pace(gain, late, category, TAU, 4).tolist() == [0, 1, 2, 3, 3]
+
+
+def test_policy_decisions_and_validation():
+    policy = DTSSPolicy()
+    assert policy.initial(3).tolist() == [3, 3, 3]  # start at the largest interval
+    obs = StepObservation(
+        tile=torch.arange(2), t=torch.tensor([300, 300]), t_next=torch.tensor([280, 280]), steps=torch.tensor([9, 9]),
+        x0=torch.zeros(2, 1, 2, 2), x0_prev=None, cond=torch.zeros(2, 1, 2, 2),
+        gain=torch.tensor([[0.0, 0.03], [0.0, -0.01]]), gain_sum=torch.tensor([[0.0, 0.2], [0.0, 0.05]]),
+        best_sum=torch.tensor([0.17, 0.2]),
+    )
+    decision = policy(obs)
+    assert decision.interval.tolist() == [0, 3]
+    assert decision.exit.tolist() == [False, True]
+    assert decision.keep.tolist() == [True, False]  # a new best NR sum is kept
+    with pytest.raises(ConfigError, match="gain function"):
+        policy(StepObservation(obs.tile, obs.t, obs.t_next, obs.steps, obs.x0, None, obs.cond, None))
+    with pytest.raises(ConfigError):
+        DTSSPolicy(intervals=(10, 5))
+
+
+def test_saturated_tiles_exit_with_their_best_state_and_cost_nothing_more():
+    """Scripted gains: the NR performance of one tile keeps rising, of the other peaks at t = 300."""
+    backbone = FunctionBackbone(lambda x, t, c: 0.5 * c + 0.1 * torch.tanh(x))
+    x_T = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    seen: dict[int, torch.Tensor] = {}
+
+    def run(nr_late):
+        def gain_fn(x0, x0_prev, c, t):
+            seen[int(t[0])] = x0.clone()
+            nr = nr_late(int(t[0])) if int(t[0]) < 500 else 0.0
+            return torch.tensor([[0.0, nr]])
+
+        seen.clear()
+        return sample_tiles(backbone, x_T, cond, DTSSPolicy(), SamplerSettings(), tile_generators(0, 1, x_T.device),
+                            gain_fn=gain_fn)
+
+    rising = run(lambda t: 0.01)
+    peaking = run(lambda t: 0.01 if t > 300 else -0.02)
+    assert rising.exit_t[0] == -1 and peaking.exit_t[0] > 0
+    assert peaking.steps[0] < rising.steps[0] and peaking.nfe == int(peaking.steps[0])
+    assert peaking.category[0] == SATURATED
+    best_t = min(t for t in seen if t > 300)  # the last step while the NR performance still rose
+    assert torch.equal(peaking.x0, seen[best_t])
+
+
+def test_adaptive_through_the_api_reports_savings():
+    image = Image.open(Path(__file__).parents[1] / "assets" / "coffee-lr.png").convert("RGB").crop((0, 0, 32, 32))
+    upscaler = Upscaler(tiny_compact(), "cpu")
+    result = upscaler(image, UpscaleConfig(sampler="adaptive", tile=16, gain="exact"))
+    report = result.report
+    assert report["nfe_uniform"] == 200 * report["num_tiles"]  # uniform at the finest interval, 5
+    assert report["nfe"] < report["nfe_uniform"] and report["nfe_saved"] == report["nfe_uniform"] - report["nfe"]
+    assert all("category" in t for t in report["tiles"])
+    assert report["seconds"]["gain"] > 0
+    assert np.asarray(result.step_map()).shape[2] == 3
+    with pytest.raises(ConfigError):
+        upscaler(image, UpscaleConfig(sampler="adaptive", intervals=(20, 5)))

@@ -24,7 +24,7 @@ def plot_traces(panels: list[tuple[str, Trace]], config: GainConfig, width: int 
         steps = trace.t.tolist()
         n = len(steps)
 
-        def xy(i: int, v: float, oy: int = oy) -> tuple[float, float]:
+        def xy(i: int, v: float, oy: int = oy, n: int = n) -> tuple[float, float]:
             return (left + (right - left) * i / max(1, n - 1), oy + bottom - (bottom - top) * float(v))
 
         draw.rectangle([left, oy + top, right, oy + bottom], outline="black")

@@ -50,7 +50,7 @@ class DTSSPolicy:
 
     intervals: tuple[int, ...] = (5, 10, 15, 20)
     tau: float = 5e-3
-    drop: float = 0.02
+    drop: float = 0.05
     num_train_timesteps: int = 1000
     nr_from: float = 0.5
 

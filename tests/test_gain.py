@@ -118,3 +118,17 @@ def test_train_regressor_reports_agreement_and_overhead(tmp_path, monkeypatch, c
     gains = model(x, x, x, torch.tensor([10, 500, 990]))
     assert gains.shape == (3, 2) and bool((gains.abs() <= 1).all())
     assert json.loads(out.with_suffix(".json").read_text())["config"]["train_tiles"] == 2
+
+
+def test_exact_gain_scores_each_estimate_once():
+    backbone = tiny_compact(tile_size=48)
+    lr = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cond = backbone.condition(lr)
+    gain_fn = ExactGain(backbone, CONFIG)
+    calls = []
+    original = gain_fn._compute
+    gain_fn._compute = lambda x0, c: calls.append(len(x0)) or original(x0, c)  # type: ignore[method-assign]
+    a, b = cond + 0.1, cond + 0.05
+    gain_fn(a, None, cond, torch.tensor([999]))
+    gain_fn(b, a.clone(), cond, torch.tensor([400]))  # the previous estimate comes from the cache
+    assert calls == [1, 1]

@@ -301,7 +301,23 @@ def train_backbone_cmd(
         degradation=degradation, workers=workers, device=device,
         max_minutes=max_minutes, val_every=val_every, save_every=save_every, seed=seed, model=model,
     )
-    path = train_backbone(cfg, log=lambda line: click.echo(line, err=True))
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                   TimeRemainingColumn(), console=Console(stderr=True))
+    task = bar.add_task("train", total=steps, loss="-")
+
+    def on_step(step: int, loss: float) -> None:
+        if not bar.live.is_started:  # shown from the first step, so set-up errors print alone
+            bar.start()
+        bar.update(task, completed=step, loss=f"{loss:.5f}")
+
+    try:
+        path = train_backbone(cfg, log=lambda line: bar.console.print(line, highlight=False), on_step=on_step)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     click.echo(f"EMA weights: {path}", err=True)
 
 

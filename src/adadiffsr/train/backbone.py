@@ -98,8 +98,13 @@ def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degr
     return {"psnr_y": sum(ours) / len(ours), "psnr_y_bicubic": sum(bicubic) / len(bicubic)}
 
 
-def train_backbone(cfg: BackboneTrainConfig, log: Callable[[str], None] = print) -> Path:
-    """Train (or resume) and return the path of the exported EMA backbone."""
+def train_backbone(
+    cfg: BackboneTrainConfig,
+    log: Callable[[str], None] = print,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train (or resume) and return the path of the exported EMA backbone; ``on_step(step, loss)``
+    after every optimiser step (the CLI's progress bar)."""
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -142,6 +147,8 @@ def train_backbone(cfg: BackboneTrainConfig, log: Callable[[str], None] = print)
         ema.update_parameters(model)
         step += 1
         window, seen = window + loss.item(), seen + 1
+        if on_step is not None:
+            on_step(step, window / seen)
         if step % cfg.log_every == 0:
             elapsed = time.perf_counter() - start
             record = {"step": step, "loss": window / seen, "minutes": elapsed / 60}

@@ -85,6 +85,8 @@ def read_picture(path: str | os.PathLike[str], max_pixels: int | None = MAX_INPU
         raise InputImageError(f"input not found: {path}")
     if path.is_dir():
         raise InputImageError(f"input is a folder, not an image file: {path}")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our limit, checked on the header below, replaces Pillow's bomb check
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on odd files: the result is checked below
@@ -107,6 +109,8 @@ def read_picture(path: str | os.PathLike[str], max_pixels: int | None = MAX_INPU
         raise InputImageError(f"{path}: not a readable image ({_first_line(e)})") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         raise InputImageError(f"{path}: corrupt or truncated image ({_first_line(e)})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if not np.isfinite(picture.rgb).all():
         raise InputImageError(f"{path}: holds NaN or Inf values")
     return picture

@@ -1,6 +1,6 @@
 """adadiffsr: region-adaptive diffusion super-resolution (AdaDiffSR, ECCV 2024)."""
 
-from .api import Upscaler, UpscaleConfig, UpscaleResult
+from .api import UpscaleConfig, Upscaler, UpscaleResult
 from .errors import AdaDiffSRError
 
 __version__ = "0.1.0"

@@ -22,10 +22,10 @@ from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
 from .engine.sampler import GainFn, ProgressFn, SamplerSettings
-from .gain.exact import ExactGain
-from .gain.regressor import GainRegressor, load_regressor, regressor_path_for
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
+from .gain.exact import ExactGain
+from .gain.regressor import GainRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
@@ -38,7 +38,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 GAINS: tuple[str, ...] = ("none", "exact", "learned")
 BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4")
 
-# sampler name -> policy factory; the adaptive policy registers here when it lands
+# sampler name -> policy factory
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
     "uniform": lambda c: UniformPolicy(c.interval),
     "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop),

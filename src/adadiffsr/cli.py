@@ -83,7 +83,7 @@ def upscale(
     from .batch import plan_jobs, run_jobs
 
     jobs, folder_mode = plan_jobs(list(inputs), output, ext, suffix, report_path, step_map_path, force)
-    from .api import Upscaler, UpscaleConfig
+    from .api import UpscaleConfig, Upscaler
 
     config = UpscaleConfig(
         sampler=sampler,

@@ -50,9 +50,9 @@ class Engine:
     label: str
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
+        from ..api import SAMPLERS
         from ..engine.pipeline import TilingSettings, upscale_tensor
         from ..engine.sampler import SamplerSettings
-        from ..api import SAMPLERS
 
         c = self.config
         out = upscale_tensor(
@@ -96,7 +96,7 @@ def split_methods(text: str) -> list[str]:
 
 def build_methods(specs: list[str], weights: str | None, device: str, dtype: str) -> list[Method]:
     """Instantiate every method once (models loaded once, shared by the engine methods)."""
-    from ..api import SAMPLERS, Upscaler, UpscaleConfig
+    from ..api import SAMPLERS, UpscaleConfig, Upscaler
 
     methods: list[Method] = []
     upscaler = None
@@ -106,8 +106,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
         if name == "bicubic" and not params:
             methods.append(Bicubic())
         elif name == "realesrgan" and not params:
-            from ..peers.realesrgan import load_realesrgan
             from ..api import resolve_device
+            from ..peers.realesrgan import load_realesrgan
 
             methods.append(RealESRGAN(load_realesrgan(resolve_device(device))))
         elif name in SAMPLERS:

@@ -9,8 +9,6 @@ distorted when one of its edges holds a flat 6-pixel segment (noticeable artefac
 
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor

@@ -26,8 +26,8 @@ from ..data.pairs import PairDataset, load_rgb, make_lr
 from ..data.photos import split_files
 from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
-from ..policies.uniform import UniformPolicy
 from ..metrics.psnr import psnr_y
+from ..policies.uniform import UniformPolicy
 from ..weights import save_backbone
 from .checkpoint import load_training_state, save_training_state
 

@@ -60,7 +60,7 @@ def test_bf16_autocast_runs_close_to_fp32():
 
 
 def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
-    from adadiffsr.gain.regressor import GainRegressor, RegressorConfig
+    from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig
 
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 48, 48))
     config = dict(interval=250, tile=48)
@@ -72,7 +72,7 @@ def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
     none = plain(image, UpscaleConfig(**config))
     assert none.report["seconds"]["gain"] == 0
     assert np.array_equal(np.asarray(exact.image), np.asarray(none.image))  # uniform sampling ignores gains
-    learned = Upscaler(tiny_compact(tile_size=48), "cpu", regressor=GainRegressor(RegressorConfig()))
+    learned = Upscaler(tiny_compact(tile_size=48), "cpu", regressor=QualityRegressor(RegressorConfig()))
     assert learned(image, UpscaleConfig(gain="learned", **config)).report["seconds"]["gain"] > 0
     with pytest.raises(ConfigError):
         plain(image, UpscaleConfig(gain="psychic"))

@@ -36,7 +36,7 @@ def test_components_are_weighted_means_and_gain_is_tanh_of_the_difference():
     r = components(cfg, torch.tensor([[1.0, 0.0, 0.25]], dtype=torch.float64))
     assert torch.allclose(r, torch.tensor([[0.75, 0.25]], dtype=torch.float64))
     now, prev = torch.tensor([[0.8, 0.6], [0.8, 0.6]]), torch.tensor([[0.7, 0.9], [0.7, 0.9]])
-    gain = information_gain(cfg, now, prev, torch.tensor([900, 100]), 1000)
+    gain = information_gain(now, prev, torch.tensor([900, 100]), cfg.nr_from * 1000)
     assert torch.allclose(gain[:, 0], torch.tanh(torch.tensor(0.1)).expand(2))
     assert gain[0, 1] == 0  # first half of the path: the no-reference gain does not count yet
     assert torch.isclose(gain[1, 1], torch.tanh(torch.tensor(-0.3)))
@@ -96,7 +96,7 @@ def test_analyze_gain_and_traces_cli(tmp_path, monkeypatch, capsys):
         assert set(json.loads(f.metadata()["fitted_ranges"])) == {"psnr", "niqe"}
 
 
-def test_train_regressor_reports_agreement_and_overhead(tmp_path, monkeypatch, capsys):
+def test_train_regressor_from_traces_reports_agreement_and_overhead(tmp_path, monkeypatch, capsys):
     from adadiffsr.gain.regressor import load_regressor, regressor_path_for
 
     save_backbone(tiny_compact(tile_size=48), tmp_path / DEFAULT_WEIGHTS_NAME)
@@ -104,20 +104,51 @@ def test_train_regressor_reports_agreement_and_overhead(tmp_path, monkeypatch, c
     for split in ("train", "val"):
         (tmp_path / "photos" / split).mkdir(parents=True)
         Image.open(FIXTURES / "chelsea-288.png").convert("RGB").save(tmp_path / "photos" / split / "a.png")
+        code = main(["analyze", "traces", "--photos", str(tmp_path / "photos"), "--split", split, "--tiles", "2",
+                     "--interval", "100", "--fr", "psnr", "--nr", "niqe", "--out", str(tmp_path / f"{split}.safetensors")])
+        assert code == 0, capsys.readouterr().err
+    with safe_open(str(tmp_path / "train.safetensors"), "pt") as f:
+        assert f.get_tensor("inputs").shape == (2, 10, 4 * 48, 12, 12)  # tiles, steps, 4C, 48 / pool 4
+        assert f.get_tensor("reference").shape == (2, 2 * 48, 12, 12)
     out = regressor_path_for(tmp_path / DEFAULT_WEIGHTS_NAME)
-    code = main(["train", "regressor", "--photos", str(tmp_path / "photos"), "--out", str(out), "--train-tiles", "2",
-                 "--val-tiles", "1", "--interval", "100", "--epochs", "2", "--fr", "psnr", "--nr", "niqe"])
+    code = main(["train", "regressor", "--traces", str(tmp_path / "train.safetensors"), "--val-traces",
+                 str(tmp_path / "val.safetensors"), "--out", str(out), "--epochs", "3"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    assert set(report["val"]) >= {"correlation", "category_agreement", "steps"}
-    assert report["val"]["steps"] == 5  # t = 499 ... 99 at interval 100
+    assert set(report["val"]) >= {"correlation", "category_agreement", "steps", "level_correlation"}
+    assert report["val"]["steps"] == 2 * 5  # t = 499 ... 99 at interval 100, two tiles
     assert 0 < report["overhead"]["fraction"] < 1
     model = load_regressor(out)
-    x = torch.randn(3, 48, 48, 48)
-    gains = model(x, x, x, torch.tensor([10, 500, 990]))
-    assert gains.shape == (3, 2) and bool((gains.abs() <= 1).all())
-    assert json.loads(out.with_suffix(".json").read_text())["config"]["train_tiles"] == 2
+    assert model.config.pool == 4 and model.config.in_channels == 48
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["epochs"] == 3
+    # traces without the regressor inputs, or not traces at all: one clear error
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    code = main(["train", "regressor", "--traces", str(tmp_path / "junk.safetensors"), "--val-traces",
+                 str(tmp_path / "val.safetensors"), "--out", str(tmp_path / "r.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1 and "not a readable traces file" in err and "Traceback" not in err
+
+
+def test_learned_gain_is_eq1_over_the_regressor_performance():
+    from adadiffsr.gain.regressor import LearnedGain, QualityRegressor, RegressorConfig
+
+    torch.manual_seed(0)
+    backbone = tiny_compact(tile_size=48)
+    model = QualityRegressor(RegressorConfig(in_channels=48)).eval()
+    gain_fn = LearnedGain(backbone, model)
+    lr = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cond = backbone.condition(lr)
+    x0, prev = cond + 0.1 * torch.randn_like(cond), cond + 0.3 * torch.randn_like(cond)
+    t = torch.tensor([900, 499, 10])
+    assert torch.equal(gain_fn(x0, None, cond, t), torch.zeros(3, 2))
+    assert torch.allclose(gain_fn(x0, x0, cond, t), torch.zeros(3, 2), atol=1e-6)  # no change, no gain
+    gain = gain_fn(x0, prev, cond, t)
+    with torch.no_grad():
+        expected = torch.tanh(model.performance(x0, cond) - model.performance(prev, cond))
+    assert torch.allclose(gain[:, 0], expected[:, 0], atol=1e-6)
+    assert gain[0, 1] == 0 and torch.allclose(gain[1:, 1], expected[1:, 1], atol=1e-6)  # NR only for t < 500
+    assert torch.allclose(gain_fn(prev, x0, cond, t), -gain, atol=1e-6)  # antisymmetric
 
 
 def test_exact_gain_scores_each_estimate_once():

@@ -25,7 +25,7 @@ from .engine.sampler import GainFn, ProgressFn, SamplerSettings
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactGain
-from .gain.regressor import GainRegressor, load_regressor, regressor_path_for
+from .gain.regressor import LearnedGain, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
@@ -134,7 +134,7 @@ class Upscaler:
 
     def __init__(
         self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32",
-        regressor: GainRegressor | None = None,
+        regressor: QualityRegressor | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dtype = resolve_dtype(dtype)
@@ -180,7 +180,7 @@ class Upscaler:
             return ExactGain(self.backbone)
         if self.regressor is None:
             raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
-        return self.regressor
+        return LearnedGain(self.backbone, self.regressor)
 
     def __call__(
         self,

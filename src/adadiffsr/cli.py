@@ -221,12 +221,14 @@ def analyze_gain(image: str, output: str, interval: int, fr: str, nr: str, weigh
 @click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--fr", default="psnr,ssim,nlpd", show_default=True)
 @click.option("--nr", default="niqe,piqe", show_default=True)
+@click.option("--pool", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Statistics cell of the regressor inputs kept per step (the regressor's training data).")
 @click.option("--weights", help="Backbone weights (default: the shipped model).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, help="Traces file (.safetensors).")
+@click.option("--out", required=True, help="Traces file (.safetensors), rewritten every 16 tiles.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, nr: str, weights: str | None,
-                   seed: int, out: str, debug: bool) -> None:
+def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, nr: str, pool: int,
+                   weights: str | None, seed: int, out: str, debug: bool) -> None:
     """Record every measure at every step for tiles of degraded photo crops (realesrgan-x4)."""
     config = _gain_config(fr, nr)
     from .api import Upscaler
@@ -237,13 +239,15 @@ def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, 
     backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
     tile = backbone.spec.tile_size
     dataset = PairDataset(split_files(Path(photos), split), crop=tile * backbone.spec.scale_factor, seed=seed)
+    meta = {"photos_split": split, "seed": str(seed), "interval": str(interval), "pool": str(pool)}
     traces = []
     for k in range(tiles):
         lr, _ = dataset[k]
-        traces.append(trace_tile(backbone, lr[None] * 2 - 1, config, interval, seed + k))
+        traces.append(trace_tile(backbone, lr[None] * 2 - 1, config, interval, seed + k, pool=pool))
         click.echo(f"tile {k + 1}/{tiles}", err=True)
-    ranges = save_traces(Path(out), traces, config, {"photos_split": split, "seed": str(seed),
-                                                    "interval": str(interval)})
+        if (k + 1) % 16 == 0 and k + 1 < tiles:
+            save_traces(Path(out), traces, config, meta)
+    ranges = save_traces(Path(out), traces, config, meta)
     click.echo("fitted ranges (worse, better): " + json.dumps(ranges), err=True)
 
 
@@ -322,28 +326,24 @@ def train_backbone_cmd(
 
 
 @train.command("regressor")
-@click.option("--photos", default="data/photos", show_default=True)
+@click.option("--traces", default="data/traces/train-i50.safetensors", show_default=True,
+              help="Traces of training photos (`adadiffsr analyze traces --split train`).")
+@click.option("--val-traces", default="data/traces/val-i50.safetensors", show_default=True,
+              help="Traces of validation photos, for the agreement report.")
 @click.option("--out", default="weights/compact-x4.regressor.safetensors", show_default=True)
-@click.option("--train-tiles", type=click.IntRange(min=1), default=24, show_default=True)
-@click.option("--val-tiles", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--fr", default="psnr,ssim,nlpd", show_default=True)
-@click.option("--nr", default="niqe,piqe", show_default=True)
-@click.option("--weights", help="Backbone weights (default: the shipped model).")
+@click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
+@click.option("--weights", help="Backbone weights the traces were made with (default: the shipped model).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def train_regressor_cmd(photos: str, out: str, train_tiles: int, val_tiles: int, interval: int, epochs: int,
-                        fr: str, nr: str, weights: str | None, seed: int, debug: bool) -> None:
-    """Train the MMLE gain regressor on exact gains; report agreement and cost."""
-    config = _gain_config(fr, nr)
+def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, weights: str | None, seed: int,
+                        debug: bool) -> None:
+    """Train the MMLE gain regressor on traced exact gains; report agreement and cost."""
     from .api import Upscaler
     from .train.regressor import RegressorTrainConfig, train_regressor
 
     backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
-    cfg = RegressorTrainConfig(photos=photos, out=out, train_tiles=train_tiles, val_tiles=val_tiles,
-                               interval=interval, epochs=epochs, seed=seed)
-    report = train_regressor(backbone, cfg, config, log=lambda line: click.echo(line, err=True))
+    cfg = RegressorTrainConfig(traces=traces, val_traces=val_traces, out=out, epochs=epochs, seed=seed)
+    report = train_regressor(backbone, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
 
 

@@ -27,3 +27,7 @@ class ConfigError(AdaDiffSRError):
 
 class NumericalError(AdaDiffSRError):
     """A model produced NaN or Inf."""
+
+
+class DataError(AdaDiffSRError):
+    """Training data (photos, traces) is missing, unreadable or does not fit the model."""

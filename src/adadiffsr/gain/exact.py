@@ -51,7 +51,7 @@ class ExactGain:
         if x0_prev is None:
             return torch.zeros_like(r_now).float().to(x0.device)
         r_prev = self.performance(x0_prev, cond)
-        return information_gain(self.config, r_now, r_prev, t.cpu(), self.total).float().to(x0.device)
+        return information_gain(r_now, r_prev, t.cpu(), self.config.nr_from * self.total).float().to(x0.device)
 
 
 def _digest(tensor: Tensor) -> str:

@@ -19,6 +19,7 @@ from ..backbones.base import Backbone
 from ..engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from ..io import atomic_write
 from ..policies.uniform import UniformPolicy
+from .regressor import regressor_inputs, tile_statistics
 from .quality import GainConfig, components, information_gain, measure, normalise
 
 
@@ -30,20 +31,21 @@ class Trace:
     raw: Tensor  # (S, M) raw scores
     performance: Tensor  # (S, 2) R: FR and NR components
     gain: Tensor  # (S, 2) I = tanh(R_i - R_{i-1}), NR zero in the first half
-    estimates: Tensor | None = None  # (S, C, h, w) float16 working-space x0 per step, if kept
-    cond: Tensor | None = None  # (1, ...) the tile's condition, if kept
+    inputs: Tensor | None = None  # (S, 4C, h', w') float16 regressor inputs per step, if asked for
+    reference: Tensor | None = None  # (2C, h', w') float16 statistics of the input's feature, if asked
 
 
 def trace_tile(
-    backbone: Backbone, lr: Tensor, config: GainConfig, interval: int = 20, seed: int = 0, keep: bool = False
+    backbone: Backbone, lr: Tensor, config: GainConfig, interval: int = 20, seed: int = 0, pool: int | None = None
 ) -> Trace:
     """Sample one tile ``lr (1, 3, h, w)`` in ``[-1, 1]`` uniformly and score every step's estimate
-    (``keep``: also return the estimates, the regressor's training inputs)."""
+    (``pool``: also keep the regressor's inputs at that statistics cell, its training data)."""
     spec = backbone.spec
     device = lr.device
     with torch.no_grad():
         cond = backbone.condition(lr)
-        reference = ((backbone.decode(backbone.reference_feature(cond)).float() + 1) / 2).clamp(0, 1).cpu()
+        feature = backbone.reference_feature(cond)
+        reference = ((backbone.decode(feature).float() + 1) / 2).clamp(0, 1).cpu()
     side = (lr.shape[-2] * spec.latent_scale, lr.shape[-1] * spec.latent_scale)
     noise = torch.randn((1, spec.latent_channels, *side), generator=torch.Generator(device=device).manual_seed(seed),
                         device=device)
@@ -55,8 +57,8 @@ def trace_tile(
         estimate = ((backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
         rows.append(measure(config, estimate, reference)[0])
         steps.append(int(t[0]))
-        if keep:
-            kept.append(x0[0].half().cpu())
+        if pool is not None:
+            kept.append(regressor_inputs(x0, feature, pool)[0].half().cpu())
         return torch.zeros(1, 2, device=x0.device)
 
     with torch.no_grad():
@@ -66,8 +68,10 @@ def trace_tile(
     performance = components(config, normalise(config, raw))
     t = torch.tensor(steps)
     previous = torch.cat([performance[:1], performance[:-1]])
-    gain = information_gain(config, performance, previous, t, spec.schedule.num_train_timesteps)
-    return Trace(t, raw, performance, gain, torch.stack(kept) if keep else None, cond.cpu() if keep else None)
+    gain = information_gain(performance, previous, t, config.nr_from * spec.schedule.num_train_timesteps)
+    if pool is None:
+        return Trace(t, raw, performance, gain)
+    return Trace(t, raw, performance, gain, torch.stack(kept), tile_statistics(feature, pool)[0].half().cpu())
 
 
 def fit_ranges(config: GainConfig, raw: Tensor, low: float = 0.01, high: float = 0.99) -> dict[str, tuple[float, float]]:
@@ -92,6 +96,9 @@ def save_traces(path: Path, traces: list[Trace], config: GainConfig, meta: dict[
         "performance": torch.stack([tr.performance for tr in traces]),
         "gain": torch.stack([tr.gain for tr in traces]),
     }
+    if all(tr.inputs is not None and tr.reference is not None for tr in traces):
+        tensors["inputs"] = torch.stack([tr.inputs for tr in traces])  # type: ignore[misc]
+        tensors["reference"] = torch.stack([tr.reference for tr in traces])  # type: ignore[misc]
     metadata = {"metrics": json.dumps(list(config.metrics)), "config": json.dumps(asdict(config)),
                 "fitted_ranges": json.dumps(ranges), **meta}
     atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata))

@@ -1,8 +1,9 @@
-"""Train the MMLE regressor on exact gains, then report how well it agrees and what it costs.
+"""Train the MMLE regressor on traces of exact gains, then report how well it agrees and what it costs.
 
-Tiles are degraded crops of the photos; each is sampled uniformly once while the exact gain
-(``gain/quality.py``) of every step is computed and the estimates are kept in memory. The
-regressor learns ``(x0_i, x0_{i-1}, o, t_i) -> I_i`` with L2, as the paper trains its regressor.
+The traces (``adadiffsr analyze traces``) hold, per tile and step, the regressor's inputs and the
+exact performance ``R`` (FR and NR). The regressor learns ``R`` with L2, plus L2 on its step-to-step
+differences, which are what the gain (eq. 1) is made of. The agreement report compares the gains
+it implies with the exact ones on held-out traces (validation photos).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from ..backbones.base import Backbone
-from ..data.pairs import PairDataset
-from ..data.photos import split_files
-from ..gain.quality import GainConfig
-from ..gain.regressor import GainRegressor, RegressorConfig, save_regressor
-from ..gain.traces import Trace, trace_tile
+from ..errors import DataError
+from ..gain.quality import information_gain
+from ..gain.regressor import LearnedGain, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
 
 CATEGORIES = ("growing", "stable", "saturated")
@@ -30,16 +31,32 @@ CATEGORIES = ("growing", "stable", "saturated")
 
 @dataclass
 class RegressorTrainConfig:
-    photos: str = "data/photos"
+    traces: str = "data/traces/train-i50.safetensors"
+    val_traces: str = "data/traces/val-i50.safetensors"
     out: str = "weights/compact-x4.regressor.safetensors"
-    train_tiles: int = 24
-    val_tiles: int = 8  # from the validation photos: the agreement report
-    interval: int = 20
-    epochs: int = 60
-    batch_size: int = 64
+    epochs: int = 80
+    batch_tiles: int = 16  # tiles per batch, all their steps
     lr: float = 2e-3
+    difference_weight: float = 4.0  # weight of the step-to-step differences in the loss
     tau: float = 5e-3  # DTSS threshold, for the category agreement
     seed: int = 0
+
+
+def load_traces(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a traces file written with the regressor inputs."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        data = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable traces file ({e})") from e
+    if "inputs" not in data or "pool" not in meta:
+        raise DataError(f"{path}: no regressor inputs in these traces; record them with `adadiffsr analyze traces`")
+    return data, meta
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def category(gain: torch.Tensor, tau: float) -> torch.Tensor:
@@ -48,44 +65,24 @@ def category(gain: torch.Tensor, tau: float) -> torch.Tensor:
     return torch.where(nr > tau, 0, torch.where(nr < -tau, 2, 1))
 
 
-def _tiles(backbone: Backbone, photos: Path, split: str, count: int, cfg: RegressorTrainConfig, gain: GainConfig,
-           log: Callable[[str], None]) -> list[Trace]:
-    side = backbone.spec.tile_size * backbone.spec.scale_factor
-    dataset = PairDataset(split_files(photos, split), crop=side, seed=cfg.seed + (0 if split == "train" else 1))
-    traces = []
-    for k in range(count):
-        lr, _ = dataset[k]
-        traces.append(trace_tile(backbone, lr[None] * 2 - 1, gain, cfg.interval, cfg.seed + k, keep=True))
-        log(f"{split} tile {k + 1}/{count} traced")
-    return traces
+def _performance(model: QualityRegressor, data: dict[str, torch.Tensor], tiles: torch.Tensor) -> torch.Tensor:
+    """``(b, S, 2)`` predicted R for the given tiles, all steps."""
+    x = data["inputs"][tiles].float()  # (b, S, 4C, h, w)
+    b, s = x.shape[:2]
+    ref = data["reference"][tiles].float()
+    ref = ref[:, None].expand(b, s, *ref.shape[1:])
+    return model(x.flatten(0, 1), ref.flatten(0, 1)).view(b, s, -1)
 
 
-def _examples(traces: list[Trace]) -> dict[str, torch.Tensor]:
-    x0, prev, cond, t, target = [], [], [], [], []
-    for tr in traces:
-        assert tr.estimates is not None and tr.cond is not None
-        n = tr.estimates.shape[0]
-        x0.append(tr.estimates)
-        prev.append(torch.cat([tr.estimates[:1], tr.estimates[:-1]]))
-        cond.append(tr.cond.half().expand(n, *tr.cond.shape[1:]))
-        t.append(tr.t)
-        target.append(tr.gain.float())
-    return {"x0": torch.cat(x0), "prev": torch.cat(prev), "cond": torch.cat(cond), "t": torch.cat(t),
-            "gain": torch.cat(target)}
-
-
-@torch.no_grad()
-def _predict(model: GainRegressor, data: dict[str, torch.Tensor], batch: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(data["t"]), batch):
-        s = slice(i, i + batch)
-        out.append(model(data["x0"][s].float(), data["prev"][s].float(), data["cond"][s].float(), data["t"][s]))
-    return torch.cat(out)
+def _gains(performance: torch.Tensor, t: torch.Tensor, nr_start: float) -> torch.Tensor:
+    """Eq. 1 along each tile's steps (0 at the first step), ``(N, S, 2)``."""
+    previous = torch.cat([performance[:, :1], performance[:, :-1]], 1)
+    return information_gain(performance.flatten(0, 1), previous.flatten(0, 1), t.flatten(), nr_start).view_as(performance)
 
 
 def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: float) -> dict[str, Any]:
     """Correlation per component and agreement of the region category, over the second half of the
-    path (where the NR gain counts)."""
+    path (where the NR gain counts); ``(n, 2)`` gains and ``(n,)`` timesteps."""
     late = t < 500
     corr = {}
     for k, name in enumerate(("fr", "nr")):
@@ -97,13 +94,34 @@ def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: 
             "exact_category_counts": counts}
 
 
-def overhead(backbone: Backbone, model: GainRegressor, batch: int = 8, repeats: int = 5) -> dict[str, float]:
-    """Seconds per tile of the regressor and of one backbone evaluation, at the native tile size."""
+@torch.no_grad()
+def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float) -> dict[str, Any]:
+    """Agreement of gains, and correlation of the performance levels themselves (all steps)."""
+    tiles = torch.arange(data["t"].shape[0])
+    predicted = torch.cat([_performance(model, data, tiles[i : i + 32]) for i in range(0, len(tiles), 32)])
+    cfg = model.config
+    nr_start = cfg.nr_from * cfg.num_train_timesteps
+    exact = _gains(data["performance"].float(), data["t"], nr_start)
+    learned = _gains(predicted, data["t"], nr_start)
+    report = agreement(exact.flatten(0, 1), learned.flatten(0, 1), data["t"].flatten(), tau)
+    levels = {}
+    for k, name in enumerate(("fr", "nr")):
+        a, b = data["performance"][..., k].flatten().float(), predicted[..., k].flatten()
+        levels[name] = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    report["level_correlation"] = levels
+    report["tiles"] = len(tiles)
+    return report
+
+
+def overhead(backbone: Backbone, model: QualityRegressor, batch: int = 8, repeats: int = 5) -> dict[str, float]:
+    """Seconds per tile of the learned gain (both estimates scored) and of one backbone evaluation,
+    at the native tile size."""
     spec = backbone.spec
     side = spec.tile_size * spec.latent_scale
     x = torch.randn(batch, spec.latent_channels, side, side)
     lr = torch.rand(batch, 3, spec.tile_size, spec.tile_size) * 2 - 1
-    t = torch.full((batch,), 500)
+    t = torch.full((batch,), 300)
+    gain = LearnedGain(backbone, model)
 
     def clock(fn: Callable[[], Any]) -> float:
         fn()
@@ -117,43 +135,56 @@ def overhead(backbone: Backbone, model: GainRegressor, batch: int = 8, repeats: 
     with torch.no_grad():
         cond = backbone.condition(lr)
         b = clock(lambda: backbone.predict(x, t, cond))
-        r = clock(lambda: model(x, x, cond, t))
+        r = clock(lambda: gain(x, x, cond, t))
     return {"backbone_s_per_tile": b, "regressor_s_per_tile": r, "fraction": r / b}
 
 
-def train_regressor(backbone: Backbone, cfg: RegressorTrainConfig, gain: GainConfig = GainConfig(),
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_regressor(backbone: Backbone, cfg: RegressorTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
-    photos = Path(cfg.photos)
-    train = _examples(_tiles(backbone, photos, "train", cfg.train_tiles, cfg, gain, log))
-    val = _examples(_tiles(backbone, photos, "val", cfg.val_tiles, cfg, gain, log))
-    model = GainRegressor(RegressorConfig(in_channels=backbone.spec.latent_channels))
-    model.scale.copy_(train["gain"].std(0).clamp(min=1e-4))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    n = len(train["t"])
+    train, meta = load_traces(cfg.traces)
+    val, _ = load_traces(cfg.val_traces)
+    channels = train["reference"].shape[1] // 2
+    if channels != backbone.spec.latent_channels:
+        raise DataError(f"{cfg.traces}: traces of a backbone with {channels} channels, not this one's "
+                         f"{backbone.spec.latent_channels}")
+    gain_config = json.loads(meta["config"])
+    model = QualityRegressor(RegressorConfig(in_channels=channels, pool=int(meta["pool"]),
+                                             nr_from=gain_config["nr_from"],
+                                             num_train_timesteps=backbone.spec.schedule.num_train_timesteps))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps_per_epoch = -(-train["t"].shape[0] // cfg.batch_tiles)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(cfg.seed)
+    target_all = train["performance"].float()
     for epoch in range(cfg.epochs):
-        order = torch.randperm(n, generator=generator)
+        model.train()
+        order = torch.randperm(train["t"].shape[0], generator=generator)
         total = 0.0
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            pred = model(train["x0"][idx].float(), train["prev"][idx].float(), train["cond"][idx].float(), train["t"][idx])
-            loss = F.mse_loss(pred / model.scale, train["gain"][idx] / model.scale)
+        for i in range(0, len(order), cfg.batch_tiles):
+            tiles = order[i : i + cfg.batch_tiles]
+            pred, target = _performance(model, train, tiles), target_all[tiles]
+            loss = F.mse_loss(pred, target) + cfg.difference_weight * F.mse_loss(pred.diff(dim=1), target.diff(dim=1))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
-        if (epoch + 1) % 10 == 0:
-            log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.4f}")
+            schedule.step()
+            total += loss.item() * len(tiles)
+        if (epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs:
+            model.eval()
+            held_out = evaluate(model, val, cfg.tau)
+            level, corr = held_out["level_correlation"], held_out["correlation"]
+            log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / len(order):.5f}; held out: level corr "
+                f"FR {_num(level['fr'])} NR {_num(level['nr'])}, gain corr FR {_num(corr['fr'])} "
+                f"NR {_num(corr['nr'])}, category agreement {_num(held_out['category_agreement'])}")
     model.eval()
     report = {
-        "train": agreement(train["gain"], _predict(model, train), train["t"], cfg.tau),
-        "val": agreement(val["gain"], _predict(model, val), val["t"], cfg.tau),
+        "train": evaluate(model, train, cfg.tau),
+        "val": evaluate(model, val, cfg.tau),
         "overhead": overhead(backbone, model),
         "config": asdict(cfg),
-        "gain_config": asdict(gain),
+        "gain_config": gain_config,
     }
-    save_regressor(model, cfg.out, {"adadiffsr.gain_config": json.dumps(asdict(gain))})
+    save_regressor(model, cfg.out, {"adadiffsr.gain_config": meta["config"]})
     report_path = Path(cfg.out).with_suffix(".json")
     atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
     return report

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.errors import ConfigError, WeightsError
 from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
 

@@ -9,8 +9,19 @@ import pytest
 import torch
 
 from adadiffsr.data.degradations import (
-    RealESRGANDegradation, bicubic_degrade, blur, degrade, gaussian_kernel, gaussian_noise, generalized_gaussian_kernel,
-    jpeg, plateau_kernel, poisson_noise, random_blur_kernel, BlurConfig, sinc_kernel,
+    BlurConfig,
+    RealESRGANDegradation,
+    bicubic_degrade,
+    blur,
+    degrade,
+    gaussian_kernel,
+    gaussian_noise,
+    generalized_gaussian_kernel,
+    jpeg,
+    plateau_kernel,
+    poisson_noise,
+    random_blur_kernel,
+    sinc_kernel,
 )
 from adadiffsr.data.pairs import PairDataset
 from adadiffsr.data.photos import PACKAGES, ground_truth, manifest

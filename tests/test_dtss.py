@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from adadiffsr.errors import ConfigError
 from adadiffsr.policies.base import StepObservation

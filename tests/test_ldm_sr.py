@@ -11,7 +11,7 @@ from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolut
 )
 from PIL import Image
 
-from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.backbones.ldm_sr import LDMSuperResolution, load_ldm_sr
 from adadiffsr.cli import main
 from adadiffsr.errors import WeightsError

@@ -19,9 +19,9 @@ from PIL import Image
 from adadiffsr.errors import ConfigError
 from adadiffsr.metrics.brisque import brisque
 from adadiffsr.metrics.gmsd import gmsd
+from adadiffsr.metrics.niqe import niqe
 from adadiffsr.metrics.nlpd import laplacian_pyramid, nlpd, reconstruct
 from adadiffsr.metrics.piqe import piqe
-from adadiffsr.metrics.niqe import niqe
 from adadiffsr.metrics.psnr import psnr_y
 from adadiffsr.metrics.registry import METRICS, available, create_metric
 from adadiffsr.metrics.resize import imresize
@@ -42,7 +42,7 @@ NR_REFERENCE = {  # name: (brisque from brisque 0.2.0, piqe from pypiqe 1.2)
 def load(name):
     array = np.asarray(Image.open(FIXTURES / name).convert("RGB"), dtype=np.float64)
     distorted = np.clip(array * 0.9 + 12 + 8 * np.sin(np.arange(array.shape[1]) / 3)[None, :, None], 0, 255).round()
-    to_t = lambda a: torch.from_numpy(a / 255).permute(2, 0, 1)[None]  # noqa: E731
+    to_t = lambda a: torch.from_numpy(a / 255).permute(2, 0, 1)[None]
     return to_t(array), to_t(distorted)
 
 

@@ -15,7 +15,13 @@ from PIL import Image
 
 from adadiffsr.errors import WeightsError
 from adadiffsr.peers.realesrgan import (
-    RRDBNet, convert_ncnn, load_realesrgan, ncnn_model_files, parse_param, rrdbnet_names, upscale_rrdbnet,
+    RRDBNet,
+    convert_ncnn,
+    load_realesrgan,
+    ncnn_model_files,
+    parse_param,
+    rrdbnet_names,
+    upscale_rrdbnet,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -18,7 +18,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.cli import main
 from adadiffsr.engine.pipeline import TilingSettings, upscale_tensor
 from adadiffsr.engine.sampler import SamplerSettings

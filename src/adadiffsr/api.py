@@ -17,16 +17,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import Tensor
 
 from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import GainFn, ProgressFn, SamplerSettings
+from .engine.sampler import GainFn, InjectFn, ProgressFn, SamplerSettings
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactGain
 from .gain.regressor import LearnedGain, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
+from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
 from .policies.uniform import UniformPolicy
@@ -65,6 +67,7 @@ class UpscaleConfig:
     intervals: tuple[int, ...] = (5, 10, 15, 20)  # the adaptive sampler's interval set (DTSS)
     tau: float = 5e-3  # DTSS gain threshold
     drop: float = 0.05  # DTSS: NR fall below its best that makes a tile saturated (0.02 traded NIQE away)
+    fidelity: float = 1.0  # PFJ strength: 0 = off (most generative), 1 = as trained; ignored without a PFJ file
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -83,6 +86,8 @@ class UpscaleConfig:
             DTSSPolicy(intervals=tuple(self.intervals), tau=self.tau, drop=self.drop)  # checks them
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
+        if not 0 <= self.fidelity <= 4:
+            raise ConfigError(f"fidelity must be in [0, 4], got {self.fidelity}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
             raise ConfigError(f"scale must be in (0, 16], got {self.outscale}")
 
@@ -135,11 +140,13 @@ class Upscaler:
     def __init__(
         self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32",
         regressor: QualityRegressor | None = None,
+        pfj: FeatureInjection | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dtype = resolve_dtype(dtype)
         self.backbone = backbone.to(self.device).eval()
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
+        self.pfj = pfj.to(self.device).eval() if pfj is not None else None
 
     @classmethod
     def from_pretrained(
@@ -147,7 +154,8 @@ class Upscaler:
         backbone: str = "compact",
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
-        regressor (``NAME.regressor.safetensors`` beside it) when there is one."""
+        regressor (``NAME.regressor.safetensors``) and PFJ (``NAME.pfj.safetensors``) beside it when
+        they are there."""
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         if backbone == "ldm-sr-x4":
@@ -167,12 +175,21 @@ class Upscaler:
         resolved = resolve_device(device)
         regressor_file = regressor_path_for(weights)
         regressor = load_regressor(regressor_file, resolved) if regressor_file.is_file() else None
-        return cls(load_backbone(weights, device=resolved), resolved, dtype, regressor)
+        pfj_file = pfj_path_for(weights)
+        pfj = load_pfj(pfj_file, resolved) if pfj_file.is_file() else None
+        return cls(load_backbone(weights, device=resolved), resolved, dtype, regressor, pfj)
 
-    def gain_function(self, kind: str, sampler: str = "uniform") -> GainFn | None:
+    def injection(self, fidelity: float) -> InjectFn | None:
+        """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
+        if self.pfj is None or fidelity == 0:
+            return None
+        return injector(self.pfj, fidelity)
+
+    def gain_function(self, kind: str, sampler: str = "uniform", needed: bool = False) -> GainFn | None:
         """The sampler's gain function: none, the exact metrics, or the learned regressor. The
-        adaptive sampler needs one: with ``none`` it takes the regressor, or the metrics without it."""
-        if kind == "none" and sampler == "adaptive":
+        adaptive sampler (and PFJ: ``needed``) needs one: with ``none`` it takes the regressor, or
+        the metrics without it."""
+        if kind == "none" and (sampler == "adaptive" or needed):
             kind = "learned" if self.regressor is not None else "exact"
         if kind == "none":
             return None
@@ -181,6 +198,22 @@ class Upscaler:
         if self.regressor is None:
             raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
         return LearnedGain(self.backbone, self.regressor)
+
+    def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
+        """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
+        and tiling as ``config`` says (what ``__call__`` and the benchmark run)."""
+        config.validate()
+        inject = self.injection(config.fidelity)
+        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
+        batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
+        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
+                                   spacing=config.spacing)
+        return upscale_tensor(
+            self.backbone, lr, SAMPLERS[config.sampler](config), settings, tiling, seed=config.seed,
+            color_fix=config.color_fix,
+            gain_fn=self.gain_function(config.gain, config.sampler, needed=inject is not None),
+            progress=progress, inject=inject,
+        )
 
     def __call__(
         self,
@@ -196,22 +229,7 @@ class Upscaler:
             picture = image
         else:
             picture = read_picture(image)
-        policy = SAMPLERS[config.sampler](config)
-        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
-        batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
-        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
-                                   spacing=config.spacing)
-        out = upscale_tensor(
-            self.backbone,
-            picture_to_tensor(picture, self.device),
-            policy,
-            settings,
-            tiling,
-            seed=config.seed,
-            color_fix=config.color_fix,
-            gain_fn=self.gain_function(config.gain, config.sampler),
-            progress=progress,
-        )
+        out = self.run(picture_to_tensor(picture, self.device), config, progress)
         rgb = (out.image.float() + 1) / 2
         w, h = picture.size
         if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:
@@ -227,7 +245,7 @@ class Upscaler:
             "backbone": type(self.backbone).__name__,
         }
         report = build_report(
-            out, policy.intervals, self.backbone.spec.schedule.num_train_timesteps, settings_dict
+            out, SAMPLERS[config.sampler](config).intervals, self.backbone.spec.schedule.num_train_timesteps, settings_dict
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

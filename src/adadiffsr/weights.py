@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -87,6 +88,47 @@ def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cp
         raise WeightsError(f"{path}: corrupt or truncated weights ({_first_line(e)})") from e
     _load_strict(model, state, path)
     return model.to(device).eval()
+
+
+def save_module(
+    module: torch.nn.Module, path: str | os.PathLike[str], architecture: str, config: dict[str, Any],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write a small companion network (gain regressor, PFJ) with its architecture and config."""
+    meta = {"adadiffsr.format": FORMAT_VERSION, "adadiffsr.architecture": architecture,
+            "adadiffsr.config": json.dumps(config), **(metadata or {})}
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def load_module(
+    path: str | os.PathLike[str], architecture: str, build: Callable[[dict[str, Any]], M],
+    device: torch.device | str = "cpu", retrain_hint: str = "",
+) -> M:
+    """Load what ``save_module`` wrote: check the architecture, build from the config, load strictly."""
+    path = _existing(path)
+    meta = read_metadata(path)
+    if meta.get("adadiffsr.architecture") != architecture:
+        raise WeightsError(f"{path}: not a {architecture} file{retrain_hint}")
+    try:
+        module = build(json.loads(meta.get("adadiffsr.config", "{}")))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its {architecture} config is invalid ({_first_line(e)})") from e
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: corrupt or truncated weights ({_first_line(e)})") from e
+    _load_strict(module, state, path)
+    return module.to(device).eval()
+
+
+def companion_path(backbone_weights: str | os.PathLike[str], kind: str) -> Path:
+    """``weights/compact-x4.safetensors`` -> ``weights/compact-x4.KIND.safetensors``."""
+    p = Path(backbone_weights)
+    return p.with_name(p.name.removesuffix(".safetensors") + f".{kind}.safetensors")
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -79,7 +79,7 @@ def resolve_folder(weights: str | os.PathLike[str]) -> Path:
 
         try:
             return Path(snapshot_download(str(weights), local_files_only=True))
-        except Exception as e:  # noqa: BLE001 - any lookup failure means: not in the local cache
+        except Exception as e:
             raise WeightsError(f"{weights} is not in the local Hugging Face cache and nothing is downloaded; "
                                f"give the folder of the pipeline ({', '.join(EXPECTED)})") from e
     raise WeightsError(f"LDM-SR weights must be a folder with {', '.join(EXPECTED)}; got {weights}")

@@ -50,22 +50,7 @@ class Engine:
     label: str
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
-        from ..api import SAMPLERS
-        from ..engine.pipeline import TilingSettings, upscale_tensor
-        from ..engine.sampler import SamplerSettings
-
-        c = self.config
-        out = upscale_tensor(
-            self.upscaler.backbone,
-            lr.to(self.upscaler.device) * 2 - 1,
-            SAMPLERS[c.sampler](c),
-            SamplerSettings(rule=c.rule, eta=c.eta, batch_tiles=c.batch_tiles or 8, dtype=self.upscaler.dtype,
-                            spacing=c.spacing),
-            TilingSettings(tile=c.tile, overlap=c.overlap, fusion_sigma=c.fusion_sigma),
-            seed=c.seed,
-            color_fix=c.color_fix,
-            gain_fn=self.upscaler.gain_function(c.gain, c.sampler),
-        )
+        out = self.upscaler.run(lr.to(self.upscaler.device) * 2 - 1, self.config)
         return ((out.image.float().cpu() + 1) / 2).clamp(0, 1), out.run.nfe
 
 

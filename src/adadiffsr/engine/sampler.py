@@ -22,6 +22,9 @@ from ..errors import ConfigError, NumericalError
 from ..policies.base import Policy, StepObservation
 from .schedule import SkipCodebook, UpdateRule, skip_step, split_prediction
 
+InjectFn = Callable[[Tensor, Tensor], Tensor]
+"""``(cond, gain (n, 2)) -> cond_hat``: PFJ's modulation of the condition before each backbone call."""
+
 GainFn = Callable[[Tensor, Tensor | None, Tensor, Tensor], Tensor]
 """``(x0, x0_prev, cond, t) -> (n, G)`` information gain components of the tiles that just stepped."""
 
@@ -66,6 +69,7 @@ def sample_tiles(
     generators: list[torch.Generator],
     gain_fn: GainFn | None = None,
     progress: ProgressFn | None = None,
+    inject: InjectFn | None = None,
 ) -> TileRun:
     """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring."""
     spec = backbone.spec
@@ -84,16 +88,22 @@ def sample_tiles(
     best: Tensor | None = None  # allocated when a policy first keeps a state
     has_best = torch.zeros(n, dtype=torch.bool, device=device)
     gain_sum: Tensor | None = None  # (N, G) once a gain function has answered
+    last_gain = torch.zeros(n, 2, device=device)  # each tile's latest gain: what PFJ modulates with
     best_sum = torch.zeros(n, device=device)
     category = torch.full((n,), -1, dtype=torch.long, device=device)
-    seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0}
+    seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0, "pfj": 0.0}
     nfe = 0
 
     while bool(active.any()):
         for chunk in active.nonzero().flatten().split(settings.batch_tiles):
             x_t, t_now, k_now, c = x[chunk], t[chunk], k_idx[chunk], cond[chunk]
+            if inject is not None:
+                with _timed(seconds, "pfj", device):
+                    c_in = inject(c, last_gain[chunk])
+            else:
+                c_in = c
             with _timed(seconds, "backbone", device), _autocast(device, settings.dtype):
-                out = backbone.predict(x_t, t_now, c).float()
+                out = backbone.predict(x_t, t_now, c_in).float()
             nfe += len(chunk)
             if not bool(torch.isfinite(out).all()):
                 raise NumericalError(
@@ -116,6 +126,7 @@ def sample_tiles(
                 if gain_sum is None:
                     gain_sum = torch.zeros(n, gain.shape[1], device=device)
                 gain_sum[chunk] += gain
+                last_gain[chunk] = gain[:, :2]
             obs = StepObservation(
                 tile=chunk,
                 t=t_now,

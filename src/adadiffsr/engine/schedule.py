@@ -136,6 +136,26 @@ def _per_sample(table: Tensor, *index: Tensor) -> Tensor:
     return table[index].view(-1, 1, 1, 1)
 
 
+def add_noise(schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """The forward process ``q(x_t | x0)`` at per-sample timesteps (diffusers' ``add_noise``)."""
+    a = schedule.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def prediction_target(
+    schedule: NoiseSchedule, prediction_type: PredictionType, x0: Tensor, t: Tensor, noise: Tensor
+) -> Tensor:
+    """What a backbone of this prediction type should output for ``add_noise(x0, t, noise)``."""
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        a = schedule.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+    raise ConfigError(f"unknown prediction type {prediction_type!r}")
+
+
 def split_prediction(
     codebook: SkipCodebook, model_output: Tensor, x_t: Tensor, t: Tensor, prediction_type: PredictionType
 ) -> tuple[Tensor, Tensor]:

@@ -14,20 +14,16 @@ convolutions, global average and max pooling and a small head. Its cost grows wi
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..backbones.base import Backbone
-from ..errors import WeightsError
-from ..io import atomic_write
+from ..weights import companion_path, load_module, save_module
 from .quality import information_gain
 
 ARCHITECTURE = "quality-regressor"
@@ -102,33 +98,14 @@ class LearnedGain:
 
 
 def save_regressor(model: QualityRegressor, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"adadiffsr.architecture": ARCHITECTURE, "adadiffsr.config": json.dumps(asdict(model.config)),
-            **(metadata or {})}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    save_module(model, path, ARCHITECTURE, asdict(model.config), metadata)
 
 
 def load_regressor(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> QualityRegressor:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"regressor weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a valid safetensors file ({e})") from e
-    if meta.get("adadiffsr.architecture") != ARCHITECTURE:
-        raise WeightsError(f"{path}: not a {ARCHITECTURE} file (retrain it with `adadiffsr train regressor`)")
-    try:
-        model = QualityRegressor(RegressorConfig(**json.loads(meta["adadiffsr.config"])))
-        model.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: weights do not fit the regressor ({str(e).splitlines()[0]})") from e
-    return model.to(device).eval()
+    return load_module(path, ARCHITECTURE, lambda config: QualityRegressor(RegressorConfig(**config)), device,
+                       " (retrain it with `adadiffsr train regressor`)")
 
 
 def regressor_path_for(backbone_weights: str | os.PathLike[str]) -> Path:
     """``weights/compact-x4.safetensors`` -> ``weights/compact-x4.regressor.safetensors``."""
-    p = Path(backbone_weights)
-    return p.with_name(p.name.removesuffix(".safetensors") + ".regressor.safetensors")
+    return companion_path(backbone_weights, "regressor")

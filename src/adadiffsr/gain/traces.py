@@ -19,8 +19,8 @@ from ..backbones.base import Backbone
 from ..engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from ..io import atomic_write
 from ..policies.uniform import UniformPolicy
-from .regressor import regressor_inputs, tile_statistics
 from .quality import GainConfig, components, information_gain, measure, normalise
+from .regressor import regressor_inputs, tile_statistics
 
 
 @dataclass

@@ -26,6 +26,7 @@ from ..data.pairs import PairDataset, load_rgb, make_lr
 from ..data.photos import split_files
 from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
+from ..engine.schedule import add_noise, prediction_target
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
 from ..weights import save_backbone
@@ -67,15 +68,11 @@ def diffusion_loss(model: CompactSR, lr: torch.Tensor, hr: torch.Tensor, generat
     """MSE of the backbone's prediction at a uniform random timestep (inputs in ``[0, 1]``)."""
     x0 = model.encode(hr * 2 - 1)
     cond = model.condition(lr * 2 - 1)
-    alphas = model.spec.schedule.alphas_cumprod.to(hr.device)
-    t = torch.randint(0, alphas.shape[0], (hr.shape[0],), device=hr.device, generator=generator)
+    schedule = model.spec.schedule
+    t = torch.randint(0, schedule.num_train_timesteps, (hr.shape[0],), device=hr.device, generator=generator)
     noise = torch.randn(x0.shape, device=hr.device, generator=generator)
-    a = alphas[t].view(-1, 1, 1, 1)
-    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    pred = model.predict(x_t, t, cond)
-    kind = model.spec.prediction_type
-    target = x0 if kind == "sample" else noise if kind == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
-    return F.mse_loss(pred.float(), target)
+    pred = model.predict(add_noise(schedule, x0, t, noise), t, cond)
+    return F.mse_loss(pred.float(), prediction_target(schedule, model.spec.prediction_type, x0, t, noise))
 
 
 @torch.no_grad()

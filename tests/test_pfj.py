@@ -1,0 +1,109 @@
+"""PFJ: eq. 3 as a module, its place in the sampler, the --fidelity knob, training and loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adadiffsr.api import UpscaleConfig, Upscaler
+from adadiffsr.cli import main
+from adadiffsr.errors import ConfigError
+from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig, regressor_path_for, save_regressor
+from adadiffsr.pfj import FeatureInjection, PFJConfig, load_pfj, pfj_path_for, save_pfj
+from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
+
+from .conftest import tiny_compact
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE = FIXTURES / "chelsea-288.png"
+
+
+def _random_pfj(seed: int = 0) -> FeatureInjection:
+    torch.manual_seed(seed)
+    model = FeatureInjection(PFJConfig(in_channels=48, width=8))
+    with torch.no_grad():
+        for p in model.out.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_untrained_pfj_is_the_identity_and_strength_scales_the_modulation():
+    o = torch.randn(2, 48, 12, 12)
+    gain = torch.tensor([[0.01, -0.02], [0.0, 0.03]])
+    assert torch.equal(FeatureInjection(PFJConfig(in_channels=48)).inject(o, gain), o)
+    model = _random_pfj()
+    alpha, beta = model(o, gain)
+    assert alpha.shape == beta.shape == o.shape
+    full = model.inject(o, gain)
+    assert torch.allclose(full, alpha * o + beta, atol=1e-6)  # eq. 3
+    assert torch.allclose(model.inject(o, gain, 0.5), (o + full) / 2, atol=1e-6)
+    assert torch.equal(model.inject(o, gain, 0.0), o)
+    assert not torch.allclose(model(o, gain)[1], model(o, -gain)[1])  # the gain changes the modulation
+
+
+def test_fidelity_zero_is_the_backbone_alone_and_pfj_changes_the_output():
+    image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 40, 40))
+    backbone = tiny_compact(tile_size=16)
+    regressor = QualityRegressor(RegressorConfig(in_channels=48, width=8))
+    plain = Upscaler(backbone, "cpu", regressor=regressor)
+    with_pfj = Upscaler(tiny_compact(tile_size=16), "cpu", regressor=regressor, pfj=_random_pfj())
+    config = dict(interval=250, tile=16)
+    base = np.asarray(plain(image, UpscaleConfig(**config)).image)
+    off = with_pfj(image, UpscaleConfig(fidelity=0, **config))
+    assert np.array_equal(np.asarray(off.image), base)
+    assert off.report["seconds"]["pfj"] == 0
+    on = with_pfj(image, UpscaleConfig(fidelity=1, **config))
+    assert not np.array_equal(np.asarray(on.image), base)
+    assert on.report["seconds"]["pfj"] > 0 and on.report["seconds"]["gain"] > 0  # PFJ takes the learned gain
+    with pytest.raises(ConfigError, match="fidelity"):
+        with_pfj(image, UpscaleConfig(fidelity=-1, **config))
+
+
+def test_train_pfj_cli_then_upscale_loads_it_beside_the_weights(tmp_path, monkeypatch, capsys):
+    weights = tmp_path / DEFAULT_WEIGHTS_NAME
+    save_backbone(tiny_compact(tile_size=16), weights)
+    monkeypatch.setenv("ADADIFFSR_WEIGHTS_DIR", str(tmp_path))
+    for split in ("train", "val"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        Image.open(SAMPLE).convert("RGB").save(tmp_path / "photos" / split / "a.png")
+    args = ["train", "pfj", "--photos", str(tmp_path / "photos"), "--steps", "2", "--batch-size", "2",
+            "--crop", "64", "--device", "cpu"]
+    assert main(args) == 1  # no regressor yet
+    assert "train the regressor first" in capsys.readouterr().err
+    save_regressor(QualityRegressor(RegressorConfig(in_channels=48, width=8)), regressor_path_for(weights))
+    out = pfj_path_for(weights)
+    assert main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["val_loss"] > 0 and report["val_loss_identity"] > 0
+    assert load_pfj(out).config.in_channels == 48
+    image = tmp_path / "in.png"
+    Image.open(SAMPLE).convert("RGB").crop((0, 0, 32, 32)).save(image)
+    outputs = []
+    for fidelity in ("0", "1"):
+        target = tmp_path / f"out-{fidelity}.png"
+        code = main(["upscale", str(image), "-o", str(target), "--interval", "500", "--fidelity", fidelity,
+                     "--report", str(tmp_path / f"r-{fidelity}.json"), "-q"])
+        assert code == 0, capsys.readouterr().err
+        outputs.append(np.asarray(Image.open(target)))
+        assert json.loads((tmp_path / f"r-{fidelity}.json").read_text())["settings"]["fidelity"] == float(fidelity)
+    assert outputs[0].shape == (128, 128, 3) and outputs[0].shape == outputs[1].shape
+    # a corrupt PFJ file beside the weights: one clear line, no output
+    out.write_bytes(b"\x00" * 40)
+    code = main(["upscale", str(image), "-o", str(tmp_path / "bad.png"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "pfj" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_pfj_file_must_hold_a_pfj(tmp_path):
+    path = tmp_path / "x.pfj.safetensors"
+    save_regressor(QualityRegressor(RegressorConfig()), path)
+    with pytest.raises(Exception, match="not a pfj file"):
+        load_pfj(path)
+    save_pfj(_random_pfj(), path)
+    assert load_pfj(path).config.width == 8

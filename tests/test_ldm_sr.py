@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,34 @@ def test_missing_files_are_named(tmp_path, capsys):
     assert code == 1 and "needs --weights" in capsys.readouterr().err
     with pytest.raises(WeightsError, match="local Hugging Face cache"):
         load_ldm_sr("nobody/no-such-model")
+
+
+def test_traces_regressor_and_pfj_train_against_the_adapter(pipeline_folder, tmp_path, capsys):
+    """The MMLE and PFJ training commands take --backbone; companions live beside the folder."""
+    from adadiffsr.gain.regressor import load_regressor
+    from adadiffsr.pfj import load_pfj
+
+    fixture = Image.open(Path(__file__).parent / "fixtures" / "chelsea-288.png").convert("RGB")
+    for split in ("train", "val"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        fixture.save(tmp_path / "photos" / split / "a.png")
+    common = ["--backbone", "ldm-sr-x4", "--weights", str(pipeline_folder)]
+    for split in ("train", "val"):
+        code = main(["analyze", "traces", "--photos", str(tmp_path / "photos"), "--split", split, "--tiles", "2",
+                     "--interval", "250", "--fr", "psnr", "--nr", "niqe", "--device", "cpu",
+                     "--out", str(tmp_path / f"{split}.safetensors"), *common])
+        assert code == 0, capsys.readouterr().err
+    regressor = pipeline_folder.with_name(pipeline_folder.name + ".regressor.safetensors")
+    code = main(["train", "regressor", "--traces", str(tmp_path / "train.safetensors"), "--val-traces",
+                 str(tmp_path / "val.safetensors"), "--out", str(regressor), "--epochs", "2", *common])
+    assert code == 0, capsys.readouterr().err
+    assert load_regressor(regressor).config.in_channels == 3  # the VQ latent's channels
+    pfj = pipeline_folder.with_name(pipeline_folder.name + ".pfj.safetensors")
+    code = main(["train", "pfj", "--photos", str(tmp_path / "photos"), "--steps", "1", "--batch-size", "2",
+                 "--crop", "64", "--device", "cpu", "--out", str(pfj), *common])
+    assert code == 0, capsys.readouterr().err
+    assert load_pfj(pfj).config.in_channels == 3  # the condition is the low-resolution image
+    upscaler = Upscaler.from_pretrained(pipeline_folder, device="cpu", backbone="ldm-sr-x4")
+    assert upscaler.regressor is not None and upscaler.pfj is not None
+    regressor.unlink()
+    pfj.unlink()

@@ -38,7 +38,7 @@ from .weights import default_weights_path, load_backbone
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 GAINS: tuple[str, ...] = ("none", "exact", "learned")
-BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4")
+BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 
 # sampler name -> policy factory
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
@@ -151,33 +151,37 @@ class Upscaler:
     @classmethod
     def from_pretrained(
         cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32",
-        backbone: str = "compact",
+        backbone: str = "compact", **pipeline_options: Any,
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
         regressor (``NAME.regressor.safetensors``) and PFJ (``NAME.pfj.safetensors``) beside it when
-        they are there."""
+        they are there. ``ldm-sr-x4`` and ``sd-x4-upscaler`` take a diffusers pipeline folder (their
+        companions lie beside the folder: ``FOLDER.regressor.safetensors``); ``sd-x4-upscaler``
+        takes ``prompt``, ``negative_prompt``, ``guidance_scale`` and ``noise_level`` options."""
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if backbone == "ldm-sr-x4":
-            if weights is None:
-                raise WeightsError("--backbone ldm-sr-x4 needs --weights: the pipeline folder or its Hugging Face id")
-            from .backbones.ldm_sr import load_ldm_sr
-
-            resolved = resolve_device(device)
-            return cls(load_ldm_sr(weights, resolved), resolved, dtype)
-        if weights is None:
-            weights = default_weights_path()
-            if not weights.is_file():
-                raise WeightsError(
-                    f"no default model at {weights}: the trained default backbone is not shipped yet; "
-                    "pass --weights PATH (see the README)"
-                )
         resolved = resolve_device(device)
-        regressor_file = regressor_path_for(weights)
+        if backbone == "compact":
+            if weights is None:
+                weights = default_weights_path()
+                if not weights.is_file():
+                    raise WeightsError(f"no default model at {weights}; pass --weights PATH (see the README)")
+            model = load_backbone(weights, device=resolved)
+        else:
+            if weights is None:
+                raise WeightsError(f"--backbone {backbone} needs --weights: the pipeline folder or its Hugging Face id")
+            if backbone == "ldm-sr-x4":
+                from .backbones.ldm_sr import load_ldm_sr
+
+                model = load_ldm_sr(weights, resolved)
+            else:
+                from .backbones.sd_upscale import load_sd_upscale
+
+                model = load_sd_upscale(weights, resolved, **pipeline_options)
+        regressor_file, pfj_file = regressor_path_for(weights), pfj_path_for(weights)
         regressor = load_regressor(regressor_file, resolved) if regressor_file.is_file() else None
-        pfj_file = pfj_path_for(weights)
         pfj = load_pfj(pfj_file, resolved) if pfj_file.is_file() else None
-        return cls(load_backbone(weights, device=resolved), resolved, dtype, regressor, pfj)
+        return cls(model, resolved, dtype, regressor, pfj)
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""

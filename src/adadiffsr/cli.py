@@ -16,6 +16,7 @@ import click
 
 SAMPLER_NAMES = ("uniform", "adaptive")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+BACKBONE_NAMES = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
 COLOR_FIX_NAMES = ("none", "wavelet", "adain")
 
@@ -48,7 +49,13 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
 @click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face id for "
               "ldm-sr-x4). Default: the shipped model.")
-@click.option("--backbone", type=click.Choice(("compact", "ldm-sr-x4")), default="compact", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
+@click.option("--prompt", default="", help="sd-x4-upscaler: text prompt (default empty).")
+@click.option("--negative-prompt", default="", help="sd-x4-upscaler: negative prompt, with --guidance-scale > 1.")
+@click.option("--guidance-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="sd-x4-upscaler: classifier-free guidance (> 1 runs the UNet twice per tile; diffusers uses 9).")
+@click.option("--noise-level", type=click.IntRange(min=0), default=20, show_default=True,
+              help="sd-x4-upscaler: noise added to the input (the pipeline's noise_level).")
 @click.option("--spacing", type=click.Choice(("trailing", "leading")), default="trailing", show_default=True,
               help="First timestep: T-1, or diffusers' default (the largest multiple of the interval below T).")
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
@@ -70,8 +77,9 @@ def cli() -> None:
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
     steps: int | None, intervals: str, tau: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
-    seed: int, device: str, dtype: str, weights: str | None, backbone: str, spacing: str, color_fix: str, gain: str,
-    fidelity: float, ext: str, suffix: str,
+    seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
+    guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
+    suffix: str,
     skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
     quiet: bool, debug: bool,
 ) -> None:
@@ -105,7 +113,11 @@ def upscale(
         fidelity=fidelity,
     )
     config.validate()
-    upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone)
+    options: dict[str, Any] = {}
+    if backbone == "sd-x4-upscaler":
+        options = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": guidance_scale,
+                   "noise_level": noise_level}
+    upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, **options)
     failed = run_jobs(
         jobs, upscaler, config, skip_existing=skip_existing, max_pixels=max_pixels or None,
         folder_mode=folder_mode, say=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
@@ -227,11 +239,13 @@ def analyze_gain(image: str, output: str, interval: int, fr: str, nr: str, weigh
 @click.option("--pool", type=click.IntRange(min=1), default=4, show_default=True,
               help="Statistics cell of the regressor inputs kept per step (the regressor's training data).")
 @click.option("--weights", help="Backbone weights (default: the shipped model).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, help="Traces file (.safetensors), rewritten every 16 tiles.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, nr: str, pool: int,
-                   weights: str | None, seed: int, out: str, debug: bool) -> None:
+                   weights: str | None, backbone: str, device: str, seed: int, out: str, debug: bool) -> None:
     """Record every measure at every step for tiles of degraded photo crops (realesrgan-x4)."""
     config = _gain_config(fr, nr)
     from .api import Upscaler
@@ -239,14 +253,17 @@ def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, 
     from .data.photos import split_files
     from .gain.traces import save_traces, trace_tile
 
-    backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
-    tile = backbone.spec.tile_size
-    dataset = PairDataset(split_files(Path(photos), split), crop=tile * backbone.spec.scale_factor, seed=seed)
-    meta = {"photos_split": split, "seed": str(seed), "interval": str(interval), "pool": str(pool)}
+    upscaler = Upscaler.from_pretrained(weights, device=device, backbone=backbone)
+    model = upscaler.backbone
+    tile = model.spec.tile_size
+    dataset = PairDataset(split_files(Path(photos), split), crop=tile * model.spec.scale_factor, seed=seed)
+    meta = {"photos_split": split, "seed": str(seed), "interval": str(interval), "pool": str(pool),
+            "backbone": backbone}
     traces = []
     for k in range(tiles):
         lr, _ = dataset[k]
-        traces.append(trace_tile(backbone, lr[None] * 2 - 1, config, interval, seed + k, pool=pool))
+        lr = lr[None].to(upscaler.device) * 2 - 1
+        traces.append(trace_tile(model, lr, config, interval, seed + k, pool=pool))
         click.echo(f"tile {k + 1}/{tiles}", err=True)
         if (k + 1) % 16 == 0 and k + 1 < tiles:
             save_traces(Path(out), traces, config, meta)
@@ -336,15 +353,16 @@ def train_backbone_cmd(
 @click.option("--out", default="weights/compact-x4.regressor.safetensors", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
 @click.option("--weights", help="Backbone weights the traces were made with (default: the shipped model).")
+@click.option("--backbone", "backbone_name", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, weights: str | None, seed: int,
-                        debug: bool) -> None:
+def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, weights: str | None, backbone_name: str,
+                        seed: int, debug: bool) -> None:
     """Train the MMLE gain regressor on traced exact gains; report agreement and cost."""
     from .api import Upscaler
     from .train.regressor import RegressorTrainConfig, train_regressor
 
-    backbone = Upscaler.from_pretrained(weights, device="cpu").backbone
+    backbone = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone_name).backbone
     cfg = RegressorTrainConfig(traces=traces, val_traces=val_traces, out=out, epochs=epochs, seed=seed)
     report = train_regressor(backbone, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
@@ -359,17 +377,18 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
 @click.option("--intervals", default="20,50,100", show_default=True, help="Intervals the previous estimates are drawn at.")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--weights", help="Backbone weights, with its regressor beside it (default: the shipped model).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int, intervals: str, learning_rate: float,
-                  weights: str | None, device: str, seed: int, debug: bool) -> None:
+                  weights: str | None, backbone: str, device: str, seed: int, debug: bool) -> None:
     """Train PFJ (progressive feature injection) with the backbone and regressor frozen."""
     from .api import Upscaler
     from .errors import WeightsError
     from .train.pfj import PFJTrainConfig, train_pfj
 
-    upscaler = Upscaler.from_pretrained(weights, device="cpu")
+    upscaler = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone)
     if upscaler.regressor is None:
         raise WeightsError("PFJ is trained on the learned gain: train the regressor first (adadiffsr train regressor)")
     cfg = PFJTrainConfig(photos=photos, out=out, steps=steps, batch_size=batch_size, crop=crop,

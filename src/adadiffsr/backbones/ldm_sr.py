@@ -67,22 +67,24 @@ class LDMSuperResolution(Backbone):
         return self.vqvae.decode(z).sample
 
 
-def resolve_folder(weights: str | os.PathLike[str]) -> Path:
+def resolve_folder(weights: str | os.PathLike[str], expected: tuple[str, ...] = EXPECTED) -> Path:
     """A local pipeline folder, a Hugging Face cache folder (``models--org--name``), or a repo id
     already in the local cache (``CompVis/ldm-super-resolution-4x-openimages``): never downloads."""
     path = Path(weights)
     if path.is_dir():
         snapshots = sorted((path / "snapshots").glob("*")) if (path / "snapshots").is_dir() else []
         return snapshots[-1] if snapshots else path
-    if "/" in str(weights) and not path.exists():
+    text = str(weights)
+    looks_like_repo_id = text.count("/") == 1 and not text.startswith(("/", ".", "~")) and not path.exists()
+    if looks_like_repo_id:
         from huggingface_hub import snapshot_download
 
         try:
             return Path(snapshot_download(str(weights), local_files_only=True))
         except Exception as e:
             raise WeightsError(f"{weights} is not in the local Hugging Face cache and nothing is downloaded; "
-                               f"give the folder of the pipeline ({', '.join(EXPECTED)})") from e
-    raise WeightsError(f"LDM-SR weights must be a folder with {', '.join(EXPECTED)}; got {weights}")
+                               f"give the folder of the pipeline ({', '.join(expected)})") from e
+    raise WeightsError(f"pipeline folder not found: {weights} (it must hold {', '.join(expected)})")
 
 
 def load_ldm_sr(weights: str | os.PathLike[str], device: torch.device | str = "cpu", tile_size: int = 128) -> LDMSuperResolution:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import torch
 from torch import Tensor
 
 from ..backbones.base import Backbone
-from .quality import GainConfig, components, information_gain, measure, normalise
+from .quality import GainConfig, components, digest, information_gain, measure, normalise
 
 
 class ExactGain:
@@ -36,7 +35,7 @@ class ExactGain:
 
     def performance(self, x0: Tensor, cond: Tensor) -> Tensor:
         """``R`` components ``(n, 2)`` of working-space estimates against their conditions."""
-        keys = [(_digest(a), _digest(b)) for a, b in zip(x0, cond, strict=True)]
+        keys = [(digest(a), digest(b)) for a, b in zip(x0, cond, strict=True)]
         missing = [i for i, key in enumerate(keys) if key not in self.cache]
         if missing:
             fresh = self._compute(x0[missing], cond[missing])
@@ -52,7 +51,3 @@ class ExactGain:
             return torch.zeros_like(r_now).float().to(x0.device)
         r_prev = self.performance(x0_prev, cond)
         return information_gain(r_now, r_prev, t.cpu(), self.config.nr_from * self.total).float().to(x0.device)
-
-
-def _digest(tensor: Tensor) -> str:
-    return hashlib.blake2b(tensor.detach().float().contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()

@@ -14,6 +14,7 @@ before that the estimate is too noisy for no-reference measures to mean anything
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -105,3 +106,8 @@ def information_gain(r_now: Tensor, r_prev: Tensor, t: Tensor, nr_start: float) 
     early = t.to(gain.device) >= nr_start
     gain[:, 1] = torch.where(early, torch.zeros_like(gain[:, 1]), gain[:, 1])
     return gain
+
+
+def digest(tensor: Tensor) -> str:
+    """A short content hash of a tensor: the key under which per-tile results are remembered."""
+    return hashlib.blake2b(tensor.detach().float().contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()

@@ -15,6 +15,7 @@ convolutions, global average and max pooling and a small head. Its cost grows wi
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from ..backbones.base import Backbone
 from ..weights import companion_path, load_module, save_module
-from .quality import information_gain
+from .quality import digest, information_gain
 
 ARCHITECTURE = "quality-regressor"
 
@@ -81,16 +82,32 @@ class QualityRegressor(nn.Module):
 
 class LearnedGain:
     """The learned gain as a sampler ``GainFn``: eq. 1 over the regressor's performance of the
-    current and previous estimates (0 on a tile's first step)."""
+    current and previous estimates (0 on a tile's first step). A tile's input feature is computed
+    once (for latent backbones it is an encoder pass), remembered by the bytes of its condition."""
 
-    def __init__(self, backbone: Backbone, model: QualityRegressor) -> None:
+    def __init__(self, backbone: Backbone, model: QualityRegressor, cache_size: int = 256) -> None:
         self.backbone, self.model = backbone, model
+        self.cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.cache_size = cache_size
+
+    def reference(self, cond: Tensor) -> Tensor:
+        if type(self.backbone).reference_feature is Backbone.reference_feature:  # the condition itself: free
+            return cond
+        keys = [digest(c) for c in cond]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            fresh = self.backbone.reference_feature(cond[missing])
+            for row, i in zip(fresh, missing, strict=True):
+                self.cache[keys[i]] = row
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        return torch.stack([self.cache[key] for key in keys])
 
     @torch.no_grad()
     def __call__(self, x0: Tensor, x0_prev: Tensor | None, cond: Tensor, t: Tensor) -> Tensor:
-        reference = self.backbone.reference_feature(cond)
         if x0_prev is None:
             return torch.zeros(x0.shape[0], 2, device=x0.device)
+        reference = self.reference(cond)
         n = x0.shape[0]
         r = self.model.performance(torch.cat([x0, x0_prev]), torch.cat([reference, reference]))
         cfg = self.model.config

@@ -64,22 +64,32 @@ def test_saturated_tiles_exit_with_their_best_state_and_cost_nothing_more():
     cond = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     seen: dict[int, torch.Tensor] = {}
 
-    def run(nr_late):
-        def gain_fn(x0, x0_prev, c, t):
-            seen[int(t[0])] = x0.clone()
-            nr = nr_late(int(t[0])) if int(t[0]) < 500 else 0.0
-            return torch.tensor([[0.0, nr]])
+    class Scripted:
+        """NR performance as a scripted function of t: the sampler turns it into gains (eq. 1)."""
 
+        nr_start = 500.0
+
+        def __init__(self, nr):
+            self.nr = nr
+
+        def __call__(self, x0, c, t):
+            seen[int(t[0])] = x0.clone()
+            return torch.tensor([[0.5, self.nr(int(t[0]))]])
+
+    def run(nr):
         seen.clear()
         return sample_tiles(backbone, x_T, cond, DTSSPolicy(), SamplerSettings(), tile_generators(0, 1, x_T.device),
-                            gain_fn=gain_fn)
+                            performance=Scripted(nr))
 
-    rising = run(lambda t: 0.01)
-    peaking = run(lambda t: 0.01 if t > 300 else -0.02)
+    def peak(t):
+        return 0.5 + (1000 - t) * 5e-4 if t > 300 else 0.85 - (300 - t) * 1e-3
+
+    rising = run(lambda t: 0.5 + (1000 - t) * 5e-4)
+    peaking = run(peak)
     assert rising.exit_t[0] == -1 and peaking.exit_t[0] > 0
     assert peaking.steps[0] < rising.steps[0] and peaking.nfe == int(peaking.steps[0])
     assert peaking.category[0] == SATURATED
-    best_t = min(t for t in seen if t > 300)  # the last step while the NR performance still rose
+    best_t = max((t for t in seen if t < 500), key=peak)  # the estimate with the highest NR performance
     assert torch.equal(peaking.x0, seen[best_t])
 
 

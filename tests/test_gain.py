@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from adadiffsr.cli import main
 from adadiffsr.errors import ConfigError
-from adadiffsr.gain.exact import ExactGain
+from adadiffsr.gain.exact import ExactPerformance
 from adadiffsr.gain.quality import GainConfig, components, information_gain, normalise
 from adadiffsr.gain.traces import fit_ranges, trace_tile
 from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
@@ -51,16 +51,18 @@ def test_config_checks_metric_kinds():
         GainConfig(fr_metrics=("psnrr",))
 
 
-def test_exact_gain_on_a_tiny_model():
+def test_exact_performance_on_a_tiny_model():
     backbone = tiny_compact(tile_size=48)
     lr = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
     cond = backbone.condition(lr)
     x0 = cond + 0.05 * torch.randn_like(cond)
-    gain_fn = ExactGain(backbone, CONFIG)
-    first = gain_fn(x0, None, cond, torch.tensor([999, 999]))
-    assert torch.equal(first, torch.zeros(2, 2))
-    better = gain_fn(cond, x0, cond, torch.tensor([300, 300]))  # moving onto the input feature: FR rises
-    assert better.shape == (2, 2) and bool((better[:, 0] > 0).all()) and bool((better.abs() <= 1).all())
+    performance = ExactPerformance(backbone, CONFIG)
+    assert performance.nr_start == 500
+    noisy, exact = performance(x0, cond, torch.tensor([300, 300])), performance(cond, cond, torch.tensor([300, 300]))
+    assert noisy.shape == (2, 2) and bool(((noisy >= 0) & (noisy <= 1)).all())
+    assert bool((exact[:, 0] > noisy[:, 0]).all())  # the input feature itself is the best FR estimate
+    gain = information_gain(exact, noisy, torch.tensor([300, 300]), performance.nr_start)
+    assert bool((gain[:, 0] > 0).all())  # moving onto the input feature: FR rises
 
 
 def test_trace_tile_and_fitted_ranges():
@@ -130,36 +132,50 @@ def test_train_regressor_from_traces_reports_agreement_and_overhead(tmp_path, mo
     assert code == 1 and "not a readable traces file" in err and "Traceback" not in err
 
 
-def test_learned_gain_is_eq1_over_the_regressor_performance():
-    from adadiffsr.gain.regressor import LearnedGain, QualityRegressor, RegressorConfig
+def test_learned_performance_and_the_gain_the_sampler_makes_of_it():
+    from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
+    from adadiffsr.gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig
+    from adadiffsr.policies.uniform import UniformPolicy
 
     torch.manual_seed(0)
     backbone = tiny_compact(tile_size=48)
     model = QualityRegressor(RegressorConfig(in_channels=48)).eval()
-    gain_fn = LearnedGain(backbone, model)
+    learned = LearnedPerformance(backbone, model)
     lr = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
     cond = backbone.condition(lr)
-    x0, prev = cond + 0.1 * torch.randn_like(cond), cond + 0.3 * torch.randn_like(cond)
-    t = torch.tensor([900, 499, 10])
-    assert torch.equal(gain_fn(x0, None, cond, t), torch.zeros(3, 2))
-    assert torch.allclose(gain_fn(x0, x0, cond, t), torch.zeros(3, 2), atol=1e-6)  # no change, no gain
-    gain = gain_fn(x0, prev, cond, t)
-    with torch.no_grad():
-        expected = torch.tanh(model.performance(x0, cond) - model.performance(prev, cond))
-    assert torch.allclose(gain[:, 0], expected[:, 0], atol=1e-6)
-    assert gain[0, 1] == 0 and torch.allclose(gain[1:, 1], expected[1:, 1], atol=1e-6)  # NR only for t < 500
-    assert torch.allclose(gain_fn(prev, x0, cond, t), -gain, atol=1e-6)  # antisymmetric
+    x0 = cond + 0.1 * torch.randn_like(cond)
+    r = learned(x0, cond, torch.tensor([900, 499, 10]))
+    assert r.shape == (3, 2) and bool(((r > 0) & (r < 1)).all())
+    assert torch.equal(r, model.performance(x0, cond))
+
+    class Watch:  # the learned performance, remembering what the sampler was told
+        nr_start = learned.nr_start
+
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, x0, c, t):
+            out = learned(x0, c, t)
+            self.seen.append((int(t[0]), out))
+            return out
+
+    watch = Watch()
+    gains = []
+
+    def policy(obs):  # uniform at 250, recording the gains the sampler hands over
+        gains.append(obs.gain.clone())
+        return UniformPolicy(250)(obs)
+
+    policy.intervals = (250,)  # type: ignore[attr-defined]
+    policy.initial = UniformPolicy(250).initial  # type: ignore[attr-defined]
+    sample_tiles(backbone, torch.randn(1, 48, 48, 48), cond[:1], policy, SamplerSettings(),
+                 tile_generators(0, 1, cond.device), performance=watch)
+    assert [t for t, _ in watch.seen] == [999, 749, 499, 249]
+    assert torch.equal(gains[0], torch.zeros(1, 2))  # nothing to gain against at the first step
+    for k in (1, 2, 3):
+        expected = torch.tanh(watch.seen[k][1] - watch.seen[k - 1][1])
+        assert torch.allclose(gains[k][:, 0], expected[:, 0], atol=1e-6)
+        nr = expected[:, 1] if watch.seen[k][0] < 500 else torch.zeros(1)
+        assert torch.allclose(gains[k][:, 1], nr, atol=1e-6)  # NR only in the second half
 
 
-def test_exact_gain_scores_each_estimate_once():
-    backbone = tiny_compact(tile_size=48)
-    lr = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    cond = backbone.condition(lr)
-    gain_fn = ExactGain(backbone, CONFIG)
-    calls = []
-    original = gain_fn._compute
-    gain_fn._compute = lambda x0, c: calls.append(len(x0)) or original(x0, c)  # type: ignore[method-assign]
-    a, b = cond + 0.1, cond + 0.05
-    gain_fn(a, None, cond, torch.tensor([999]))
-    gain_fn(b, a.clone(), cond, torch.tensor([400]))  # the previous estimate comes from the cache
-    assert calls == [1, 1]

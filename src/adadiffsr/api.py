@@ -22,11 +22,11 @@ from torch import Tensor
 from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import GainFn, InjectFn, ProgressFn, SamplerSettings
+from .engine.sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
-from .gain.exact import ExactGain
-from .gain.regressor import LearnedGain, QualityRegressor, load_regressor, regressor_path_for
+from .gain.exact import ExactPerformance
+from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.base import Policy
@@ -151,13 +151,14 @@ class Upscaler:
     @classmethod
     def from_pretrained(
         cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32",
-        backbone: str = "compact", **pipeline_options: Any,
+        backbone: str = "compact", regressor: bool = True, pfj: bool = True, **pipeline_options: Any,
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
         regressor (``NAME.regressor.safetensors``) and PFJ (``NAME.pfj.safetensors``) beside it when
         they are there. ``ldm-sr-x4`` and ``sd-x4-upscaler`` take a diffusers pipeline folder (their
         companions lie beside the folder: ``FOLDER.regressor.safetensors``); ``sd-x4-upscaler``
-        takes ``prompt``, ``negative_prompt``, ``guidance_scale`` and ``noise_level`` options."""
+        takes ``prompt``, ``negative_prompt``, ``guidance_scale`` and ``noise_level`` options.
+        ``regressor=False`` / ``pfj=False`` skip those files (what the commands that train them do)."""
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         resolved = resolve_device(device)
@@ -179,9 +180,9 @@ class Upscaler:
 
                 model = load_sd_upscale(weights, resolved, **pipeline_options)
         regressor_file, pfj_file = regressor_path_for(weights), pfj_path_for(weights)
-        regressor = load_regressor(regressor_file, resolved) if regressor_file.is_file() else None
-        pfj = load_pfj(pfj_file, resolved) if pfj_file.is_file() else None
-        return cls(model, resolved, dtype, regressor, pfj)
+        gain_model = load_regressor(regressor_file, resolved) if regressor and regressor_file.is_file() else None
+        injection = load_pfj(pfj_file, resolved) if pfj and pfj_file.is_file() else None
+        return cls(model, resolved, dtype, gain_model, injection)
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
@@ -189,8 +190,8 @@ class Upscaler:
             return None
         return injector(self.pfj, fidelity)
 
-    def gain_function(self, kind: str, sampler: str = "uniform", needed: bool = False) -> GainFn | None:
-        """The sampler's gain function: none, the exact metrics, or the learned regressor. The
+    def gain_function(self, kind: str, sampler: str = "uniform", needed: bool = False) -> PerformanceFn | None:
+        """What the sampler's gain comes from: none, the exact metrics, or the learned regressor. The
         adaptive sampler (and PFJ: ``needed``) needs one: with ``none`` it takes the regressor, or
         the metrics without it."""
         if kind == "none" and (sampler == "adaptive" or needed):
@@ -198,10 +199,10 @@ class Upscaler:
         if kind == "none":
             return None
         if kind == "exact":
-            return ExactGain(self.backbone)
+            return ExactPerformance(self.backbone)
         if self.regressor is None:
             raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
-        return LearnedGain(self.backbone, self.regressor)
+        return LearnedPerformance(self.backbone, self.regressor)
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
@@ -215,7 +216,7 @@ class Upscaler:
         return upscale_tensor(
             self.backbone, lr, SAMPLERS[config.sampler](config), settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
-            gain_fn=self.gain_function(config.gain, config.sampler, needed=inject is not None),
+            performance=self.gain_function(config.gain, config.sampler, needed=inject is not None),
             progress=progress, inject=inject,
         )
 

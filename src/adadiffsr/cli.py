@@ -253,7 +253,7 @@ def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, 
     from .data.photos import split_files
     from .gain.traces import save_traces, trace_tile
 
-    upscaler = Upscaler.from_pretrained(weights, device=device, backbone=backbone)
+    upscaler = Upscaler.from_pretrained(weights, device=device, backbone=backbone, regressor=False, pfj=False)
     model = upscaler.backbone
     tile = model.spec.tile_size
     dataset = PairDataset(split_files(Path(photos), split), crop=tile * model.spec.scale_factor, seed=seed)
@@ -362,7 +362,7 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
     from .api import Upscaler
     from .train.regressor import RegressorTrainConfig, train_regressor
 
-    backbone = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone_name).backbone
+    backbone = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone_name, regressor=False, pfj=False).backbone
     cfg = RegressorTrainConfig(traces=traces, val_traces=val_traces, out=out, epochs=epochs, seed=seed)
     report = train_regressor(backbone, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
@@ -388,7 +388,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
     from .errors import WeightsError
     from .train.pfj import PFJTrainConfig, train_pfj
 
-    upscaler = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone)
+    upscaler = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone, pfj=False)
     if upscaler.regressor is None:
         raise WeightsError("PFJ is trained on the learned gain: train the regressor first (adadiffsr train regressor)")
     cfg = PFJTrainConfig(photos=photos, out=out, steps=steps, batch_size=batch_size, crop=crop,

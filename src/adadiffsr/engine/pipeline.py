@@ -26,7 +26,7 @@ from ..backbones.base import Backbone
 from ..color import apply_color_fix
 from ..errors import ConfigError
 from ..policies.base import Policy
-from .sampler import GainFn, InjectFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
+from .sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, weight_total
 
 
@@ -97,7 +97,7 @@ def upscale_tensor(
     tiling: TilingSettings = TilingSettings(),
     seed: int = 0,
     color_fix: str = "none",
-    gain_fn: GainFn | None = None,
+    performance: PerformanceFn | None = None,
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
 ) -> PipelineOutput:
@@ -136,7 +136,7 @@ def upscale_tensor(
         with torch.no_grad():
             run = sample_tiles(
                 backbone, latent_grid.crop(noise, group), cond, policy, settings,
-                [generators[i] for i in group], gain_fn=gain_fn, inject=inject,
+                [generators[i] for i in group], performance=performance, inject=inject,
                 progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
             )
         seconds["sampling"] += time.perf_counter() - t0

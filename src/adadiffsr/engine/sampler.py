@@ -13,20 +13,28 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from ..backbones.base import Backbone
 from ..errors import ConfigError, NumericalError
+from ..gain.quality import information_gain
 from ..policies.base import Policy, StepObservation
 from .schedule import SkipCodebook, UpdateRule, skip_step, split_prediction
 
 InjectFn = Callable[[Tensor, Tensor], Tensor]
 """``(cond, gain (n, 2)) -> cond_hat``: PFJ's modulation of the condition before each backbone call."""
 
-GainFn = Callable[[Tensor, Tensor | None, Tensor, Tensor], Tensor]
-"""``(x0, x0_prev, cond, t) -> (n, G)`` information gain components of the tiles that just stepped."""
+class PerformanceFn(Protocol):
+    """The performance ``R`` of eq. 2 (FR and NR components) of the tiles that just stepped, from
+    their estimates ``x0``, conditions and timesteps: ``(n, 2)``. The sampler keeps each tile's last
+    ``R`` and turns them into the gain of eq. 1, the NR part only once ``t < nr_start``."""
+
+    nr_start: float
+
+    def __call__(self, x0: Tensor, cond: Tensor, t: Tensor) -> Tensor: ...
 
 ProgressFn = Callable[[float, int], None]
 """``(fraction of the walk done over all tiles, NFE so far)``."""
@@ -67,7 +75,7 @@ def sample_tiles(
     policy: Policy,
     settings: SamplerSettings,
     generators: list[torch.Generator],
-    gain_fn: GainFn | None = None,
+    performance: PerformanceFn | None = None,
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
 ) -> TileRun:
@@ -87,7 +95,8 @@ def sample_tiles(
     active = torch.ones(n, dtype=torch.bool, device=device)
     best: Tensor | None = None  # allocated when a policy first keeps a state
     has_best = torch.zeros(n, dtype=torch.bool, device=device)
-    gain_sum: Tensor | None = None  # (N, G) once a gain function has answered
+    gain_sum: Tensor | None = None  # (N, 2) once a performance function has answered
+    r_prev = torch.zeros(n, 2, device=device)  # each tile's last performance R
     last_gain = torch.zeros(n, 2, device=device)  # each tile's latest gain: what PFJ modulates with
     best_sum = torch.zeros(n, device=device)
     category = torch.full((n,), -1, dtype=torch.long, device=device)
@@ -120,13 +129,16 @@ def sample_tiles(
             first = steps[chunk] == 1
 
             gain = None
-            if gain_fn is not None:
+            if performance is not None:
                 with _timed(seconds, "gain", device):
-                    gain = gain_fn(x0, None if bool(first.all()) else x0_prev[chunk], c, t_now).float()
+                    r = performance(x0, c, t_now).float().to(device)
+                    gain = information_gain(r, r_prev[chunk], t_now, performance.nr_start)
+                    gain[first] = 0  # a tile's first estimate has nothing to gain against
+                    r_prev[chunk] = r
                 if gain_sum is None:
-                    gain_sum = torch.zeros(n, gain.shape[1], device=device)
+                    gain_sum = torch.zeros(n, 2, device=device)
                 gain_sum[chunk] += gain
-                last_gain[chunk] = gain[:, :2]
+                last_gain[chunk] = gain
             obs = StepObservation(
                 tile=chunk,
                 t=t_now,

@@ -49,21 +49,11 @@ def trace_tile(
     side = (lr.shape[-2] * spec.latent_scale, lr.shape[-1] * spec.latent_scale)
     noise = torch.randn((1, spec.latent_channels, *side), generator=torch.Generator(device=device).manual_seed(seed),
                         device=device)
-    steps: list[int] = []
-    rows: list[Tensor] = []
-    kept: list[Tensor] = []
-
-    def record(x0: Tensor, x0_prev: Tensor | None, c: Tensor, t: Tensor) -> Tensor:
-        estimate = ((backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
-        rows.append(measure(config, estimate, reference)[0])
-        steps.append(int(t[0]))
-        if pool is not None:
-            kept.append(regressor_inputs(x0, feature, pool)[0].half().cpu())
-        return torch.zeros(1, 2, device=x0.device)
-
+    recorder = _Recorder(backbone, config, reference, feature, pool)
     with torch.no_grad():
         sample_tiles(backbone, noise, cond, UniformPolicy(interval), SamplerSettings(), tile_generators(seed, 1, device),
-                     gain_fn=record)
+                     performance=recorder)
+    rows, steps, kept = recorder.rows, recorder.steps, recorder.kept
     raw = torch.stack(rows)
     performance = components(config, normalise(config, raw))
     t = torch.tensor(steps)
@@ -72,6 +62,27 @@ def trace_tile(
     if pool is None:
         return Trace(t, raw, performance, gain)
     return Trace(t, raw, performance, gain, torch.stack(kept), tile_statistics(feature, pool)[0].half().cpu())
+
+
+class _Recorder:
+    """A ``PerformanceFn`` that only watches: scores each estimate exactly and keeps what it saw."""
+
+    nr_start = 0.0
+
+    def __init__(self, backbone: Backbone, config: GainConfig, reference: Tensor, feature: Tensor,
+                 pool: int | None) -> None:
+        self.backbone, self.config, self.reference, self.feature, self.pool = backbone, config, reference, feature, pool
+        self.steps: list[int] = []
+        self.rows: list[Tensor] = []
+        self.kept: list[Tensor] = []
+
+    def __call__(self, x0: Tensor, cond: Tensor, t: Tensor) -> Tensor:
+        estimate = ((self.backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
+        self.rows.append(measure(self.config, estimate, self.reference)[0])
+        self.steps.append(int(t[0]))
+        if self.pool is not None:
+            self.kept.append(regressor_inputs(x0, self.feature, self.pool)[0].half().cpu())
+        return torch.zeros(1, 2, device=x0.device)
 
 
 def fit_ranges(config: GainConfig, raw: Tensor, low: float = 0.01, high: float = 0.99) -> dict[str, tuple[float, float]]:

@@ -27,7 +27,8 @@ from ..data.pairs import PairDataset
 from ..data.photos import split_files
 from ..engine.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
 from ..errors import DataError
-from ..gain.regressor import LearnedGain, QualityRegressor
+from ..gain.quality import information_gain
+from ..gain.regressor import LearnedPerformance, QualityRegressor
 from ..io import atomic_write
 from ..pfj import FeatureInjection, PFJConfig, save_pfj
 
@@ -50,7 +51,7 @@ class PFJTrainConfig:
     log_every: int = 25
 
 
-def _batch_loss(backbone: Backbone, gain_fn: LearnedGain, pfj: FeatureInjection | None, lr: torch.Tensor,
+def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
                 hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
     spec = backbone.spec
     schedule, total, intervals = spec.schedule, spec.schedule.num_train_timesteps, codebook.intervals
@@ -69,21 +70,22 @@ def _batch_loss(backbone: Backbone, gain_fn: LearnedGain, pfj: FeatureInjection 
         steps = torch.cat([t1, t2])
         out = backbone.predict(x_prev, steps, torch.cat([cond, cond]))
         estimates = split_prediction(codebook, out.float(), x_prev, steps, spec.prediction_type)[0]
-        gain = gain_fn(estimates[:n], estimates[n:], cond, t1)
+        r = learned(estimates, torch.cat([cond, cond]), steps)
+        gain = information_gain(r[:n], r[n:], t1, learned.nr_start)
     c_in = cond if pfj is None else pfj.inject(cond, gain)
     pred = backbone.predict(add_noise(schedule, x0, t, noise[0]), t, c_in)
     return F.mse_loss(pred.float(), prediction_target(schedule, spec.prediction_type, x0, t, noise[0]))
 
 
 @torch.no_grad()
-def validate(backbone: Backbone, gain_fn: LearnedGain, pfj: FeatureInjection, data: list[tuple[torch.Tensor, torch.Tensor]],
+def validate(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection, data: list[tuple[torch.Tensor, torch.Tensor]],
              codebook: SkipCodebook) -> dict[str, float]:
     """Mean loss on held-out crops with PFJ and with the identity, same timesteps and noise."""
     losses: dict[str, float] = {"pfj": 0.0, "identity": 0.0}
     for name, module in (("pfj", pfj), ("identity", None)):
         generator = torch.Generator(device=next(backbone.parameters()).device).manual_seed(1234)
         for lr, hr in data:
-            losses[name] += float(_batch_loss(backbone, gain_fn, module, lr, hr, codebook, generator)) / len(data)
+            losses[name] += float(_batch_loss(backbone, learned, module, lr, hr, codebook, generator)) / len(data)
     return losses
 
 
@@ -96,7 +98,7 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     backbone.to(device).eval().requires_grad_(False)
-    gain_fn = LearnedGain(backbone, regressor.to(device).eval())
+    learned = LearnedPerformance(backbone, regressor.to(device).eval())
     codebook = SkipCodebook.build(backbone.spec.schedule, tuple(cfg.intervals)).to(device)
     channels = backbone.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
     pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width)).to(device).train()
@@ -110,11 +112,11 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                 for chunk in [list(range(cfg.val_crops))[j : j + cfg.batch_size] for j in range(0, cfg.val_crops, cfg.batch_size)]]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     start, window = time.perf_counter(), []
-    before = validate(backbone, gain_fn, pfj.eval(), val_data, codebook)
+    before = validate(backbone, learned, pfj.eval(), val_data, codebook)
     log(f"held-out loss before training: {before['pfj']:.5f} (identity {before['identity']:.5f})")
     pfj.train()
     for step, (lr, hr) in enumerate(loader, start=1):
-        loss = _batch_loss(backbone, gain_fn, pfj, lr, hr, codebook, generator)
+        loss = _batch_loss(backbone, learned, pfj, lr, hr, codebook, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -127,7 +129,7 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                 f"({(time.perf_counter() - start) / 60:.1f} min)")
             window = []
     pfj.eval()
-    after = validate(backbone, gain_fn, pfj, val_data, codebook)
+    after = validate(backbone, learned, pfj, val_data, codebook)
     report = {"val_loss": after["pfj"], "val_loss_identity": after["identity"],
               "relative_change": after["pfj"] / after["identity"] - 1,
               "minutes": (time.perf_counter() - start) / 60, "config": asdict(cfg)}

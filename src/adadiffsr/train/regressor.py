@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from ..backbones.base import Backbone
 from ..errors import DataError
 from ..gain.quality import information_gain
-from ..gain.regressor import LearnedGain, QualityRegressor, RegressorConfig, save_regressor
+from ..gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
 
 CATEGORIES = ("growing", "stable", "saturated")
@@ -114,14 +114,14 @@ def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float)
 
 
 def overhead(backbone: Backbone, model: QualityRegressor, batch: int = 8, repeats: int = 5) -> dict[str, float]:
-    """Seconds per tile of the learned gain (both estimates scored) and of one backbone evaluation,
-    at the native tile size."""
+    """Seconds per tile of the learned performance (one estimate scored per step: the sampler
+    remembers the previous one) and of one backbone evaluation, at the native tile size."""
     spec = backbone.spec
     side = spec.tile_size * spec.latent_scale
     x = torch.randn(batch, spec.latent_channels, side, side)
     lr = torch.rand(batch, 3, spec.tile_size, spec.tile_size) * 2 - 1
     t = torch.full((batch,), 300)
-    gain = LearnedGain(backbone, model)
+    learned = LearnedPerformance(backbone, model)
 
     def clock(fn: Callable[[], Any]) -> float:
         fn()
@@ -135,7 +135,7 @@ def overhead(backbone: Backbone, model: QualityRegressor, batch: int = 8, repeat
     with torch.no_grad():
         cond = backbone.condition(lr)
         b = clock(lambda: backbone.predict(x, t, cond))
-        r = clock(lambda: gain(x, x, cond, t))
+        r = clock(lambda: learned(x, cond, t))
     return {"backbone_s_per_tile": b, "regressor_s_per_tile": r, "fraction": r / b}
 
 

@@ -22,7 +22,7 @@ def test_load_once_upscale_many(tmp_path, monkeypatch):
     monkeypatch.setenv("ADADIFFSR_WEIGHTS_DIR", str(tmp_path))
     upscaler = Upscaler.from_pretrained(device="cpu")  # the default model, from the folder set above
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 30, 20))
-    config = UpscaleConfig(interval=250, tile=16, seed=4)
+    config = UpscaleConfig(sampler="uniform", interval=250, tile=16, seed=4)
     first = upscaler(image, config)
     second = upscaler(image, config)
     assert first.image.size == (120, 80)
@@ -30,7 +30,7 @@ def test_load_once_upscale_many(tmp_path, monkeypatch):
     assert first.report["nfe"] == 4 * first.report["num_tiles"]
     assert first.report["settings"]["device"] == "cpu"
     assert first.step_map().width >= 512
-    other = upscaler(SAMPLE, UpscaleConfig(interval=500, outscale=2.5, color_fix="wavelet"))
+    other = upscaler(SAMPLE, UpscaleConfig(sampler="uniform", interval=500, outscale=2.5, color_fix="wavelet"))
     assert other.image.size == (375, 250)
 
 
@@ -43,7 +43,7 @@ def test_missing_default_model_says_what_to_do(tmp_path, monkeypatch):
 def test_config_is_validated():
     upscaler = Upscaler(tiny_compact(), "cpu")
     image = Image.new("RGB", (8, 8))
-    for bad in (UpscaleConfig(sampler="magic"), UpscaleConfig(batch_tiles=-1), UpscaleConfig(interval=0),
+    for bad in (UpscaleConfig(sampler="magic"), UpscaleConfig(batch_tiles=-1), UpscaleConfig(sampler="uniform", interval=0),
                 UpscaleConfig(outscale=-1.0), UpscaleConfig(rule="euler")):  # type: ignore[arg-type]
         with pytest.raises(ConfigError):
             upscaler(image, bad)
@@ -53,7 +53,7 @@ def test_config_is_validated():
 
 def test_bf16_autocast_runs_close_to_fp32():
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 16, 16))
-    config = UpscaleConfig(interval=250, tile=16)
+    config = UpscaleConfig(sampler="uniform", interval=250, tile=16)
     full = np.asarray(Upscaler(tiny_compact(), "cpu")(image, config).image, dtype=np.float64)
     half = np.asarray(Upscaler(tiny_compact(), "cpu", dtype="bf16")(image, config).image, dtype=np.float64)
     assert np.abs(full - half).mean() < 3.0  # mean error under 3 of 255 levels
@@ -63,7 +63,7 @@ def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
     from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig
 
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 48, 48))
-    config = dict(interval=250, tile=48)
+    config = dict(sampler="uniform", interval=250, tile=48)
     plain = Upscaler(tiny_compact(tile_size=48), "cpu")
     with pytest.raises(WeightsError, match="regressor"):
         plain(image, UpscaleConfig(gain="learned", **config))

@@ -52,6 +52,25 @@ def test_upscale_writes_image_report_and_step_map(capsys, tmp_path, photo, weigh
     assert "NFE" in err  # progress bar on stderr
 
 
+def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, photo, weights):
+    reports = {}
+    for name, extra in (("default", []), ("steps", ["--steps", "4"]), ("both", ["--steps", "4", "--sampler", "adaptive"])):
+        code, err = run(capsys, "upscale", photo, "-o", tmp_path / f"{name}.png", "--weights", weights, "--tile", "16",
+                        "--gain", "exact", "--report", tmp_path / f"{name}.json", "-q", *extra)
+        assert code == 0, err
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert reports["default"]["settings"]["sampler"] == "adaptive"
+    assert reports["default"]["intervals"] == [20, 50, 100] and reports["default"]["settings"]["fr_change"] == "any"
+    assert reports["steps"]["settings"]["sampler"] == "uniform" and reports["steps"]["nfe"] == 4 * reports["steps"]["num_tiles"]
+    assert reports["both"]["settings"]["sampler"] == "adaptive"  # an explicit --sampler wins
+
+
+def test_fidelity_without_a_pfj_file_warns(capsys, tmp_path, photo, weights):
+    code, err = run(capsys, "upscale", photo, "-o", tmp_path / "o.png", "--weights", weights, "--steps", "2",
+                    "--fidelity", "0.5", "-q")
+    assert code == 0 and "--fidelity has no effect" in err
+
+
 def test_scale_option_resizes_and_quiet_is_silent(capsys, tmp_path, photo, weights):
     out = tmp_path / "out.jpg"
     code, err = run(capsys, "upscale", photo, "-o", out, "--weights", weights, "--steps", "2", "--scale", "2", "-q")

@@ -13,7 +13,7 @@ from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from adadiffsr.errors import ConfigError
 from adadiffsr.policies.base import StepObservation
-from adadiffsr.policies.dtss import GROWING, SATURATED, STABLE, DTSSPolicy, classify, pace
+from adadiffsr.policies.dtss import GROWING, SATURATED, STABLE, DTSSPolicy, activity, classify, pace
 
 from .conftest import FunctionBackbone, tiny_compact
 
@@ -29,6 +29,22 @@ def test_classify_by_gain_and_half_of_the_path():
     # FR rising early -> growing; flat early -> stable; NR rising late -> growing;
     # NR 0.05 below its best late -> saturated; NR flat late -> stable
     assert got.tolist() == [GROWING, STABLE, GROWING, SATURATED, STABLE]
+
+
+def test_any_fr_change_counts_a_falling_fr_as_information_arriving():
+    # an x0-predicting backbone moves away from the input's feature as it draws detail: FR falls
+    gain = torch.tensor([[-0.02, 0.0], [-0.001, 0.0], [-0.03, -0.01], [0.0, 0.02], [-0.002, 0.001]])
+    gain_sum = torch.zeros(5, 2)
+    best = torch.zeros(5)
+    late = torch.tensor([False, False, True, True, True])
+    paper = classify(gain, gain_sum, best, late, TAU, drop=0.05)
+    assert paper.tolist() == [STABLE, STABLE, STABLE, GROWING, STABLE]
+    got = classify(gain, gain_sum, best, late, TAU, drop=0.05, fr_change="any")
+    assert got.tolist() == [GROWING, STABLE, GROWING, GROWING, STABLE]
+    assert activity(gain, late, "any").tolist() == pytest.approx([0.02, 0.001, 0.03, 0.02, 0.002])
+    assert pace(gain, late, got, TAU, 3, "any").tolist() == [0, 2, 0, 0, 2]
+    with pytest.raises(ConfigError, match="fr_change"):
+        DTSSPolicy(fr_change="sometimes")  # type: ignore[arg-type]
 
 
 def test_pace_is_faster_for_stronger_growth():
@@ -98,7 +114,7 @@ def test_adaptive_through_the_api_reports_savings():
     upscaler = Upscaler(tiny_compact(), "cpu")
     result = upscaler(image, UpscaleConfig(sampler="adaptive", tile=16, gain="exact"))
     report = result.report
-    assert report["nfe_uniform"] == 200 * report["num_tiles"]  # uniform at the finest interval, 5
+    assert report["nfe_uniform"] == 50 * report["num_tiles"]  # uniform at the finest interval, 20
     assert report["nfe"] < report["nfe_uniform"] and report["nfe_saved"] == report["nfe_uniform"] - report["nfe"]
     assert all("category" in t for t in report["tiles"])
     assert report["seconds"]["gain"] > 0

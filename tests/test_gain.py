@@ -118,7 +118,8 @@ def test_train_regressor_from_traces_reports_agreement_and_overhead(tmp_path, mo
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    assert set(report["val"]) >= {"correlation", "category_agreement", "steps", "level_correlation"}
+    assert set(report["val"]) >= {"correlation", "category_agreement", "pace_agreement", "steps", "level_correlation"}
+    assert 0 <= report["val"]["pace_agreement"] <= 1
     assert report["val"]["steps"] == 2 * 5  # t = 499 ... 99 at interval 100, two tiles
     assert report["overhead"]["fraction"] > 0  # (a toy backbone: the fraction means nothing here)
     model = load_regressor(out)

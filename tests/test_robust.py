@@ -154,7 +154,7 @@ def test_decompression_bomb_is_refused_with_a_way_out(capsys, tmp_path, weights)
 def test_nan_from_the_backbone_is_a_clear_error():
     backbone = FunctionBackbone(lambda x, t, c: x * float("nan"))
     with pytest.raises(NumericalError, match="NaN"):
-        Upscaler(backbone, "cpu")(photo((8, 8)), UpscaleConfig(interval=500))
+        Upscaler(backbone, "cpu")(photo((8, 8)), UpscaleConfig(sampler="uniform", interval=500))
 
 
 def test_streaming_groups_equal_one_group():

@@ -43,7 +43,8 @@ BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 # sampler name -> policy factory
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
     "uniform": lambda c: UniformPolicy(c.interval),
-    "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop),
+    "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop,
+                                      fr_change=c.fr_change),  # type: ignore[arg-type]
 }
 
 
@@ -51,7 +52,7 @@ SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
 class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
-    sampler: str = "uniform"
+    sampler: str = "adaptive"  # DTSS; "uniform" for a fixed interval
     interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
     rule: UpdateRule = "ddim"  # update rule through the codebook: ddim or ddpm
     eta: float = 0.0
@@ -64,9 +65,12 @@ class UpscaleConfig:
     fusion_sigma: float = 0.25
     gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
     spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
-    intervals: tuple[int, ...] = (5, 10, 15, 20)  # the adaptive sampler's interval set (DTSS)
-    tau: float = 5e-3  # DTSS gain threshold
+    # DTSS, tuned for the shipped model on training photos (docs/benchmarks.md); the paper's
+    # preset is intervals (5, 10, 15, 20), tau 5e-3, fr_change "rise" (DTSSPolicy's defaults)
+    intervals: tuple[int, ...] = (20, 50, 100)  # the adaptive sampler's interval set
+    tau: float = 0.02  # DTSS gain threshold
     drop: float = 0.05  # DTSS: NR fall below its best that makes a tile saturated (0.02 traded NIQE away)
+    fr_change: str = "any"  # DTSS: an FR gain of either sign counts as information arriving ("rise": the paper's)
     fidelity: float = 1.0  # PFJ strength: 0 = off (most generative), 1 = as trained; ignored without a PFJ file
 
     def validate(self) -> None:
@@ -83,7 +87,8 @@ class UpscaleConfig:
         if self.spacing not in ("trailing", "leading"):
             raise ConfigError(f"unknown spacing {self.spacing!r}; choose trailing or leading")
         if self.sampler == "adaptive":
-            DTSSPolicy(intervals=tuple(self.intervals), tau=self.tau, drop=self.drop)  # checks them
+            DTSSPolicy(intervals=tuple(self.intervals), tau=self.tau, drop=self.drop,
+                       fr_change=self.fr_change)  # type: ignore[arg-type]  # checks them
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
         if not 0 <= self.fidelity <= 4:

@@ -32,11 +32,18 @@ def cli() -> None:
 @click.option("-o", "--output", required=True,
               help="Output file (one input) or folder (several inputs, a folder or a glob).")
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
-@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="uniform", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="adaptive", show_default=True,
+              help="adaptive: DTSS, each region at its own pace; uniform: one fixed interval.")
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
 @click.option("--steps", type=click.IntRange(1, 1000), help="Number of steps instead of --interval (1000/N).")
-@click.option("--intervals", default="5,10,15,20", show_default=True, help="The adaptive sampler's interval set.")
-@click.option("--tau", type=click.FloatRange(min=0), default=5e-3, show_default=True, help="DTSS gain threshold.")
+@click.option("--intervals", default="20,50,100", show_default=True,
+              help="The adaptive sampler's interval set (the paper's: 5,10,15,20).")
+@click.option("--tau", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="DTSS gain threshold (the paper's: 5e-3).")
+@click.option("--fr-change", type=click.Choice(("any", "rise")), default="any", show_default=True,
+              help="DTSS: does a falling FR gain count as information arriving (any) or only a rising one (rise, the paper's)?")
+@click.option("--drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="DTSS: NR fall below its best that makes a region saturated (exit early).")
 @click.option("--scheduler", type=click.Choice(("ddim", "ddpm")), default="ddim", show_default=True,
               help="Update rule through the skip-step codebook.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="DDIM stochasticity.")
@@ -76,7 +83,7 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
-    steps: int | None, intervals: str, tau: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    steps: int | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
     seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
     guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
     suffix: str,
@@ -88,6 +95,9 @@ def upscale(
         raise click.UsageError("give --interval or --steps, not both")
     if steps is not None:
         interval = max(1, round(1000 / steps))
+    source = click.get_current_context().get_parameter_source("sampler")
+    if interval is not None and source == click.core.ParameterSource.DEFAULT:
+        sampler = "uniform"  # --interval / --steps without --sampler: a fixed interval is what was asked
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
     from .batch import plan_jobs, run_jobs
@@ -110,6 +120,8 @@ def upscale(
         spacing=spacing,
         intervals=_int_list(intervals, "--intervals"),
         tau=tau,
+        fr_change=fr_change,
+        drop=drop,
         fidelity=fidelity,
     )
     config.validate()
@@ -118,6 +130,9 @@ def upscale(
         options = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": guidance_scale,
                    "noise_level": noise_level}
     upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, **options)
+    fidelity_source = click.get_current_context().get_parameter_source("fidelity")
+    if upscaler.pfj is None and fidelity_source != click.core.ParameterSource.DEFAULT:
+        click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors): --fidelity has no effect", err=True)
     failed = run_jobs(
         jobs, upscaler, config, skip_existing=skip_existing, max_pixels=max_pixels or None,
         folder_mode=folder_mode, say=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),

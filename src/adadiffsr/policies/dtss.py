@@ -17,6 +17,7 @@ at the highest cumulative NR gain so far.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -24,21 +25,33 @@ from torch import Tensor
 from ..errors import ConfigError
 from .base import Decision, StepObservation
 
+FRChange = Literal["rise", "any"]
 GROWING, STABLE, SATURATED = 0, 1, 2
 CATEGORY_NAMES = ("growing", "stable", "saturated")
 
 
-def classify(gain: Tensor, gain_sum: Tensor, best_sum: Tensor, late: Tensor, tau: float, drop: float) -> Tensor:
-    """Category per tile from ``(n, 2)`` FR/NR gains, their running sums and the NR sum at the best state."""
+def activity(gain: Tensor, late: Tensor, fr_change: FRChange = "rise") -> Tensor:
+    """How fast information arrives, per tile, from ``(n, 2)`` FR/NR gains: the FR gain before the
+    second half of the path, the NR gain in it (``"rise"``, the paper's reading); with ``"any"``
+    an FR change of either sign counts too, in both halves (for backbones whose estimates move
+    *away* from the input's feature as they gain detail, as x0-predicting ones do)."""
     fr, nr = gain[:, 0], gain[:, 1]
-    rising = torch.where(late, nr, fr)
+    if fr_change == "rise":
+        return torch.where(late, nr, fr)
+    return torch.where(late, torch.maximum(fr.abs(), nr), fr.abs())
+
+
+def classify(gain: Tensor, gain_sum: Tensor, best_sum: Tensor, late: Tensor, tau: float, drop: float,
+             fr_change: FRChange = "rise") -> Tensor:
+    """Category per tile from ``(n, 2)`` FR/NR gains, their running sums and the NR sum at the best state."""
     saturated = late & (best_sum - gain_sum[:, 1] > drop)
-    return torch.where(saturated, SATURATED, torch.where(rising > tau, GROWING, STABLE))
+    return torch.where(saturated, SATURATED, torch.where(activity(gain, late, fr_change) > tau, GROWING, STABLE))
 
 
-def pace(gain: Tensor, late: Tensor, category: Tensor, tau: float, num_intervals: int) -> Tensor:
+def pace(gain: Tensor, late: Tensor, category: Tensor, tau: float, num_intervals: int,
+         fr_change: FRChange = "rise") -> Tensor:
     """Interval index per tile: the largest when stable, smaller the faster a growing tile grows."""
-    rising = torch.where(late, gain[:, 1], gain[:, 0])
+    rising = activity(gain, late, fr_change)
     steps_down = (rising > tau).long() + (rising > 2 * tau).long() + (rising > 4 * tau).long()
     index = (num_intervals - 1 - steps_down).clamp(min=0)
     return torch.where(category == GROWING, index, num_intervals - 1)
@@ -53,10 +66,13 @@ class DTSSPolicy:
     drop: float = 0.05
     num_train_timesteps: int = 1000
     nr_from: float = 0.5
+    fr_change: FRChange = "rise"  # "any": an FR gain of either sign means information arrives
 
     def __post_init__(self) -> None:
         if list(self.intervals) != sorted(set(self.intervals)) or not self.intervals or self.intervals[0] < 1:
             raise ConfigError(f"intervals must be increasing positive integers, got {self.intervals}")
+        if self.fr_change not in ("rise", "any"):
+            raise ConfigError(f"fr_change must be 'rise' or 'any', got {self.fr_change!r}")
         if self.tau < 0 or self.drop < 0:
             raise ConfigError("tau and drop must not be negative")
 
@@ -68,9 +84,9 @@ class DTSSPolicy:
         if obs.gain is None or obs.gain_sum is None or obs.best_sum is None:
             raise ConfigError("the adaptive sampler needs a gain function (--gain exact or learned)")
         late = obs.t_next < self.nr_from * self.num_train_timesteps
-        category = classify(obs.gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop)
+        category = classify(obs.gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)
         return Decision(
-            interval=pace(obs.gain, late, category, self.tau, len(self.intervals)),
+            interval=pace(obs.gain, late, category, self.tau, len(self.intervals), self.fr_change),
             exit=category == SATURATED,
             keep=(obs.gain_sum[:, 1] >= obs.best_sum) | (obs.steps == 1),
             category=category,

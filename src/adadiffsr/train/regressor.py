@@ -25,6 +25,7 @@ from ..errors import DataError
 from ..gain.quality import information_gain
 from ..gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
+from ..policies.dtss import GROWING, STABLE, activity, pace
 
 CATEGORIES = ("growing", "stable", "saturated")
 
@@ -38,7 +39,9 @@ class RegressorTrainConfig:
     batch_tiles: int = 16  # tiles per batch, all their steps
     lr: float = 2e-3
     difference_weight: float = 4.0  # weight of the step-to-step differences in the loss
-    tau: float = 5e-3  # DTSS threshold, for the category agreement
+    tau: float = 0.02  # DTSS threshold, for the agreement of decisions (the sampler's default)
+    fr_change: str = "any"  # DTSS reading of the FR gain, for the agreement of decisions
+    num_intervals: int = 3  # size of the DTSS interval set, for the agreement of paces
     seed: int = 0
 
 
@@ -80,10 +83,19 @@ def _gains(performance: torch.Tensor, t: torch.Tensor, nr_start: float) -> torch
     return information_gain(performance.flatten(0, 1), previous.flatten(0, 1), t.flatten(), nr_start).view_as(performance)
 
 
-def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: float) -> dict[str, Any]:
-    """Correlation per component and agreement of the region category, over the second half of the
-    path (where the NR gain counts); ``(n, 2)`` gains and ``(n,)`` timesteps."""
-    late = t < 500
+def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: float, fr_change: str = "any",
+              num_intervals: int = 3) -> dict[str, Any]:
+    """Correlation per component and agreement of the NR category over the second half of the path
+    (where the NR gain counts), and agreement of the pace DTSS would pick (growing or stable, and
+    which interval) over the whole path; ``(n, 2)`` gains and ``(n,)`` timesteps."""
+    half = t < 500
+
+    def paces(gain: torch.Tensor) -> torch.Tensor:
+        kind = torch.where(activity(gain, half, fr_change) > tau, GROWING, STABLE)  # type: ignore[arg-type]
+        return pace(gain, half, kind, tau, num_intervals, fr_change)  # type: ignore[arg-type]
+
+    pace_agreement = float((paces(exact) == paces(learned)).float().mean())
+    late = half
     corr = {}
     for k, name in enumerate(("fr", "nr")):
         a, b = exact[late, k], learned[late, k]
@@ -91,11 +103,11 @@ def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: 
     same = category(exact[late], tau) == category(learned[late], tau)
     counts = {name: int((category(exact[late], tau) == i).sum()) for i, name in enumerate(CATEGORIES)}
     return {"correlation": corr, "category_agreement": float(same.float().mean()), "steps": int(late.sum()),
-            "exact_category_counts": counts}
+            "exact_category_counts": counts, "pace_agreement": pace_agreement}
 
 
 @torch.no_grad()
-def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float) -> dict[str, Any]:
+def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float, fr_change: str = "any") -> dict[str, Any]:
     """Agreement of gains, and correlation of the performance levels themselves (all steps)."""
     tiles = torch.arange(data["t"].shape[0])
     predicted = torch.cat([_performance(model, data, tiles[i : i + 32]) for i in range(0, len(tiles), 32)])
@@ -103,7 +115,7 @@ def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float)
     nr_start = cfg.nr_from * cfg.num_train_timesteps
     exact = _gains(data["performance"].float(), data["t"], nr_start)
     learned = _gains(predicted, data["t"], nr_start)
-    report = agreement(exact.flatten(0, 1), learned.flatten(0, 1), data["t"].flatten(), tau)
+    report = agreement(exact.flatten(0, 1), learned.flatten(0, 1), data["t"].flatten(), tau, fr_change)
     levels = {}
     for k, name in enumerate(("fr", "nr")):
         a, b = data["performance"][..., k].flatten().float(), predicted[..., k].flatten()
@@ -171,15 +183,15 @@ def train_regressor(backbone: Backbone, cfg: RegressorTrainConfig, log: Callable
             total += loss.item() * len(tiles)
         if (epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs:
             model.eval()
-            held_out = evaluate(model, val, cfg.tau)
+            held_out = evaluate(model, val, cfg.tau, cfg.fr_change)
             level, corr = held_out["level_correlation"], held_out["correlation"]
             log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / len(order):.5f}; held out: level corr "
                 f"FR {_num(level['fr'])} NR {_num(level['nr'])}, gain corr FR {_num(corr['fr'])} "
-                f"NR {_num(corr['nr'])}, category agreement {_num(held_out['category_agreement'])}")
+                f"NR {_num(corr['nr'])}, pace agreement {_num(held_out['pace_agreement'])}")
     model.eval()
     report = {
-        "train": evaluate(model, train, cfg.tau),
-        "val": evaluate(model, val, cfg.tau),
+        "train": evaluate(model, train, cfg.tau, cfg.fr_change),
+        "val": evaluate(model, val, cfg.tau, cfg.fr_change),
         "overhead": overhead(backbone, model),
         "config": asdict(cfg),
         "gain_config": gain_config,

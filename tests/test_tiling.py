@@ -69,3 +69,36 @@ def test_dominant_tile_is_nearest_centre():
     grid = TileGrid.build(8, 24, 16, 8)
     index = dominant_tile(grid)
     assert index[0, 0] == 0 and index[0, 23] == 1
+
+
+def test_hard_stitching_takes_each_pixel_from_its_owner_tile():
+    """fusion="none", the ablation of region integration: no blending, a step at the seam."""
+    from adadiffsr.engine.tiling import accumulate, weight_total
+
+    grid = TileGrid.build(8, 24, 16, 8)  # two tiles: [0,16) and [8,24)
+    tiles = torch.stack([torch.zeros(1, 8, 16), torch.ones(1, 8, 16)])
+    owner = dominant_tile(grid)
+    out = torch.zeros(1, 1, 8, 24)
+    accumulate(out, tiles, list(grid.boxes), weight_total(grid), owner=owner, indices=[0, 1])
+    row = out[0, 0, 4]
+    assert set(row.tolist()) == {0.0, 1.0}  # every pixel is one tile's value
+    assert int(row.sum()) == int((owner[4] == 1).sum())
+    assert bool((row.diff() >= 0).all()) and int((row.diff() != 0).sum()) == 1  # one hard seam
+
+
+def test_fusion_none_through_the_api():
+    from PIL import Image
+
+    from adadiffsr import UpscaleConfig, Upscaler
+
+    from .conftest import tiny_compact
+
+    image = Image.new("RGB", (40, 24), (120, 80, 200))
+    upscaler = Upscaler(tiny_compact(tile_size=16), "cpu")
+    base = dict(sampler="uniform", interval=500, tile=16, overlap=8)
+    hard = upscaler(image, UpscaleConfig(fusion="none", **base))
+    soft = upscaler(image, UpscaleConfig(**base))
+    assert hard.image.size == soft.image.size == (160, 96)
+    assert hard.report["settings"]["fusion"] == "none"
+    with pytest.raises(ConfigError, match="fusion"):
+        upscaler(image, UpscaleConfig(fusion="blend", **base))

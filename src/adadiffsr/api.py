@@ -63,6 +63,7 @@ class UpscaleConfig:
     color_fix: str = "none"
     outscale: float | None = None  # final scale; None = the backbone's own
     fusion_sigma: float = 0.25
+    fusion: str = "gaussian"  # region integration of overlapping tiles; "none" = hard seams (an ablation)
     gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
     spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
     # DTSS, tuned for the shipped model on training photos (docs/benchmarks.md); the paper's
@@ -91,6 +92,8 @@ class UpscaleConfig:
                        fr_change=self.fr_change)  # type: ignore[arg-type]  # checks them
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
+        if self.fusion not in ("gaussian", "none"):
+            raise ConfigError(f"unknown fusion {self.fusion!r}; choose gaussian or none")
         if not 0 <= self.fidelity <= 4:
             raise ConfigError(f"fidelity must be in [0, 4], got {self.fidelity}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
@@ -214,7 +217,8 @@ class Upscaler:
         and tiling as ``config`` says (what ``__call__`` and the benchmark run)."""
         config.validate()
         inject = self.injection(config.fidelity)
-        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma)
+        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma,
+                                fusion=config.fusion)
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=config.spacing)

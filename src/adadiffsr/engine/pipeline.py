@@ -27,7 +27,7 @@ from ..color import apply_color_fix
 from ..errors import ConfigError
 from ..policies.base import Policy
 from .sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
-from .tiling import TileGrid, accumulate, weight_total
+from .tiling import TileGrid, accumulate, dominant_tile, weight_total
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TilingSettings:
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
     overlap: int | None = None  # None = a quarter of the tile
     fusion_sigma: float = 0.25  # std of the Gaussian weight map, as a fraction of the tile side
+    fusion: str = "gaussian"  # region integration; "none": each pixel from one tile (hard seams, an ablation)
     stream_tiles: int = 64  # tiles sampled to the end before the next group starts
 
 
@@ -120,7 +121,10 @@ def upscale_tensor(
         (1, spec.latent_channels, latent_grid.height, latent_grid.width), generator=generator, device=device
     )
     generators = tile_generators(seed, len(grid), device)
+    if tiling.fusion not in ("gaussian", "none"):
+        raise ConfigError(f"unknown fusion {tiling.fusion!r}; choose gaussian or none")
     total = weight_total(latent_grid, tiling.fusion_sigma, device)
+    owner = dominant_tile(latent_grid, tiling.fusion_sigma).to(device) if tiling.fusion == "none" else None
     canvas = torch.zeros_like(noise)
     seconds = {"condition": 0.0, "sampling": 0.0, "fusion": 0.0}
     runs: list[RunSummary] = []
@@ -141,7 +145,7 @@ def upscale_tensor(
             )
         seconds["sampling"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma)
+        accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma, owner, list(group))
         seconds["fusion"] += time.perf_counter() - t0
         runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.category.cpu(), run.nfe, run.seconds))
         del run, cond  # the group's states are in the canvas now

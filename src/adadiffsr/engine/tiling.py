@@ -101,12 +101,20 @@ def weight_total(grid: TileGrid, sigma: float = 0.25, device: torch.device | str
     return total
 
 
-def accumulate(canvas: Tensor, tiles: Tensor, boxes: list[Box], total: Tensor, sigma: float = 0.25) -> None:
+def accumulate(canvas: Tensor, tiles: Tensor, boxes: list[Box], total: Tensor, sigma: float = 0.25,
+               owner: Tensor | None = None, indices: list[int] | None = None) -> None:
     """Add ``(n, C, h, w)`` tiles at ``boxes`` into ``canvas (1, C, H, W)`` with normalised weights.
 
     Weights are normalised before the tiles are added, so a single tile covering the image comes
     back bit-exact and a constant stays constant across seams. Tiles can come in any groups.
+    With ``owner`` (the ``dominant_tile`` map) and the tiles' grid ``indices``, each pixel is taken
+    from the one tile that owns it instead: hard seams, the ablation of region integration.
     """
+    if owner is not None:
+        assert indices is not None, "hard stitching needs the tiles' grid indices"
+        for tile, box, i in zip(tiles, boxes, indices, strict=True):
+            canvas[(0, slice(None), *box.slices())] += (owner[box.slices()] == i).to(tiles.dtype) * tile
+        return
     weight = gaussian_weights(tiles.shape[-2], tiles.shape[-1], sigma=sigma, device=tiles.device)
     for tile, box in zip(tiles, boxes, strict=True):
         canvas[(0, slice(None), *box.slices())] += (weight / total[box.slices()]).to(tiles.dtype) * tile

@@ -26,10 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..engine.schedule import NoiseSchedule
 from ..errors import WeightsError
 from .base import Backbone, BackboneSpec
-from .ldm_sr import resolve_folder
+from .pipeline_folder import check_folder, resolve_folder, schedule_from_config
 
 EXPECTED = (
     "model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
@@ -47,8 +46,6 @@ class StableDiffusionUpscale(Backbone):
     ) -> None:
         super().__init__()
         self.unet, self.vae, self.low_res_scheduler = unet, vae, low_res_scheduler
-        if scheduler_config.get("trained_betas") is not None:
-            raise WeightsError("schedulers with trained_betas are not supported")
         if guidance_scale > 1 and negative_prompt_embeds is None:
             raise WeightsError("classifier-free guidance needs the negative prompt's embedding")
         self.register_buffer("prompt_embeds", prompt_embeds, persistent=False)
@@ -63,12 +60,7 @@ class StableDiffusionUpscale(Backbone):
             tile_size=tile_size,
             size_multiple=2 ** (len(unet.config.block_out_channels) - 1),
             clip_sample=bool(scheduler_config.get("clip_sample", False)),
-            schedule=NoiseSchedule.from_betas(
-                scheduler_config.get("num_train_timesteps", 1000),
-                scheduler_config.get("beta_start", 0.0001),
-                scheduler_config.get("beta_end", 0.02),
-                scheduler_config.get("beta_schedule", "linear"),
-            ),
+            schedule=schedule_from_config(scheduler_config),
         )
 
     def condition(self, lr: Tensor) -> Tensor:
@@ -110,12 +102,7 @@ def load_sd_upscale(
 ) -> StableDiffusionUpscale:
     """Load a ``StableDiffusionUpscalePipeline`` folder offline and embed the prompt once."""
     folder = resolve_folder(weights, EXPECTED)
-    missing = [name for name in EXPECTED if not (folder / name).is_file()]
-    for sub in ("unet", "vae"):
-        if not any((folder / sub / f"diffusion_pytorch_model.{ext}").is_file() for ext in ("safetensors", "bin")):
-            missing.append(f"{sub}/diffusion_pytorch_model.safetensors")
-    if missing:
-        raise WeightsError(f"{folder}: not a Stable Diffusion x4 upscaler folder; missing {', '.join(missing)}")
+    check_folder(folder, EXPECTED, ("unet", "vae"), "a Stable Diffusion x4 upscaler")
     try:
         import transformers
     except ImportError as e:

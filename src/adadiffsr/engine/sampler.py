@@ -95,7 +95,7 @@ def sample_tiles(
     active = torch.ones(n, dtype=torch.bool, device=device)
     best: Tensor | None = None  # allocated when a policy first keeps a state
     has_best = torch.zeros(n, dtype=torch.bool, device=device)
-    gain_sum: Tensor | None = None  # (N, 2) once a performance function has answered
+    gain_sum = torch.zeros(n, 2, device=device) if performance is not None else None  # gains summed per tile
     r_prev = torch.zeros(n, 2, device=device)  # each tile's last performance R
     last_gain = torch.zeros(n, 2, device=device)  # each tile's latest gain: what PFJ modulates with
     best_sum = torch.zeros(n, device=device)
@@ -135,9 +135,7 @@ def sample_tiles(
                     gain = information_gain(r, r_prev[chunk], t_now, performance.nr_start)
                     gain[first] = 0  # a tile's first estimate has nothing to gain against
                     r_prev[chunk] = r
-                if gain_sum is None:
-                    gain_sum = torch.zeros(n, 2, device=device)
-                gain_sum[chunk] += gain
+                gain_sum[chunk] += gain  # type: ignore[index]
                 last_gain[chunk] = gain
             obs = StepObservation(
                 tile=chunk,

@@ -4,7 +4,9 @@ Each step every tile is put in one of three categories from its information gain
 
 - *growing*: information still arrives (the NR gain above ``tau`` in the second half of the path,
   where NR measures are meaningful; the FR gain above ``tau`` before): a small interval, the
-  smaller the stronger the gain (``tau``, ``2 tau``, ``4 tau`` pick the 3rd, 2nd, 1st interval);
+  smaller the stronger the gain (above ``tau``, ``2 tau``, ``4 tau``: one, two, three intervals
+  below the largest). With ``fr_change="any"`` an FR gain of either sign counts, in both halves:
+  for backbones that move *away* from the input's feature as they draw detail;
 - *stable*: nothing much changes: the largest interval;
 - *saturated*: the NR performance fell more than ``drop`` below the best it reached (the sum of
   NR gains since the start, a smoothed form of the paper's "NR metrics significantly declined"):

@@ -77,17 +77,7 @@ def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cp
     if name not in ARCHITECTURES:
         raise WeightsError(f"{path}: unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
     cls, config_cls = ARCHITECTURES[name]
-    try:
-        config = config_cls.from_dict(json.loads(meta.get("adadiffsr.config", "{}")))
-        model = cls(config)
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise WeightsError(f"{path}: its {name} config is invalid ({_first_line(e)})") from e
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: corrupt or truncated weights ({_first_line(e)})") from e
-    _load_strict(model, state, path)
-    return model.to(device).eval()
+    return load_module(path, name, lambda config: cls(config_cls.from_dict(config)), device)
 
 
 def save_module(

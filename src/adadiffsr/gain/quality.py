@@ -35,6 +35,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "niqe": (20.0, 3.0),
     "brisque": (100.0, 0.0),
     "piqe": (100.0, 0.0),
+    "lpips": (0.6, 0.0),
 }
 
 

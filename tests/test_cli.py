@@ -65,6 +65,14 @@ def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, 
     assert reports["both"]["settings"]["sampler"] == "adaptive"  # an explicit --sampler wins
 
 
+def test_adaptive_without_a_regressor_warns_that_it_computes_the_metrics(capsys, tmp_path, photo, weights):
+    code, err = run(capsys, "upscale", photo, "-o", tmp_path / "o.png", "--weights", weights, "--tile", "16",
+                    "--intervals", "250,500")
+    assert code == 0 and "no gain regressor" in err
+    code, err = run(capsys, "upscale", photo, "-o", tmp_path / "o.png", "--weights", weights, "--steps", "2", "--force")
+    assert code == 0 and "no gain regressor" not in err  # uniform sampling needs no gain
+
+
 def test_fidelity_without_a_pfj_file_warns(capsys, tmp_path, photo, weights):
     code, err = run(capsys, "upscale", photo, "-o", tmp_path / "o.png", "--weights", weights, "--steps", "2",
                     "--fidelity", "0.5", "-q")

@@ -140,6 +140,9 @@ def upscale(
     )
     if failed:
         raise click.exceptions.Exit(1)
+    if config.sampler == "adaptive" and config.gain == "none" and upscaler.regressor is None and not quiet:
+        click.echo("note: no gain regressor beside the weights (NAME.regressor.safetensors), so the adaptive "
+                   "sampler computed the metrics themselves, which is slow; see `adadiffsr train regressor`", err=True)
 
 
 @cli.command()

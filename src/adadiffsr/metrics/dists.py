@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import WeightsError
-from . import vgg
+from . import local_weights, vgg
 
 DISTS_NAME = "dists-v1"
 FILES = {vgg.VGG_NAME: "torchvision vgg16-397923af.pth", DISTS_NAME: "the DISTS_pytorch package's weights.pt"}
@@ -27,7 +27,7 @@ STAGE_CHANNELS = (3, *vgg.CHANNELS)
 
 
 def missing() -> str:
-    return vgg.missing(FILES)
+    return local_weights.missing(FILES)
 
 
 class L2Pool(nn.Module):
@@ -82,9 +82,9 @@ def load_dists() -> DISTS:
         raise WeightsError(f"DISTS {missing()}")
     model = DISTS()
     vgg.load_vgg16(model.features, "DISTS")
-    path = vgg.find(DISTS_NAME)
+    path = local_weights.find(DISTS_NAME)
     assert path is not None
-    stored = vgg.read(path)
+    stored = local_weights.read(path)
     try:
         for name in ("alpha", "beta"):
             getattr(model, name).copy_(stored[name].reshape(getattr(model, name).shape))
@@ -100,6 +100,6 @@ def _model(folder: str) -> DISTS:
 
 def dists(output: Tensor, target: Tensor) -> Tensor:
     """DISTS of ``(B, 3, H, W)`` batches in ``[0, 1]``: lower is more similar."""
-    model = _model(str(vgg.weights_dir())).to(output.device)
+    model = _model(str(local_weights.weights_dir())).to(output.device)
     with torch.no_grad():
         return model(output.float(), target.float()).to(output.dtype)

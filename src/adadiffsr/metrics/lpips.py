@@ -17,14 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import WeightsError
-from . import vgg
+from . import local_weights, vgg
 
 LIN_NAME = "lpips-vgg-v0.1"
 FILES = {vgg.VGG_NAME: "torchvision vgg16-397923af.pth", LIN_NAME: "the lpips package's weights/v0.1/vgg.pth"}
 
 
 def missing() -> str:
-    return vgg.missing(FILES)
+    return local_weights.missing(FILES)
 
 
 class LPIPS(nn.Module):
@@ -57,9 +57,9 @@ def load_lpips() -> LPIPS:
         raise WeightsError(f"LPIPS {missing()}")
     model = LPIPS()
     vgg.load_vgg16(model.features, "LPIPS")
-    path = vgg.find(LIN_NAME)
+    path = local_weights.find(LIN_NAME)
     assert path is not None
-    stored = vgg.read(path)
+    stored = local_weights.read(path)
     try:
         model.lins.load_state_dict({f"{k}.weight": stored[f"lin{k}.model.1.weight"] for k in range(5)}, strict=True)
     except (KeyError, RuntimeError) as e:
@@ -74,6 +74,6 @@ def _model(folder: str) -> LPIPS:
 
 def lpips(output: Tensor, target: Tensor) -> Tensor:
     """LPIPS-VGG of ``(B, 3, H, W)`` batches in ``[0, 1]``: lower is more similar."""
-    model = _model(str(vgg.weights_dir())).to(output.device)
+    model = _model(str(local_weights.weights_dir())).to(output.device)
     with torch.no_grad():
         return model(output.float() * 2 - 1, target.float() * 2 - 1).to(output.dtype)

@@ -106,13 +106,24 @@ def _dists_missing() -> str:
     return missing()
 
 
+def _musiq(o: Tensor, t: Tensor | None) -> Tensor:
+    from .musiq import musiq
+
+    return musiq(o)
+
+
+def _musiq_missing() -> str:
+    from .musiq import missing
+
+    return missing()
+
+
 def _ref(t: Tensor | None) -> Tensor:
     if t is None:
         raise ValueError("this metric needs a reference image")
     return t
 
 
-_WEIGHTS = "needs pretrained network weights, which cannot be downloaded here; not supported yet"
 
 METRICS: dict[str, MetricSpec] = {
     m.name: m
@@ -129,7 +140,8 @@ METRICS: dict[str, MetricSpec] = {
                    requires=_lpips_missing),
         MetricSpec("dists", _dists, True, True, "DISTS, from local weights (metrics/dists.py)",
                    requires=_dists_missing),
-        MetricSpec("musiq", None, False, False, "MUSIQ", _WEIGHTS),
+        MetricSpec("musiq", _musiq, False, False, "MUSIQ (KonIQ-10k, 0-100), from local weights (metrics/musiq.py)",
+                   requires=_musiq_missing),
     )
 }
 

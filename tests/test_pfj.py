@@ -107,3 +107,33 @@ def test_pfj_file_must_hold_a_pfj(tmp_path):
         load_pfj(path)
     save_pfj(_random_pfj(), path)
     assert load_pfj(path).config.width == 8
+
+
+def test_chain_objective_trains_pfj_through_every_step_of_the_walk():
+    from adadiffsr.engine.schedule import SkipCodebook
+    from adadiffsr.gain.regressor import LearnedPerformance
+    from adadiffsr.train.pfj import _chain_loss
+
+    backbone = tiny_compact(tile_size=16).eval().requires_grad_(False)
+    learned = LearnedPerformance(backbone, QualityRegressor(RegressorConfig(in_channels=48, width=8)).eval())
+    codebook = SkipCodebook.build(backbone.spec.schedule, (250,))
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 64, 64, generator=g)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    pfj = FeatureInjection(PFJConfig(in_channels=48, width=8))
+    optimizer = torch.optim.Adam(pfj.parameters(), lr=5e-3)
+
+    def loss(module):
+        return _chain_loss(backbone, learned, module, lr, hr, codebook, torch.Generator().manual_seed(5))
+
+    with torch.no_grad():
+        identity = float(loss(None))
+        assert float(loss(pfj)) == pytest.approx(identity)  # untrained PFJ is the identity
+    for _ in range(25):
+        value = loss(pfj)
+        optimizer.zero_grad()
+        value.backward()
+        assert pfj.out.weight.grad is not None and float(pfj.out.weight.grad.abs().sum()) > 0
+        optimizer.step()
+    with torch.no_grad():
+        assert float(loss(pfj)) < 0.95 * identity  # the final output moved towards the ground truth

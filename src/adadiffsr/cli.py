@@ -323,13 +323,15 @@ def train() -> None:
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
 @click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,
+              help="EMA of the weights (lower for short runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", "model_json", default="{}", help='CompactConfig overrides as JSON, e.g. \'{"tile_size": 64}\'.')
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def train_backbone_cmd(
     photos: str, out: str, steps: int, batch_size: int, learning_rate: float, crop: int, degradation: str,
-    workers: int, device: str, max_minutes: float | None, val_every: int, save_every: int, seed: int,
-    model_json: str, debug: bool,
+    workers: int, device: str, max_minutes: float | None, val_every: int, save_every: int, ema_decay: float,
+    seed: int, model_json: str, debug: bool,
 ) -> None:
     """Train the compact backbone on degraded real photos (resumable, EMA, safetensors)."""
     try:
@@ -341,7 +343,8 @@ def train_backbone_cmd(
     cfg = BackboneTrainConfig(
         photos=photos, out=out, steps=steps, batch_size=batch_size, lr=learning_rate, crop=crop,
         degradation=degradation, workers=workers, device=device,
-        max_minutes=max_minutes, val_every=val_every, save_every=save_every, seed=seed, model=model,
+        max_minutes=max_minutes, val_every=val_every, save_every=save_every, ema_decay=ema_decay, seed=seed,
+        model=model,
     )
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -392,15 +395,21 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
 @click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=256, show_default=True, help="Ground-truth crop side.")
-@click.option("--intervals", default="20,50,100", show_default=True, help="Intervals the previous estimates are drawn at.")
+@click.option("--objective", type=click.Choice(("chain", "step")), default="chain", show_default=True,
+              help="chain: loss on the final output of a sampled walk; step: one backbone call.")
+@click.option("--chain-interval", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Uniform interval of the training walk (chain objective).")
+@click.option("--intervals", default="20,50,100", show_default=True,
+              help="Intervals the previous estimates are drawn at (step objective).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--weights", help="Backbone weights, with its regressor beside it (default: the shipped model).")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int, intervals: str, learning_rate: float,
-                  weights: str | None, backbone: str, device: str, seed: int, debug: bool) -> None:
+def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int, objective: str, chain_interval: int,
+                  intervals: str, learning_rate: float, weights: str | None, backbone: str, device: str, seed: int,
+                  debug: bool) -> None:
     """Train PFJ (progressive feature injection) with the backbone and regressor frozen."""
     from .api import Upscaler
     from .errors import WeightsError
@@ -410,6 +419,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
     if upscaler.regressor is None:
         raise WeightsError("PFJ is trained on the learned gain: train the regressor first (adadiffsr train regressor)")
     cfg = PFJTrainConfig(photos=photos, out=out, steps=steps, batch_size=batch_size, crop=crop,
+                         objective=objective, chain_interval=chain_interval,
                          intervals=_int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
     report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))

@@ -1,6 +1,12 @@
 """Train PFJ (progressive feature injection) with the backbone frozen.
 
-Each training sample is a degraded crop at a random timestep ``t`` and interval ``k`` from the
+Two objectives. ``chain`` (the default) runs the sampler's own walk, a DDIM chain from pure noise
+at a uniform interval, with PFJ modulating the input's feature before every backbone call and the
+regressor's gain along the way (as in the sampler), and back-propagates the error of the *final*
+estimate against the ground truth through every step: PFJ learns what makes the output faithful.
+``--fidelity`` then blends between the backbone alone (0, the most generative) and this (1).
+
+``step`` (one backbone call; what a diffusion loss gives): each training sample is a degraded crop at a random timestep ``t`` and interval ``k`` from the
 adaptive sampler's set. The gain PFJ sees is the learned one (the regressor) between the
 backbone's estimates at ``t + k`` and ``t + 2k``, as the sampler would have it at ``t``. The
 backbone then predicts at ``t`` from the modulated feature ``o_hat = alpha * o + beta``, and PFJ
@@ -25,8 +31,8 @@ from torch.utils.data import DataLoader, Subset
 from ..backbones.base import Backbone
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
-from ..engine.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
-from ..errors import DataError
+from ..engine.schedule import SkipCodebook, add_noise, prediction_target, skip_step, split_prediction
+from ..errors import ConfigError, DataError
 from ..gain.quality import information_gain
 from ..gain.regressor import LearnedPerformance, QualityRegressor
 from ..io import atomic_write
@@ -49,6 +55,8 @@ class PFJTrainConfig:
     device: str = "auto"
     workers: int = 0
     log_every: int = 25
+    objective: str = "chain"  # "chain": loss on the final output of a sampled walk; "step": one call
+    chain_interval: int = 100  # uniform interval of the training walk (10 steps)
 
 
 def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
@@ -77,15 +85,47 @@ def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
     return F.mse_loss(pred.float(), prediction_target(schedule, spec.prediction_type, x0, t, noise[0]))
 
 
+def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
+                hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
+    """MSE of the final estimate of a DDIM walk (first interval of ``codebook``) from pure noise."""
+    spec = backbone.spec
+    device = next(backbone.parameters()).device
+    lr, hr = lr.to(device), hr.to(device)
+    with torch.no_grad():
+        cond = backbone.condition(lr * 2 - 1)
+        target = backbone.encode(hr * 2 - 1)
+    n = target.shape[0]
+    x = torch.randn(target.shape, device=device, generator=generator)
+    t = torch.full((n,), codebook.num_train_timesteps - 1, device=device, dtype=torch.long)
+    k = torch.zeros(n, device=device, dtype=torch.long)
+    gain, r_prev = torch.zeros(n, 2, device=device), None
+    while True:
+        c_in = cond if pfj is None else pfj.inject(cond, gain)
+        x0, eps = split_prediction(codebook, backbone.predict(x, t, c_in).float(), x, t, spec.prediction_type)
+        if spec.clip_sample:
+            x0 = x0.clamp(-1, 1)
+        t_next = codebook.next_timestep(t, k)
+        if bool((t_next < 0).all()):
+            return F.mse_loss(x0, target)
+        with torch.no_grad():  # the gain PFJ sees, as the sampler makes it (not differentiated)
+            r = learned(x0.detach(), cond, t)
+            if r_prev is not None:
+                gain = information_gain(r, r_prev, t, learned.nr_start)
+            r_prev = r
+        x = skip_step(codebook, "ddim", x, x0, eps, t, k)
+        t = t_next
+
+
 @torch.no_grad()
 def validate(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection, data: list[tuple[torch.Tensor, torch.Tensor]],
-             codebook: SkipCodebook) -> dict[str, float]:
+             codebook: SkipCodebook, objective: str = "step") -> dict[str, float]:
     """Mean loss on held-out crops with PFJ and with the identity, same timesteps and noise."""
+    loss_fn = _chain_loss if objective == "chain" else _batch_loss
     losses: dict[str, float] = {"pfj": 0.0, "identity": 0.0}
     for name, module in (("pfj", pfj), ("identity", None)):
         generator = torch.Generator(device=next(backbone.parameters()).device).manual_seed(1234)
         for lr, hr in data:
-            losses[name] += float(_batch_loss(backbone, learned, module, lr, hr, codebook, generator)) / len(data)
+            losses[name] += float(loss_fn(backbone, learned, module, lr, hr, codebook, generator)) / len(data)
     return losses
 
 
@@ -99,7 +139,11 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                           "cpu" if cfg.device == "auto" else cfg.device)
     backbone.to(device).eval().requires_grad_(False)
     learned = LearnedPerformance(backbone, regressor.to(device).eval())
-    codebook = SkipCodebook.build(backbone.spec.schedule, tuple(cfg.intervals)).to(device)
+    if cfg.objective not in ("chain", "step"):
+        raise ConfigError(f"unknown PFJ objective {cfg.objective!r}; use chain or step")
+    intervals = (cfg.chain_interval,) if cfg.objective == "chain" else tuple(cfg.intervals)
+    codebook = SkipCodebook.build(backbone.spec.schedule, intervals).to(device)
+    loss_fn = _chain_loss if cfg.objective == "chain" else _batch_loss
     channels = backbone.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
     pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width)).to(device).train()
     optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -112,11 +156,11 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                 for chunk in [list(range(cfg.val_crops))[j : j + cfg.batch_size] for j in range(0, cfg.val_crops, cfg.batch_size)]]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     start, window = time.perf_counter(), []
-    before = validate(backbone, learned, pfj.eval(), val_data, codebook)
+    before = validate(backbone, learned, pfj.eval(), val_data, codebook, cfg.objective)
     log(f"held-out loss before training: {before['pfj']:.5f} (identity {before['identity']:.5f})")
     pfj.train()
     for step, (lr, hr) in enumerate(loader, start=1):
-        loss = _batch_loss(backbone, learned, pfj, lr, hr, codebook, generator)
+        loss = loss_fn(backbone, learned, pfj, lr, hr, codebook, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -129,7 +173,7 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                 f"({(time.perf_counter() - start) / 60:.1f} min)")
             window = []
     pfj.eval()
-    after = validate(backbone, learned, pfj, val_data, codebook)
+    after = validate(backbone, learned, pfj, val_data, codebook, cfg.objective)
     report = {"val_loss": after["pfj"], "val_loss_identity": after["identity"],
               "relative_change": after["pfj"] / after["identity"] - 1,
               "minutes": (time.perf_counter() - start) / 60, "config": asdict(cfg)}

@@ -72,7 +72,7 @@ class UpscaleConfig:
     tau: float = 0.02  # DTSS gain threshold
     drop: float = 0.05  # DTSS: NR fall below its best that makes a tile saturated (0.02 traded NIQE away)
     fr_change: str = "any"  # DTSS: an FR gain of either sign counts as information arriving ("rise": the paper's)
-    fidelity: float = 1.0  # PFJ strength: 0 = off (most generative), 1 = as trained; ignored without a PFJ file
+    fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:

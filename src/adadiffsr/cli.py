@@ -68,8 +68,9 @@ def cli() -> None:
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
 @click.option("--gain", type=click.Choice(("none", "exact", "learned")), default="none", show_default=True,
               help="Information gain per step (MMLE): exact metrics or the learned regressor.")
-@click.option("--fidelity", type=click.FloatRange(0, 4), default=1.0, show_default=True,
-              help="PFJ strength: 0 = the backbone alone (most generative), 1 = as trained (more faithful).")
+@click.option("--fidelity", type=click.FloatRange(0, 4), default=0.5, show_default=True,
+              help="PFJ strength: 0 = the backbone alone (grainier, most generative), 1 = as trained "
+                   "(cleaner, slightly more faithful); 0.5 was picked on training photos.")
 @click.option("--ext", type=click.Choice(("png", "jpg", "webp", "tif", "bmp")), default="png", show_default=True,
               help="Output format in folder mode.")
 @click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")

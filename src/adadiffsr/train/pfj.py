@@ -59,16 +59,19 @@ class PFJTrainConfig:
     chain_interval: int = 100  # uniform interval of the training walk (10 steps)
 
 
+@torch.no_grad()
+def _working_space(backbone: Backbone, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``[0, 1]`` pair as the backbone sees it: the input's feature (condition) and the target."""
+    device = next(backbone.parameters()).device
+    return backbone.condition(lr.to(device) * 2 - 1), backbone.encode(hr.to(device) * 2 - 1)
+
+
 def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
                 hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
     spec = backbone.spec
     schedule, total, intervals = spec.schedule, spec.schedule.num_train_timesteps, codebook.intervals
-    device = next(backbone.parameters()).device
-    lr, hr = lr.to(device), hr.to(device)
-    with torch.no_grad():
-        cond = backbone.condition(lr * 2 - 1)
-        x0 = backbone.encode(hr * 2 - 1)
-    n = x0.shape[0]
+    cond, x0 = _working_space(backbone, lr, hr)
+    n, device = x0.shape[0], x0.device
     t = torch.randint(0, total, (n,), device=device, generator=generator)
     k = torch.tensor(intervals, device=device)[torch.randint(0, len(intervals), (n,), device=device, generator=generator)]
     t1, t2 = (t + k).clamp(max=total - 1), (t + 2 * k).clamp(max=total - 1)
@@ -89,12 +92,8 @@ def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
                 hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
     """MSE of the final estimate of a DDIM walk (first interval of ``codebook``) from pure noise."""
     spec = backbone.spec
-    device = next(backbone.parameters()).device
-    lr, hr = lr.to(device), hr.to(device)
-    with torch.no_grad():
-        cond = backbone.condition(lr * 2 - 1)
-        target = backbone.encode(hr * 2 - 1)
-    n = target.shape[0]
+    cond, target = _working_space(backbone, lr, hr)
+    n, device = target.shape[0], target.device
     x = torch.randn(target.shape, device=device, generator=generator)
     t = torch.full((n,), codebook.num_train_timesteps - 1, device=device, dtype=torch.long)
     k = torch.zeros(n, device=device, dtype=torch.long)

@@ -42,7 +42,9 @@ def read(path: Path) -> dict[str, Tensor]:
         state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(
             path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused, corrupt or truncated file
-        raise WeightsError(f"{path}: not a readable state dict ({str(e).splitlines()[0] if str(e) else e})") from e
+        why = "corrupt, truncated, or holds more than tensors" if path.suffix != ".safetensors" else (
+            str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise WeightsError(f"{path}: not a readable state dict ({why})") from e
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: not a state dict")
     return state

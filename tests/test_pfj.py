@@ -137,3 +137,19 @@ def test_chain_objective_trains_pfj_through_every_step_of_the_walk():
         optimizer.step()
     with torch.no_grad():
         assert float(loss(pfj)) < 0.95 * identity  # the final output moved towards the ground truth
+
+
+def test_companions_for_another_backbone_fail_in_one_line(tmp_path, capsys):
+    weights = tmp_path / "model.safetensors"
+    save_backbone(tiny_compact(tile_size=16), weights)
+    save_pfj(FeatureInjection(PFJConfig(in_channels=3, width=8)), pfj_path_for(weights))
+    image = tmp_path / "in.png"
+    Image.open(SAMPLE).convert("RGB").crop((0, 0, 32, 32)).save(image)
+    code = main(["upscale", str(image), "-o", str(tmp_path / "out.png"), "--weights", str(weights), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "PFJ file was trained for a condition of 3 channels" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
+    pfj_path_for(weights).unlink()
+    save_regressor(QualityRegressor(RegressorConfig(in_channels=3, width=8)), regressor_path_for(weights))
+    with pytest.raises(Exception, match="regressor was trained for a backbone with 3"):
+        Upscaler.from_pretrained(str(weights))

@@ -155,6 +155,20 @@ class Upscaler:
         self.backbone = backbone.to(self.device).eval()
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
+        self._check_companions()
+
+    def _check_companions(self) -> None:
+        """A regressor or PFJ made for another backbone fails here, in one line, not mid-sampling."""
+        latent = self.backbone.spec.latent_channels
+        if self.regressor is not None and self.regressor.config.in_channels != latent:
+            raise WeightsError(f"the gain regressor was trained for a backbone with {self.regressor.config.in_channels} "
+                               f"working-space channels; this one has {latent} (retrain it: adadiffsr train regressor)")
+        if self.pfj is not None:
+            with torch.no_grad():
+                channels = self.backbone.condition(torch.zeros(1, 3, 8, 8, device=self.device)).shape[1]
+            if self.pfj.config.in_channels != channels:
+                raise WeightsError(f"the PFJ file was trained for a condition of {self.pfj.config.in_channels} "
+                                   f"channels; this backbone gives {channels} (retrain it: adadiffsr train pfj)")
 
     @classmethod
     def from_pretrained(

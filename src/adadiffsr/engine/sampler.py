@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ..backbones.base import Backbone
+from ..backbones.base import Backbone, BackboneSpec
 from ..errors import ConfigError, NumericalError
 from ..gain.quality import information_gain
 from ..policies.base import Policy, StepObservation
@@ -119,12 +119,9 @@ def sample_tiles(
                     f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
                     "try --dtype fp32 or check the weights"
                 )
-            x0, eps = split_prediction(codebook, out, x_t, t_now, spec.prediction_type)
-            if spec.clip_sample:
-                x0 = x0.clamp(-1, 1)
             t_next = codebook.next_timestep(t_now, k_now)
             noise = _noise(x_t, chunk, t_next, generators) if stochastic else None
-            x_new = skip_step(codebook, settings.rule, x_t, x0, eps, t_now, k_now, noise, settings.eta)
+            x0, x_new = denoise_step(codebook, spec, out, x_t, t_now, k_now, settings.rule, noise, settings.eta)
             steps[chunk] += 1
             first = steps[chunk] == 1
 
@@ -178,6 +175,25 @@ def sample_tiles(
             walked = torch.where(active, (total_t - 1 - t).float() / total_t, torch.ones(()))
             progress(float(walked.mean()), nfe)
     return TileRun(x0=x, steps=steps, exit_t=exit_t, category=category, nfe=nfe, seconds=seconds)
+
+
+def denoise_step(
+    codebook: SkipCodebook,
+    spec: BackboneSpec,
+    model_output: Tensor,
+    x_t: Tensor,
+    t: Tensor,
+    k_idx: Tensor,
+    rule: UpdateRule = "ddim",
+    noise: Tensor | None = None,
+    eta: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """The arithmetic of one step after the backbone call: the estimate ``x0`` (clipped when the
+    backbone asks for it) and the state at ``t - k``. The sampler and PFJ's training walk share it."""
+    x0, eps = split_prediction(codebook, model_output, x_t, t, spec.prediction_type)
+    if spec.clip_sample:
+        x0 = x0.clamp(-1, 1)
+    return x0, skip_step(codebook, rule, x_t, x0, eps, t, k_idx, noise, eta)
 
 
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:

@@ -6,8 +6,8 @@ regressor's gain along the way (as in the sampler), and back-propagates the erro
 estimate against the ground truth through every step: PFJ learns what makes the output faithful.
 ``--fidelity`` then blends between the backbone alone (0, the most generative) and this (1).
 
-``step`` (one backbone call; what a diffusion loss gives): each training sample is a degraded crop at a random timestep ``t`` and interval ``k`` from the
-adaptive sampler's set. The gain PFJ sees is the learned one (the regressor) between the
+``step`` (one backbone call; what a diffusion loss gives): each training sample is a degraded
+crop at a random timestep ``t`` and interval ``k`` from the adaptive sampler's set. The gain PFJ sees is the learned one (the regressor) between the
 backbone's estimates at ``t + k`` and ``t + 2k``, as the sampler would have it at ``t``. The
 backbone then predicts at ``t`` from the modulated feature ``o_hat = alpha * o + beta``, and PFJ
 learns with the backbone's own diffusion loss (MSE of its prediction): it injects the input's
@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Subset
 from ..backbones.base import Backbone
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
-from ..engine.schedule import SkipCodebook, add_noise, prediction_target, skip_step, split_prediction
+from ..engine.sampler import denoise_step
+from ..engine.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
 from ..errors import ConfigError, DataError
 from ..gain.quality import information_gain
 from ..gain.regressor import LearnedPerformance, QualityRegressor
@@ -91,7 +92,6 @@ def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
 def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
                 hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
     """MSE of the final estimate of a DDIM walk (first interval of ``codebook``) from pure noise."""
-    spec = backbone.spec
     cond, target = _working_space(backbone, lr, hr)
     n, device = target.shape[0], target.device
     x = torch.randn(target.shape, device=device, generator=generator)
@@ -100,9 +100,7 @@ def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
     gain, r_prev = torch.zeros(n, 2, device=device), None
     while True:
         c_in = cond if pfj is None else pfj.inject(cond, gain)
-        x0, eps = split_prediction(codebook, backbone.predict(x, t, c_in).float(), x, t, spec.prediction_type)
-        if spec.clip_sample:
-            x0 = x0.clamp(-1, 1)
+        x0, x_next = denoise_step(codebook, backbone.spec, backbone.predict(x, t, c_in).float(), x, t, k)
         t_next = codebook.next_timestep(t, k)
         if bool((t_next < 0).all()):
             return F.mse_loss(x0, target)
@@ -111,15 +109,17 @@ def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
             if r_prev is not None:
                 gain = information_gain(r, r_prev, t, learned.nr_start)
             r_prev = r
-        x = skip_step(codebook, "ddim", x, x0, eps, t, k)
-        t = t_next
+        x, t = x_next, t_next
+
+
+OBJECTIVES = {"chain": _chain_loss, "step": _batch_loss}
 
 
 @torch.no_grad()
 def validate(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection, data: list[tuple[torch.Tensor, torch.Tensor]],
              codebook: SkipCodebook, objective: str = "step") -> dict[str, float]:
     """Mean loss on held-out crops with PFJ and with the identity, same timesteps and noise."""
-    loss_fn = _chain_loss if objective == "chain" else _batch_loss
+    loss_fn = OBJECTIVES[objective]
     losses: dict[str, float] = {"pfj": 0.0, "identity": 0.0}
     for name, module in (("pfj", pfj), ("identity", None)):
         generator = torch.Generator(device=next(backbone.parameters()).device).manual_seed(1234)
@@ -138,11 +138,11 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
                           "cpu" if cfg.device == "auto" else cfg.device)
     backbone.to(device).eval().requires_grad_(False)
     learned = LearnedPerformance(backbone, regressor.to(device).eval())
-    if cfg.objective not in ("chain", "step"):
-        raise ConfigError(f"unknown PFJ objective {cfg.objective!r}; use chain or step")
+    if cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown PFJ objective {cfg.objective!r}; use {' or '.join(OBJECTIVES)}")
     intervals = (cfg.chain_interval,) if cfg.objective == "chain" else tuple(cfg.intervals)
     codebook = SkipCodebook.build(backbone.spec.schedule, intervals).to(device)
-    loss_fn = _chain_loss if cfg.objective == "chain" else _batch_loss
+    loss_fn = OBJECTIVES[cfg.objective]
     channels = backbone.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
     pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width)).to(device).train()
     optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -68,6 +68,8 @@ def test_patches_cover_every_scale_with_fixed_lengths():
     rows, cols = 4 * 32 - 100, 5 * 32 - 150
     padded = F.pad(image, (cols // 2, cols - cols // 2, rows // 2, rows - rows // 2))
     assert torch.equal(p.pixels[:, 49 + 144], padded[:, :, :32, :32])
+    sliver = multiscale_patches(torch.rand(1, 3, 2, 900), MusiqConfig())  # resized scales keep one row
+    assert sliver.mask.sum().item() == 7 + 12 + 29
 
 
 def test_hashed_positions_resample_the_patch_grid_onto_the_embedding_grid():

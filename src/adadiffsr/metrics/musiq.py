@@ -105,7 +105,8 @@ def multiscale_patches(image: Tensor, cfg: MusiqConfig) -> Patches:
     parts = []
     for i, side in enumerate(sorted(cfg.longer_sides)):
         ratio = side / max(h, w)
-        resized = F.interpolate(image, (round(h * ratio), round(w * ratio)), mode="bicubic", align_corners=False)
+        size = (max(1, round(h * ratio)), max(1, round(w * ratio)))  # a sliver of an image keeps one row
+        resized = F.interpolate(image, size, mode="bicubic", align_corners=False)
         parts.append(scale_patches(resized, cfg, i, math.ceil(side / cfg.patch) ** 2))
     parts.append(scale_patches(image, cfg, len(cfg.longer_sides), None))
     return Patches(*(torch.cat([getattr(q, f) for q in parts], dim=1) for f in ("pixels", "spatial", "scale", "mask")))

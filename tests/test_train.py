@@ -25,7 +25,7 @@ def photos(root: Path) -> Path:
 def test_train_resume_and_export(tmp_path, capsys):
     data, out = photos(tmp_path / "photos"), tmp_path / "run"
     args = ["train", "backbone", "--photos", data, "--out", out, "--batch-size", "2", "--crop", "32", "--workers", "0",
-            "--val-every", "2", "--save-every", "2", "--device", "cpu",
+            "--val-every", "2", "--save-every", "2", "--device", "cpu", "--ema-decay", "0.9",
             "--model", json.dumps({"block_out_channels": [8, 16], "norm_num_groups": 4, "layers_per_block": 1})]
     assert main([str(a) for a in args + ["--steps", "2"]]) == 0
     assert main([str(a) for a in args + ["--steps", "4"]]) == 0
@@ -35,6 +35,7 @@ def test_train_resume_and_export(tmp_path, capsys):
     assert [r["step"] for r in log if "psnr_y" in r] == [2, 4]
     with safe_open(str(out / "last.safetensors"), "pt") as f:
         assert f.metadata()["step"] == "4"
+        assert json.loads(f.metadata()["config"])["ema_decay"] == 0.9  # --ema-decay reaches the run's config
     model = load_backbone(out / "ema.safetensors")
     assert model.config.block_out_channels == (8, 16)
 

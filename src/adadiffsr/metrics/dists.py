@@ -12,8 +12,6 @@ images.
 
 from __future__ import annotations
 
-from functools import cache
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -82,9 +80,7 @@ def load_dists() -> DISTS:
         raise WeightsError(f"DISTS {missing()}")
     model = DISTS()
     vgg.load_vgg16(model.features, "DISTS")
-    path = local_weights.find(DISTS_NAME)
-    assert path is not None
-    stored = local_weights.read(path)
+    path, stored = local_weights.read_named(DISTS_NAME)
     try:
         for name in ("alpha", "beta"):
             getattr(model, name).copy_(stored[name].reshape(getattr(model, name).shape))
@@ -93,13 +89,9 @@ def load_dists() -> DISTS:
     return model.eval().requires_grad_(False)
 
 
-@cache
-def _model(folder: str) -> DISTS:
-    return load_dists()
-
 
 def dists(output: Tensor, target: Tensor) -> Tensor:
     """DISTS of ``(B, 3, H, W)`` batches in ``[0, 1]``: lower is more similar."""
-    model = _model(str(local_weights.weights_dir())).to(output.device)
+    model = local_weights.loaded(load_dists).to(output.device)
     with torch.no_grad():
         return model(output.float(), target.float()).to(output.dtype)

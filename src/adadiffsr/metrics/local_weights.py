@@ -8,13 +8,18 @@ Files lie in ``$ADADIFFSR_METRIC_WEIGHTS`` (default ``~/.cache/adadiffsr/metrics
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
 from ..errors import WeightsError
+
+T = TypeVar("T")
+_LOADED: dict[tuple[Callable[[], object], str], object] = {}
 
 
 def weights_dir() -> Path:
@@ -48,3 +53,19 @@ def read(path: Path) -> dict[str, Tensor]:
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: not a state dict")
     return state
+
+
+def read_named(name: str) -> tuple[Path, dict[str, Tensor]]:
+    """The file called ``name`` (callers check ``missing`` first) and its state dict."""
+    path = find(name)
+    if path is None:
+        raise WeightsError(missing({name: "a local weights file"}))
+    return path, read(path)
+
+
+def loaded(loader: Callable[[], T]) -> T:
+    """``loader()`` once per weights folder: metrics run per image, their networks load once."""
+    key = (loader, str(weights_dir()))
+    if key not in _LOADED:
+        _LOADED[key] = loader()
+    return _LOADED[key]  # type: ignore[return-value]

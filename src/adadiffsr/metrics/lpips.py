@@ -11,8 +11,6 @@ linear layers, averaged over space and summed over the five layers.
 
 from __future__ import annotations
 
-from functools import cache
-
 import torch
 from torch import Tensor, nn
 
@@ -57,9 +55,7 @@ def load_lpips() -> LPIPS:
         raise WeightsError(f"LPIPS {missing()}")
     model = LPIPS()
     vgg.load_vgg16(model.features, "LPIPS")
-    path = local_weights.find(LIN_NAME)
-    assert path is not None
-    stored = local_weights.read(path)
+    path, stored = local_weights.read_named(LIN_NAME)
     try:
         model.lins.load_state_dict({f"{k}.weight": stored[f"lin{k}.model.1.weight"] for k in range(5)}, strict=True)
     except (KeyError, RuntimeError) as e:
@@ -67,13 +63,9 @@ def load_lpips() -> LPIPS:
     return model.eval().requires_grad_(False)
 
 
-@cache
-def _model(folder: str) -> LPIPS:
-    return load_lpips()
-
 
 def lpips(output: Tensor, target: Tensor) -> Tensor:
     """LPIPS-VGG of ``(B, 3, H, W)`` batches in ``[0, 1]``: lower is more similar."""
-    model = _model(str(local_weights.weights_dir())).to(output.device)
+    model = local_weights.loaded(load_lpips).to(output.device)
     with torch.no_grad():
         return model(output.float() * 2 - 1, target.float() * 2 - 1).to(output.dtype)

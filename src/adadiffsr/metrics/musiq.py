@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -231,9 +230,8 @@ def from_pyiqa(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def load_musiq() -> MUSIQ:
     if missing():
         raise WeightsError(f"MUSIQ {missing()}")
-    path = local_weights.find(MUSIQ_NAME)
-    assert path is not None
-    state = from_pyiqa(local_weights.read(path))
+    path, stored = local_weights.read_named(MUSIQ_NAME)
+    state = from_pyiqa(stored)
     head = state.get("head.weight")
     model = MUSIQ(MusiqConfig(classes=head.shape[0] if head is not None else 1))
     try:
@@ -243,13 +241,9 @@ def load_musiq() -> MUSIQ:
     return model.eval().requires_grad_(False)
 
 
-@cache
-def _model(folder: str) -> MUSIQ:
-    return load_musiq()
-
 
 def musiq(output: Tensor) -> Tensor:
     """MUSIQ (KonIQ-10k) of ``(B, 3, H, W)`` batches in ``[0, 1]``: higher is better."""
-    model = _model(str(local_weights.weights_dir())).to(output.device)
+    model = local_weights.loaded(load_musiq).to(output.device)
     with torch.no_grad():
         return model(output.float() * 2 - 1).to(output.dtype)

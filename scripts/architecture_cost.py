@@ -16,7 +16,7 @@ import torch
 from diffusers import UNet2DModel
 
 from adadiffsr.backbones.compact import CompactConfig, CompactSR
-from adadiffsr.peers.realesrgan import RRDBNet
+from adadiffsr.prior.rrdbnet import RRDBNet
 
 
 def seconds(fn, repeats: int = 5) -> float:

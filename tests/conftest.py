@@ -58,7 +58,7 @@ class FunctionBackbone(Backbone):
         )
         self.calls: list[tuple[int, tuple[int, ...]]] = []  # (batch size, timesteps)
 
-    def condition(self, lr: Tensor) -> Tensor:
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
         return F.interpolate(lr, scale_factor=self.spec.scale_factor, mode="nearest")
 
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:

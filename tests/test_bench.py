@@ -67,7 +67,7 @@ def test_bench_degrade_realesrgan_and_crop(folders, tmp_path, capsys):
     "args,message",
     [
         (["--methods", "bicubc"], "unknown method"),
-        (["--methods", "uniform:steps=5"], "unknown setting"),
+        (["--methods", "uniform:stepz=5"], "unknown setting"),
         (["--metrics", "psnr,lpips"], "weights"),
         (["--metrics", "nique"], "did you mean"),
     ],

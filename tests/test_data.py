@@ -115,11 +115,17 @@ def test_pairs_are_deterministic(tmp_path):
 
 def test_manifest_lists_real_photos_with_licences():
     photos = manifest()
-    assert len(photos) == 48
+    assert len(photos) == 50
     assert {p.package for p in photos} == set(PACKAGES)
-    assert all(p.license and p.split in ("train", "val") for p in photos)
-    assert len({p.name for p in photos}) == 48
+    assert all(p.license and p.split in ("train", "val", "test") for p in photos)
+    assert len({p.name for p in photos}) == 50
     assert 6 <= sum(p.split == "val" for p in photos) <= 12
+    # the test split is one whole package, and no training or validation photo comes from it
+    held_out = {p.package for p in photos if p.split == "test"}
+    assert held_out == {"mate-backgrounds"}
+    assert all(p.split == "test" for p in photos if p.package in held_out)
+    reserved = ("enlightenment", "opencv")
+    assert not any(r in p.package or r in p.path for p in photos for r in reserved)
 
 
 def test_ground_truth_downscales_at_least_twice():

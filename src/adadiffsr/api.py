@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import Tensor
 from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings
+from .engine.sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, strength_timestep
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
@@ -54,6 +55,9 @@ class UpscaleConfig:
 
     sampler: str = "adaptive"  # DTSS; "uniform" for a fixed interval
     interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
+    steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
+    # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
+    strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
     rule: UpdateRule = "ddim"  # update rule through the codebook: ddim or ddpm
     eta: float = 0.0
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
@@ -81,6 +85,13 @@ class UpscaleConfig:
             raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
         if not 1 <= self.interval <= 1000:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
+        if self.steps is not None and not 0 <= self.steps <= 1000:
+            raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
+        if self.steps and self.sampler != "uniform":
+            raise ConfigError(f"steps={self.steps} sets the pace of the uniform sampler; pass sampler='uniform' "
+                              f"(the {self.sampler} sampler sets its own)")
+        if self.strength is not None and not 0 <= self.strength <= 1:
+            raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if not 0 <= self.eta <= 1:
@@ -226,16 +237,32 @@ class Upscaler:
             raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
         return LearnedPerformance(self.backbone, self.regressor)
 
+    def resolve(self, config: UpscaleConfig) -> UpscaleConfig:
+        """``config`` with the model's defaults filled in: the strength from the backbone's spec, and
+        ``steps`` turned into the interval that takes exactly that many steps from the start."""
+        config.validate()
+        strength = self.backbone.spec.default_strength if config.strength is None else config.strength
+        if config.steps == 0:
+            strength = 0.0
+        total = self.backbone.spec.schedule.num_train_timesteps
+        interval = config.interval
+        if config.steps:
+            interval = max(1, math.ceil((strength_timestep(strength, total) + 1) / config.steps))
+        if strength < 1 and not self.backbone.starts_from_estimate:
+            raise ConfigError(f"--strength below 1 and --steps 0 need a backbone that starts from an estimate; "
+                              f"{type(self.backbone).__name__} starts from pure noise only")
+        return replace(config, strength=strength, interval=interval)
+
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
         and tiling as ``config`` says (what ``__call__`` and the benchmark run)."""
-        config.validate()
+        config = self.resolve(config)
         inject = self.injection(config.fidelity)
         tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma,
                                 fusion=config.fusion)
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
-                                   spacing=config.spacing)
+                                   spacing=config.spacing, strength=float(config.strength))
         return upscale_tensor(
             self.backbone, lr, SAMPLERS[config.sampler](config), settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
@@ -250,7 +277,7 @@ class Upscaler:
         progress: ProgressFn | None = None,
     ) -> UpscaleResult:
         """Upscale an image file, a PIL image or a decoded ``Picture``."""
-        config.validate()
+        config = self.resolve(config)
         if isinstance(image, Image.Image):
             picture = Picture.from_pil(image)
         elif isinstance(image, Picture):
@@ -271,9 +298,12 @@ class Upscaler:
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(self.backbone).__name__,
+            "prior": None if self.backbone.prior is None else self.backbone.prior.info.name,
         }
+        total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(
-            out, SAMPLERS[config.sampler](config).intervals, self.backbone.spec.schedule.num_train_timesteps, settings_dict
+            out, SAMPLERS[config.sampler](config).intervals, total, settings_dict,
+            start_timestep=strength_timestep(float(config.strength), total),
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -35,7 +35,10 @@ def cli() -> None:
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="adaptive", show_default=True,
               help="adaptive: DTSS, each region at its own pace; uniform: one fixed interval.")
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
-@click.option("--steps", type=click.IntRange(1, 1000), help="Number of steps instead of --interval (1000/N).")
+@click.option("--steps", type=click.IntRange(0, 1000),
+              help="Uniform sampling in N steps instead of --interval; 0 = the prior's output alone.")
+@click.option("--strength", type=click.FloatRange(0, 1),
+              help="Start at timestep strength*1000 from the noised prior estimate (default: the model's).")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="The adaptive sampler's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=0.02, show_default=True,
@@ -84,7 +87,7 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
-    steps: int | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    steps: int | None, strength: float | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
     seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
     guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
     suffix: str,
@@ -94,10 +97,8 @@ def upscale(
     """Super-resolve INPUT files, folders or globs into OUTPUT with the diffusion engine."""
     if interval is not None and steps is not None:
         raise click.UsageError("give --interval or --steps, not both")
-    if steps is not None:
-        interval = max(1, round(1000 / steps))
     source = click.get_current_context().get_parameter_source("sampler")
-    if interval is not None and source == click.core.ParameterSource.DEFAULT:
+    if (interval is not None or steps is not None) and source == click.core.ParameterSource.DEFAULT:
         sampler = "uniform"  # --interval / --steps without --sampler: a fixed interval is what was asked
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
@@ -109,6 +110,8 @@ def upscale(
     config = UpscaleConfig(
         sampler=sampler,
         interval=interval if interval is not None else UpscaleConfig.interval,
+        steps=steps,
+        strength=strength,
         rule=scheduler,  # type: ignore[arg-type]
         eta=eta,
         tile=tile,
@@ -149,7 +152,8 @@ def upscale(
 @cli.command()
 @click.option("--hr", "hr_dir", required=True, help="Folder of ground-truth images.")
 @click.option("--lr", "lr_dir", help="Folder of inputs matched to --hr by file name.")
-@click.option("--degrade", type=click.Choice(("bicubic-x4", "realesrgan-x4")), help="Make inputs from --hr.")
+@click.option("--degrade", help="Make inputs from --hr with these degradations (comma list of realesrgan-x4, "
+              "mild-x4, bicubic-x4); each is reported on its own, in OUT/NAME/ when there are several.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --degrade.")
 @click.option("--methods", default="bicubic,realesrgan,uniform:interval=20", show_default=True,
               help="Comma list: bicubic, realesrgan, or a sampler with settings (uniform:interval=5,rule=ddpm).")
@@ -185,14 +189,25 @@ def bench(
 
     for name in names:
         create_metric(name)
-    pairs = load_pairs(Path(hr_dir), Path(lr_dir) if lr_dir else None, degrade, seed, limit, crop)
+    from .data.degradations import DEGRADATIONS
+
+    degradations: list[str | None] = [None]
+    if degrade is not None:
+        degradations = [d.strip() for d in degrade.split(",") if d.strip()]
+        unknown = [d for d in degradations if d not in DEGRADATIONS]
+        if unknown or not degradations:
+            raise click.BadParameter(f"{unknown[0] if unknown else degrade!r} is not one of {', '.join(DEGRADATIONS)}",
+                                     param_hint="--degrade")
+    all_pairs = {d: load_pairs(Path(hr_dir), Path(lr_dir) if lr_dir else None, d, seed, limit, crop) for d in degradations}
     chosen = build_methods(split_methods(methods), weights, device, dtype)
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    results = run_bench(pairs, chosen, names, Path(out), save_images=save_images, log=log)
-    if not quiet:
-        from .bench.runner import markdown_table
+    for name, pairs in all_pairs.items():
+        folder = Path(out) / name if len(all_pairs) > 1 and name else Path(out)
+        results = run_bench(pairs, chosen, names, folder, save_images=save_images, log=log)
+        if not quiet:
+            from .bench.runner import markdown_table
 
-        click.echo(markdown_table(results["median"], names, len(pairs)))
+            click.echo(f"\n{name or 'paired inputs'}:\n" + markdown_table(results["median"], names, len(pairs)))
 
 
 @cli.group()
@@ -306,6 +321,37 @@ def data_photos(out: str, max_side: int) -> None:
     click.echo(f"{len(files)} photos under {out}", err=True)
 
 
+@data.command("cache")
+@click.option("--photos", default="data/photos", show_default=True, help="Ground truth from `adadiffsr data photos`.")
+@click.option("--out", default="data/cache", show_default=True, help="Cache folder (a rerun resumes or extends it).")
+@click.option("--count", type=click.IntRange(min=1), default=512, show_default=True, help="Crops in the cache.")
+@click.option("--crop", type=click.IntRange(min=16), default=384, show_default=True, help="Ground-truth crop side.")
+@click.option("--mix", default="realesrgan-x4:0.7,bicubic-x4:0.3", show_default=True,
+              help="Degradations and their weights.")
+@click.option("--prior", default="realesrgan-x4plus", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+def data_cache(photos: str, out: str, count: int, crop: int, mix: str, prior: str, seed: int,
+               threads: int | None) -> None:
+    """Cache (input, prior output, ground truth) crops of the training photos for `train backbone --cache`."""
+    import torch
+
+    from .data.cache import CacheConfig, build_cache
+    from .data.photos import split_files
+    from .errors import ConfigError
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        pairs = tuple((name.strip(), float(w)) for name, _, w in (m.partition(":") for m in mix.split(",") if m))
+    except ValueError as e:
+        raise ConfigError(f"--mix: expected NAME:WEIGHT,... ({e})") from e
+    cfg = CacheConfig(prior=prior, crop=crop, mix=pairs, seed=seed)
+    written = build_cache(split_files(Path(photos), "train"), Path(out), count, cfg,
+                          log=lambda m: click.echo(m, err=True))
+    click.echo(f"{written} new crops under {out}", err=True)
+
+
 @cli.group()
 def train() -> None:
     """Train the parts of the model."""
@@ -328,13 +374,16 @@ def train() -> None:
               help="EMA of the weights (lower for short runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", "model_json", default="{}", help='CompactConfig overrides as JSON, e.g. \'{"tile_size": 64}\'.')
+@click.option("--cache", help="A prior cache (`adadiffsr data cache`): train a refiner over its prior.")
+@click.option("--max-timestep", type=click.IntRange(0, 999), help="Train on timesteps 0..N only (a refiner's range).")
+@click.option("--init", help="Weights file to warm-start from (tensors that fit are copied).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def train_backbone_cmd(
     photos: str, out: str, steps: int, batch_size: int, learning_rate: float, crop: int, degradation: str,
     workers: int, device: str, max_minutes: float | None, val_every: int, save_every: int, ema_decay: float,
-    seed: int, model_json: str, debug: bool,
+    seed: int, model_json: str, cache: str | None, max_timestep: int | None, init: str | None, debug: bool,
 ) -> None:
-    """Train the compact backbone on degraded real photos (resumable, EMA, safetensors)."""
+    """Train the compact backbone, or a refiner over a prior with --cache (resumable, EMA, safetensors)."""
     try:
         model = json.loads(model_json)
     except json.JSONDecodeError as e:
@@ -345,7 +394,7 @@ def train_backbone_cmd(
         photos=photos, out=out, steps=steps, batch_size=batch_size, lr=learning_rate, crop=crop,
         degradation=degradation, workers=workers, device=device,
         max_minutes=max_minutes, val_every=val_every, save_every=save_every, ema_decay=ema_decay, seed=seed,
-        model=model,
+        model=model, cache=cache, max_timestep=max_timestep, init=init,
     )
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

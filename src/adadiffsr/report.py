@@ -18,12 +18,14 @@ _VIRIDIS = np.array(
 
 
 def build_report(
-    out: PipelineOutput, intervals: tuple[int, ...], num_train_timesteps: int, settings: dict[str, Any]
+    out: PipelineOutput, intervals: tuple[int, ...], num_train_timesteps: int, settings: dict[str, Any],
+    start_timestep: int | None = None,
 ) -> dict[str, Any]:
-    """The ``--report`` JSON: NFE against uniform sampling at the finest interval, timings, tiles."""
+    """The ``--report`` JSON: NFE against uniform sampling at the finest interval from the same
+    start timestep, timings, tiles."""
     run, grid = out.run, out.grid
     h, w = out.input_size
-    nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps)
+    nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps, start_timestep)
     tiles = []
     names = ("growing", "stable", "saturated")
     for box, steps, exit_t, cat in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), run.category.tolist(),

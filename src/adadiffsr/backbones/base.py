@@ -29,16 +29,26 @@ class BackboneSpec:
     size_multiple: int  # low-resolution tile sides must be multiples of this
     clip_sample: bool  # clip x0 to [-1, 1] at every step (pixel-space models)
     schedule: NoiseSchedule
+    default_strength: float = 1.0  # where sampling starts by default (1: pure noise at T - 1)
 
 
 class Backbone(nn.Module, ABC):
     """A conditional diffusion model behind the engine. Subclasses set ``self.spec``."""
 
     spec: BackboneSpec
+    starts_from_estimate: bool = False  # ``estimate`` gives a starting point (strength < 1, zero steps)
+    costly_reference: bool = False  # reference_feature runs a network (an encoder): worth caching
+    prior: nn.Module | None = None  # stage 1: run once over the whole image, its output passed to ``condition``
 
     @abstractmethod
-    def condition(self, lr: Tensor) -> Tensor:
-        """``(B, 3, h, w)`` low-resolution pixels in ``[-1, 1]`` -> the condition, batch-first."""
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
+        """``(B, 3, h, w)`` low-resolution pixels in ``[-1, 1]`` -> the condition, batch-first.
+        ``estimate``: the prior's high-resolution output for these tiles, when there is a prior."""
+
+    def estimate(self, cond: Tensor) -> Tensor | None:
+        """The working-space estimate a tile starts from (noised to its start timestep) and ends
+        with when it takes no step; None for backbones that start from pure noise only."""
+        return None
 
     @abstractmethod
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:

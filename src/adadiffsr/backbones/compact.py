@@ -2,9 +2,18 @@
 
 Working space: the high-resolution image rearranged so each low-resolution pixel holds its
 ``s x s`` block of high-resolution pixels, ``'b c (h p1) (w p2) -> b (c p1 p2) h w'``. The cost of
-a step then grows with low-resolution pixels. The condition is the bicubic upsample of the input
-in the same rearrangement; with ``residual`` the network predicts x0 as a correction of it.
-The network itself is diffusers' ``UNet2DModel`` (convolutions only, so any tile size works).
+a step then grows with low-resolution pixels. The network itself is diffusers' ``UNet2DModel``
+(convolutions only, so any tile size works).
+
+Two layouts share the class:
+
+- without a prior (the first model), the condition is the bicubic upsample of the input in the
+  same rearrangement; with ``residual`` the network predicts x0 as a correction of it;
+- with a ``prior`` (a pretrained restoration network such as Real-ESRGAN, run once over the
+  image by the pipeline), it is a *refiner*: the condition is the prior's estimate in working
+  space plus the input itself (both at low-resolution size), x0 is predicted as a residual over
+  the prior's estimate, and the UNet's output layer starts at zero, so an untrained refiner
+  returns the prior exactly.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ class CompactConfig:
     layers_per_block: int = 2
     norm_num_groups: int = 32
     prediction_type: PredictionType = "sample"
-    residual: bool = True  # x0 = bicubic + network output (only with prediction_type "sample")
+    residual: bool = True  # x0 = bicubic (or the prior's estimate) + network output (prediction_type "sample")
+    default_strength: float = 1.0  # sampling starts at round(strength * T) - 1 from the noised estimate
+    prior: str | None = None  # a name of adadiffsr.prior.PRIORS: the stage-1 network this refiner sits on
     num_train_timesteps: int = 1000
     beta_schedule: BetaSchedule = "linear"
     beta_start: float = 1e-4
@@ -54,6 +65,7 @@ class CompactSR(Backbone):
     """Conditional UNet over pixel-unshuffled HR tiles; see the module docstring."""
 
     architecture = "compact"
+    starts_from_estimate = True
 
     def __init__(self, config: CompactConfig | None = None) -> None:
         super().__init__()
@@ -64,6 +76,17 @@ class CompactSR(Backbone):
             raise ConfigError("residual=True needs prediction_type='sample'")
         s = config.scale_factor
         channels = 3 * s * s
+        if config.prior is not None and not config.residual:
+            raise ConfigError("a refiner over a prior needs residual=True")
+        if config.prior is not None:
+            from ..prior import load_prior
+
+            # held outside the module tree: its weights come from its own package, so they are
+            # never saved into the refiner's file, averaged by EMA or handed to an optimizer
+            object.__setattr__(self, "prior", load_prior(config.prior))
+            if self.prior.scale != s:
+                raise ConfigError(f"prior {config.prior!r} scales by {self.prior.scale}, the backbone by {s}")
+        cond_channels = channels + 3 if config.prior is not None else channels
         levels = len(config.block_out_channels)
         self.spec = BackboneSpec(
             prediction_type=config.prediction_type,
@@ -76,10 +99,11 @@ class CompactSR(Backbone):
             schedule=NoiseSchedule.from_betas(
                 config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule
             ),
+            default_strength=config.default_strength,
         )
         self.unet = UNet2DModel(
             sample_size=config.tile_size,
-            in_channels=2 * channels,
+            in_channels=channels + cond_channels,
             out_channels=channels,
             down_block_types=("DownBlock2D",) * levels,
             up_block_types=("UpBlock2D",) * levels,
@@ -89,14 +113,36 @@ class CompactSR(Backbone):
             add_attention=False,
             num_train_timesteps=config.num_train_timesteps,
         )
+        if config.prior is not None:  # an untrained refiner returns the prior's estimate exactly
+            torch.nn.init.zeros_(self.unet.conv_out.weight)
+            torch.nn.init.zeros_(self.unet.conv_out.bias)
 
-    def condition(self, lr: Tensor) -> Tensor:
-        up = F.interpolate(lr, scale_factor=self.spec.scale_factor, mode="bicubic", align_corners=False)
-        return self.encode(up.clamp(-1, 1))
+    def _apply(self, fn: Any, recurse: bool = True) -> CompactSR:  # .to(device) moves the prior too
+        super()._apply(fn, recurse)
+        if self.prior is not None:
+            self.prior._apply(fn, recurse)
+        return self
+
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
+        """Without a prior: the bicubic upsample in working space. With one: the prior's estimate
+        (computed here from ``lr`` unless the pipeline passes it) in working space, then ``lr``."""
+        if self.prior is None:
+            up = F.interpolate(lr, scale_factor=self.spec.scale_factor, mode="bicubic", align_corners=False)
+            return self.encode(up.clamp(-1, 1))
+        if estimate is None:
+            estimate = self.prior(lr)
+        return torch.cat([self.encode(estimate.to(lr.dtype)), lr], dim=1)
+
+    def estimate(self, cond: Tensor) -> Tensor:
+        """The starting estimate in working space: the prior's output (or the bicubic upsample)."""
+        return cond[:, : self.spec.latent_channels]
+
+    def reference_feature(self, cond: Tensor) -> Tensor:
+        return self.estimate(cond)
 
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         out = self.unet(torch.cat([x_t, cond], dim=1), t).sample
-        return cond + out if self.config.residual else out
+        return self.estimate(cond) + out if self.config.residual else out
 
     def encode(self, hr: Tensor) -> Tensor:
         s = self.spec.scale_factor

@@ -26,6 +26,7 @@ EXPECTED = ("model_index.json", "unet/config.json", "vqvae/config.json", "schedu
 
 class LDMSuperResolution(Backbone):
     architecture = "ldm-sr-x4"
+    costly_reference = True
 
     def __init__(self, unet: Any, vqvae: Any, scheduler_config: dict[str, Any], tile_size: int = 128) -> None:
         super().__init__()
@@ -42,7 +43,7 @@ class LDMSuperResolution(Backbone):
             schedule=schedule_from_config(scheduler_config),
         )
 
-    def condition(self, lr: Tensor) -> Tensor:
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
         return lr
 
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ EXPECTED = (
 
 class StableDiffusionUpscale(Backbone):
     architecture = "sd-x4-upscaler"
+    costly_reference = True
 
     def __init__(
         self, unet: Any, vae: Any, low_res_scheduler: Any, scheduler_config: dict[str, Any],
@@ -63,7 +64,7 @@ class StableDiffusionUpscale(Backbone):
             schedule=schedule_from_config(scheduler_config),
         )
 
-    def condition(self, lr: Tensor) -> Tensor:
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
         noise = torch.cat([
             torch.randn(tile.shape, generator=torch.Generator(device=lr.device).manual_seed(self.noise_seed),
                         device=lr.device, dtype=lr.dtype)

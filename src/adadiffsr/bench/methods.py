@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,13 +33,16 @@ class Bicubic:
 
 @dataclass
 class RealESRGAN:
+    """Real-ESRGAN x4plus as a peer: the PyTorch RRDBNet over 256-pixel tiles, or the same weights
+    in the ncnn runtime (``realesrgan:runtime=ncnn``), the way CPU users run it."""
+
     model: Any
     label: str = "realesrgan"
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
-        from ..peers.realesrgan import upscale_rrdbnet
-
-        return upscale_rrdbnet(self.model, lr), 0
+        if isinstance(self.model, torch.nn.Module):  # the Prior: [-1, 1] in and out
+            return (self.model(lr * 2 - 1) + 1) / 2, 0
+        return self.model(lr), 0
 
 
 @dataclass
@@ -90,11 +94,20 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
         name, params = parse_spec(spec)
         if name == "bicubic" and not params:
             methods.append(Bicubic())
-        elif name == "realesrgan" and not params:
-            from ..api import resolve_device
-            from ..peers.realesrgan import load_realesrgan
+        elif name == "realesrgan" and set(params) <= {"runtime"}:
+            runtime = params.get("runtime", "torch")
+            if runtime == "torch":
+                from ..api import resolve_device
+                from ..prior import load_prior
 
-            methods.append(RealESRGAN(load_realesrgan(resolve_device(device))))
+                methods.append(RealESRGAN(load_prior("realesrgan-x4plus").to(resolve_device(device))))
+            elif runtime == "ncnn":
+                from ..prior.ncnn_runtime import NcnnNetwork
+                from ..prior.rrdbnet import ncnn_model_files
+
+                methods.append(RealESRGAN(NcnnNetwork(*ncnn_model_files()), label="realesrgan-ncnn"))
+            else:
+                raise ConfigError(f"method {spec!r}: runtime must be torch or ncnn")
         elif name in SAMPLERS:
             upscaler = upscaler or Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             values: dict[str, Any] = {"sampler": name}

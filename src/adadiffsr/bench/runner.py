@@ -20,13 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.degradations import RealESRGANDegradation, bicubic_degrade, degrade
+from ..data.degradations import DEGRADATIONS
 from ..errors import ConfigError, InputImageError
 from ..io import atomic_write, read_image, save_image, to_image
 from ..metrics.registry import METRICS, create_metric
 from .methods import Method
 
-DEGRADE_PRESETS = ("bicubic-x4", "realesrgan-x4")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -74,12 +73,10 @@ def load_pairs(
             lr = _tensor(read_image(matches[0]))
             if tuple(hr.shape[-2:]) != (lr.shape[-2] * 4, lr.shape[-1] * 4):
                 hr = hr[..., : lr.shape[-2] * 4, : lr.shape[-1] * 4]
-        elif degrade_name == "bicubic-x4":
-            lr = bicubic_degrade(hr[0])[None]
-        elif degrade_name == "realesrgan-x4":
-            lr = degrade(hr[0], seed * 100_003 + k, RealESRGANDegradation(scale=4))[None]
+        elif degrade_name in DEGRADATIONS:
+            lr = DEGRADATIONS[degrade_name](hr[0], seed * 100_003 + k)[None]
         else:
-            raise ConfigError(f"give --lr DIR or --degrade one of {', '.join(DEGRADE_PRESETS)}")
+            raise ConfigError(f"give --lr DIR or --degrade one of {', '.join(DEGRADATIONS)}")
         pairs.append(Pair(path.stem, lr, hr))
     return pairs
 

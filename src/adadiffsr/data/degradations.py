@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,3 +241,33 @@ def bicubic_degrade(hr: Tensor, scale: int = 4) -> Tensor:
     h, w = hr.shape[-2:]
     lr = resize(hr.float(), (h // scale, w // scale), "bicubic")
     return ((lr.clamp(0, 1) * 255).round() / 255).contiguous()
+
+
+@dataclass(frozen=True)
+class MildDegradation:
+    """A camera-like input: Gaussian blur, bicubic downscale, Gaussian noise, one JPEG."""
+
+    scale: int = 4
+    blur_sigma: float = 1.2  # in ground-truth pixels
+    noise_sigma: float = 4.0  # in 8-bit levels
+    jpeg_quality: int = 70
+
+
+def mild_degrade(hr: Tensor, seed: int, cfg: MildDegradation = MildDegradation()) -> Tensor:
+    """``(3, H, W)`` in ``[0, 1]`` -> blur, bicubic ``1/scale``, noise and JPEG; 8-bit values."""
+    gen = torch.Generator().manual_seed(seed)
+    h, w = hr.shape[-2:]
+    size = 2 * math.ceil(3 * cfg.blur_sigma) + 1
+    image = blur(hr.float(), gaussian_kernel(size, cfg.blur_sigma, cfg.blur_sigma, 0.0))
+    image = resize(image, (h // cfg.scale, w // cfg.scale), "bicubic")
+    image = gaussian_noise(image, cfg.noise_sigma / 255, False, gen)
+    return jpeg(image.clamp(0, 1), cfg.jpeg_quality)
+
+
+DEGRADATIONS: dict[str, Callable[[Tensor, int], Tensor]] = {
+    "realesrgan-x4": lambda hr, seed: degrade(hr, seed),
+    "mild-x4": mild_degrade,
+    "bicubic-x4": lambda hr, seed: bicubic_degrade(hr),
+}
+"""Every named degradation, ``(hr (3, H, W) in [0, 1], seed) -> lr``: the one registry the data
+pipeline, the training commands and the benchmark read their choices from."""

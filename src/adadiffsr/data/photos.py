@@ -2,7 +2,8 @@
 
 Ground truth is each photo downscaled with an antialiasing filter by at least ``min_factor`` (and
 until its long side is at most ``max_side``), so JPEG artefacts and sensor noise of the originals
-do not become the target. The split into train and validation is fixed in the manifest.
+do not become the target. The split is fixed in the manifest: ``train`` and ``val`` share packages; ``test`` is one whole
+package held out (no training crop comes from it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from PIL import Image
 from ..errors import InputImageError
 from ..io import atomic_write
 
-PACKAGES = ("plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-16.04", "lxqt-themes")
+PACKAGES = ("plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+            "lxqt-themes")
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Photo:
     package: str
     path: str
     license: str
-    split: str  # "train" or "val"
+    split: str  # "train", "val" or "test" (a held-out package)
 
 
 def manifest() -> list[Photo]:

@@ -4,13 +4,16 @@ The flow of one upscale (shapes for a ``1 x 3 x H x W`` input, ``s`` the scale, 
 scale):
 
 1. pad the input to a multiple of the backbone's ``size_multiple`` (reflect),
-2. cut it into overlapping tiles of the native size and compute each tile's condition once,
-3. draw one noise canvas ``(1, C, lH, lW)`` from the seed and crop it with the same grid,
-4. ``sample_tiles``: each tile walks to the clean sample at the pace its policy sets; tiles run in
+2. stage 1: when the backbone sits on a prior, run the prior once over the input (then pad it),
+3. cut it into overlapping tiles of the native size and compute each tile's condition once
+   (from the input tile and the prior's output cropped to it),
+4. draw one noise canvas ``(1, C, lH, lW)`` from the seed and crop it with the same grid,
+5. ``sample_tiles``: each tile walks to the clean sample at the pace its policy sets, from pure
+   noise, or with ``strength < 1`` from its starting estimate noised to a later timestep; tiles run in
    groups of ``stream_tiles``, each group fused into the canvas as soon as it is done, so the
    memory of tile states stays bounded however large the image,
-5. fuse the tiles' final states with Gaussian weights (region integration), decode, crop,
-6. optionally correct colours against the input.
+6. fuse the tiles' final states with Gaussian weights (region integration), decode, crop,
+7. optionally correct colours against the input.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class PipelineOutput:
     run: RunSummary
     grid: TileGrid  # in input pixels, over the padded input
     input_size: tuple[int, int]  # (H, W) before padding
-    seconds: dict[str, float]  # condition, sampling (backbone, gain, policy inside), fusion, decode, total
+    seconds: dict[str, float]  # prior, condition, sampling (backbone, gain, policy inside), fusion, decode, total
 
 
 def resolve_tiling(backbone: Backbone, tiling: TilingSettings) -> tuple[int, int]:
@@ -126,15 +129,23 @@ def upscale_tensor(
     total = weight_total(latent_grid, tiling.fusion_sigma, device)
     owner = dominant_tile(latent_grid, tiling.fusion_sigma).to(device) if tiling.fusion == "none" else None
     canvas = torch.zeros_like(noise)
-    seconds = {"condition": 0.0, "sampling": 0.0, "fusion": 0.0}
+    seconds = {"prior": 0.0, "condition": 0.0, "sampling": 0.0, "fusion": 0.0}
+    estimate = None
+    if backbone.prior is not None:
+        t0 = time.perf_counter()
+        # on the input as given (so that zero steps return exactly the prior's output), then padded
+        estimate = pad_to_multiple(backbone.prior(lr), spec.size_multiple * spec.scale_factor)
+        seconds["prior"] = time.perf_counter() - t0
+    hr_grid = grid.scaled(spec.scale_factor)
     runs: list[RunSummary] = []
     n = len(grid)
     for first in range(0, n, tiling.stream_tiles):
         group = range(first, min(n, first + tiling.stream_tiles))
         t0 = time.perf_counter()
         with torch.no_grad():
-            lr_tiles = grid.crop(padded, group)
-            cond = torch.cat([backbone.condition(b) for b in lr_tiles.split(settings.batch_tiles)])
+            lr_tiles = grid.crop(padded, group).split(settings.batch_tiles)
+            hr_tiles = [None] * len(lr_tiles) if estimate is None else hr_grid.crop(estimate, group).split(settings.batch_tiles)
+            cond = torch.cat([backbone.condition(b, e) for b, e in zip(lr_tiles, hr_tiles, strict=True)])
         seconds["condition"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():

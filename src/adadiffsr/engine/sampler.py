@@ -22,7 +22,7 @@ from ..backbones.base import Backbone, BackboneSpec
 from ..errors import ConfigError, NumericalError
 from ..gain.quality import information_gain
 from ..policies.base import Policy, StepObservation
-from .schedule import SkipCodebook, UpdateRule, skip_step, split_prediction
+from .schedule import SkipCodebook, UpdateRule, add_noise, skip_step, split_prediction
 
 InjectFn = Callable[[Tensor, Tensor], Tensor]
 """``(cond, gain (n, 2)) -> cond_hat``: PFJ's modulation of the condition before each backbone call."""
@@ -49,6 +49,8 @@ class SamplerSettings:
     batch_tiles: int = 8
     dtype: torch.dtype = torch.float32  # autocast dtype of backbone calls; the state stays float32
     spacing: str = "trailing"  # first timestep: T - 1 ("trailing") or the largest multiple of the first interval below T ("leading", diffusers' default)
+    strength: float = 1.0  # diffusers' img2img strength: start at timestep round(strength * T) - 1 from the
+    # backbone's starting estimate noised there (1 = pure noise at T - 1, 0 = no step: the estimate itself)
 
 
 @dataclass
@@ -90,9 +92,17 @@ def sample_tiles(
     x0_prev = torch.zeros_like(x)
     k_idx = policy.initial(n).to(device)
     t = start_timesteps(codebook, k_idx, settings.spacing)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    if settings.strength < 1:
+        base = backbone.estimate(cond)
+        if base is None:
+            raise ConfigError(f"strength < 1 needs a backbone that starts from an estimate; {type(backbone).__name__} "
+                              "starts from pure noise only")
+        t = t.clamp(max=strength_timestep(settings.strength, total_t))
+        x = torch.where((t >= 0).view(-1, 1, 1, 1), add_noise(spec.schedule, base.float(), t.clamp(min=0), x), base.float())
+        active &= t >= 0
     steps = torch.zeros(n, dtype=torch.long, device=device)
     exit_t = torch.full((n,), -1, dtype=torch.long, device=device)
-    active = torch.ones(n, dtype=torch.bool, device=device)
     best: Tensor | None = None  # allocated when a policy first keeps a state
     has_best = torch.zeros(n, dtype=torch.bool, device=device)
     gain_sum = torch.zeros(n, 2, device=device) if performance is not None else None  # gains summed per tile
@@ -196,6 +206,14 @@ def denoise_step(
     return x0, skip_step(codebook, rule, x_t, x0, eps, t, k_idx, noise, eta)
 
 
+def strength_timestep(strength: float, num_train_timesteps: int) -> int:
+    """The first timestep at ``strength`` (diffusers' img2img meaning): ``round(strength * T) - 1``;
+    -1 (no step at all) at strength 0."""
+    if not 0 <= strength <= 1:
+        raise ConfigError(f"strength must be in [0, 1], got {strength}")
+    return round(strength * num_train_timesteps) - 1
+
+
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:
     """Where each tile's walk starts: ``T - 1`` (trailing) or ``((T - 1) // k) * k`` (leading)."""
     total = codebook.num_train_timesteps
@@ -207,9 +225,10 @@ def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tens
     raise ConfigError(f"unknown timestep spacing {spacing!r}; use trailing or leading")
 
 
-def uniform_nfe(num_tiles: int, interval: int, num_train_timesteps: int = 1000) -> int:
-    """Tile evaluations of uniform sampling at ``interval`` from ``T - 1`` to the clean sample."""
-    return num_tiles * math.ceil(num_train_timesteps / interval)
+def uniform_nfe(num_tiles: int, interval: int, num_train_timesteps: int = 1000, start: int | None = None) -> int:
+    """Tile evaluations of uniform sampling at ``interval`` from ``start`` (default ``T - 1``) to the clean sample."""
+    first = num_train_timesteps - 1 if start is None else start
+    return num_tiles * math.ceil((first + 1) / interval) if first >= 0 else 0
 
 
 def _noise(like: Tensor, chunk: Tensor, t_next: Tensor, generators: list[torch.Generator]) -> Tensor:

@@ -51,7 +51,9 @@ def trace_tile(
                         device=device)
     recorder = _Recorder(backbone, config, reference, feature, pool)
     with torch.no_grad():
-        sample_tiles(backbone, noise, cond, UniformPolicy(interval), SamplerSettings(), tile_generators(seed, 1, device),
+        strength = backbone.spec.default_strength if backbone.starts_from_estimate else 1.0
+        sample_tiles(backbone, noise, cond, UniformPolicy(interval), SamplerSettings(strength=strength),
+                     tile_generators(seed, 1, device),
                      performance=recorder)
     rows, steps, kept = recorder.rows, recorder.steps, recorder.kept
     raw = torch.stack(rows)

@@ -2,6 +2,11 @@
 
 Each step draws degraded/clean pairs, noises the clean image's working-space form at a uniform
 random timestep, and regresses the backbone's declared target (x0 for the default) with MSE.
+With ``cache`` (``adadiffsr data cache``) the model is a refiner over the cache's prior: batches
+hold ``(input, prior output, ground truth)`` crops, so the prior never runs during training;
+``max_timestep`` keeps the timesteps where sampling from the noised prior happens, and ``init``
+warm-starts from another weights file (tensors that fit are copied; the refiner's output layer
+stays at zero).
 EMA weights are what gets exported. State lives in ``OUT/last.safetensors`` (resumable) and the
 EMA backbone in ``OUT/ema.safetensors`` (a normal weights file for ``--weights``).
 """
@@ -56,6 +61,9 @@ class BackboneTrainConfig:
     device: str = "auto"
     mixed_precision: bool = True  # bf16 autocast on CUDA
     model: dict[str, Any] = field(default_factory=dict)  # CompactConfig overrides
+    cache: str | None = None  # a prior cache folder: train a refiner over its prior
+    max_timestep: int | None = None  # train on timesteps [0, max_timestep] only (None: all of them)
+    init: str | None = None  # weights file to warm-start from
 
 
 def _device(name: str) -> torch.device:
@@ -64,19 +72,50 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def diffusion_loss(model: CompactSR, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """MSE of the backbone's prediction at a uniform random timestep (inputs in ``[0, 1]``)."""
+def diffusion_loss(
+    model: CompactSR, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator,
+    prior: torch.Tensor | None = None, max_timestep: int | None = None,
+) -> torch.Tensor:
+    """MSE of the backbone's prediction at a uniform random timestep in ``[0, max_timestep]``
+    (inputs in ``[0, 1]``; ``prior``: the prior's output for a refiner)."""
     x0 = model.encode(hr * 2 - 1)
-    cond = model.condition(lr * 2 - 1)
+    cond = model.condition(lr * 2 - 1, None if prior is None else prior * 2 - 1)
     schedule = model.spec.schedule
-    t = torch.randint(0, schedule.num_train_timesteps, (hr.shape[0],), device=hr.device, generator=generator)
+    top = schedule.num_train_timesteps if max_timestep is None else max_timestep + 1
+    t = torch.randint(0, top, (hr.shape[0],), device=hr.device, generator=generator)
     noise = torch.randn(x0.shape, device=hr.device, generator=generator)
     pred = model.predict(add_noise(schedule, x0, t, noise), t, cond)
     return F.mse_loss(pred.float(), prediction_target(schedule, model.spec.prediction_type, x0, t, noise))
 
 
+def warm_start(model: CompactSR, path: str) -> int:
+    """Copy the tensors of ``path`` that fit ``model`` (a wider first layer gets the overlapping
+    input channels, the rest stay zero); a zero-initialised output layer stays zero. Returns the
+    number of tensors copied."""
+    from ..weights import load_backbone
+
+    source = load_backbone(path).state_dict()
+    target = model.state_dict()
+    copied = 0
+    for key, value in target.items():
+        if key not in source or (model.prior is not None and key.startswith("unet.conv_out.")):
+            continue
+        src = source[key]
+        if src.shape == value.shape:
+            value.copy_(src)
+        elif src.dim() == 4 and src.shape[0] == value.shape[0] and src.shape[2:] == value.shape[2:] \
+                and src.shape[1] <= value.shape[1]:
+            value.zero_()
+            value[:, : src.shape[1]] = src
+        else:
+            continue
+        copied += 1
+    return copied
+
+
 @torch.no_grad()
-def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degradation: str) -> dict[str, float]:
+def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degradation: str,
+             strength: float = 1.0) -> dict[str, float]:
     """Mean PSNR-Y of the model (uniform sampling) and of bicubic on fixed centre crops of ``files``."""
     device = next(model.parameters()).device
     ours, bicubic = [], []
@@ -87,7 +126,8 @@ def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degr
         hr = image[:, (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
         lr = make_lr(hr, degradation, seed=10_000 + k)
         out = upscale_tensor(
-            model, (lr[None] * 2 - 1).to(device), UniformPolicy(interval), SamplerSettings(), TilingSettings(), seed=k
+            model, (lr[None] * 2 - 1).to(device), UniformPolicy(interval), SamplerSettings(strength=strength),
+            TilingSettings(), seed=k,
         )
         up = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)
         ours.append(float(psnr_y((out.image.cpu() + 1) / 2, hr[None])))
@@ -106,7 +146,14 @@ def train_backbone(
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = CompactSR(CompactConfig.from_dict(cfg.model)).to(device).train()
+    model_config = dict(cfg.model)
+    if cfg.cache is not None:
+        from ..data.cache import read_cache_config
+
+        model_config["prior"] = read_cache_config(Path(cfg.cache))["prior"]
+    model = CompactSR(CompactConfig.from_dict(model_config)).to(device).train()
+    if cfg.init is not None and not (out / "last.safetensors").is_file():
+        log(f"warm start: {warm_start(model, cfg.init)} tensors from {cfg.init}")
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     state_path = out / "last.safetensors"
@@ -115,7 +162,13 @@ def train_backbone(
         log(f"resumed from {state_path} at step {step}")
     train_files = split_files(Path(cfg.photos), "train")
     val_files = split_files(Path(cfg.photos), "val")
-    dataset = PairDataset(train_files, cfg.crop, 4, cfg.degradation, cfg.seed)
+    if cfg.cache is not None:
+        from ..data.cache import CacheDataset
+
+        dataset: Any = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)
+    else:
+        dataset = PairDataset(train_files, cfg.crop, 4, cfg.degradation, cfg.seed)
+    strength = 1.0 if cfg.max_timestep is None else (cfg.max_timestep + 1) / model.spec.schedule.num_train_timesteps
     indices = range(step * cfg.batch_size, cfg.steps * cfg.batch_size)
     loader = DataLoader(
         Subset(dataset, indices), batch_size=cfg.batch_size, num_workers=cfg.workers,
@@ -123,7 +176,7 @@ def train_backbone(
     )
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.mixed_precision)
-    config_dict = asdict(cfg) | {"model": CompactConfig.from_dict(cfg.model).to_dict()}
+    config_dict = asdict(cfg) | {"model": model.config.to_dict()}
     log_file = (out / "log.jsonl").open("a")
     start, window, seen = time.perf_counter(), 0.0, 0
 
@@ -131,12 +184,13 @@ def train_backbone(
         save_training_state(state_path, model, ema, optimizer, step, config_dict)
         save_backbone(ema.module, out / "ema.safetensors", metadata={"adadiffsr.train_steps": str(step)})
 
-    for lr_img, hr_img in loader:
-        lr_img, hr_img = lr_img.to(device, non_blocking=True), hr_img.to(device, non_blocking=True)
+    for batch in loader:
+        lr_img, *prior_img, hr_img = (b.to(device, non_blocking=True) for b in batch)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         with autocast:
-            loss = diffusion_loss(model, lr_img, hr_img, generator)
+            loss = diffusion_loss(model, lr_img, hr_img, generator, prior_img[0] if prior_img else None,
+                                  cfg.max_timestep)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -155,7 +209,7 @@ def train_backbone(
             window, seen = 0.0, 0
         if step % cfg.val_every == 0 or step == cfg.steps:
             ema.module.eval()
-            scores = validate(ema.module, val_files, cfg.crop, cfg.val_interval, cfg.degradation)
+            scores = validate(ema.module, val_files, cfg.crop, cfg.val_interval, cfg.degradation, strength)
             log_file.write(json.dumps({"step": step, **scores}) + "\n")
             log(f"step {step} validation PSNR-Y {scores['psnr_y']:.2f} dB (bicubic {scores['psnr_y_bicubic']:.2f})")
         if step % cfg.save_every == 0:

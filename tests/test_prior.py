@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 
 from adadiffsr.errors import WeightsError
-from adadiffsr.peers.realesrgan import (
+from adadiffsr.prior import PRIORS, Prior
+from adadiffsr.prior.rrdbnet import (
     RRDBNet,
     convert_ncnn,
     load_realesrgan,
     ncnn_model_files,
     parse_param,
     rrdbnet_names,
-    upscale_rrdbnet,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,9 +58,24 @@ def test_tiled_equals_whole_on_one_tile_and_is_close_across_tiles(model):
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
     with torch.no_grad():
         whole = model(x).clamp(0, 1)
-    assert torch.equal(upscale_rrdbnet(model, x, tile=32), whole)
-    tiled = upscale_rrdbnet(model, x, tile=16, overlap=8)
+    info = PRIORS["realesrgan-x4plus"]
+    one = (Prior(info, model, tile=32)(x * 2 - 1) + 1) / 2
+    assert (one - whole).abs().max() < 1e-6
+    tiled = (Prior(info, model, tile=16, overlap=8)(x * 2 - 1) + 1) / 2
     assert (tiled - whole)[..., 16:-16, 16:-16].abs().mean() < 0.01
+
+
+def test_the_ncnn_runtime_gives_the_pytorch_output(model):
+    from adadiffsr.prior.ncnn_runtime import NcnnNetwork
+
+    image = np.asarray(Image.open(FIXTURES / "chelsea-24.png").convert("RGB"), dtype=np.float32) / 255
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        whole = model(x).clamp(0, 1)
+    net = NcnnNetwork(*ncnn_model_files())
+    assert (net(x) - whole).abs().max() < 1e-4
+    tiled = net(x, tile=16, overlap=8)
+    assert tiled.shape == whole.shape and (tiled - whole)[..., 16:-16, 16:-16].abs().mean() < 0.01
 
 
 def test_param_parsing_and_bad_files(tmp_path):

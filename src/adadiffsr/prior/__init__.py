@@ -1,0 +1,9 @@
+"""Stage 1: pretrained restoration priors, run once over the whole image before diffusion sampling.
+
+The prior's output is the starting estimate of every tile and what the refiner conditions on
+(PatchScaler's global restoration module, DiffBIR's first stage). Priors are named in ``PRIORS``.
+"""
+
+from .runner import PRIORS, Prior, PriorInfo, load_prior
+
+__all__ = ["PRIORS", "Prior", "PriorInfo", "load_prior"]

@@ -1,0 +1,199 @@
+"""Stage 1 + stage 2: a refiner over a prior, zero steps, strength, the prior cache and its training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from adadiffsr.api import UpscaleConfig, Upscaler
+from adadiffsr.backbones.compact import CompactSR
+from adadiffsr.cli import main
+from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
+from adadiffsr.data.degradations import DEGRADATIONS
+from adadiffsr.engine.sampler import strength_timestep
+from adadiffsr.errors import ConfigError
+from adadiffsr.prior import PRIORS, PriorInfo, load_prior
+from adadiffsr.prior.rrdbnet import RRDBNet
+from adadiffsr.train.backbone import warm_start
+from adadiffsr.weights import load_backbone, save_backbone
+
+from .conftest import tiny_compact
+
+PHOTO = Path(__file__).parents[1] / "assets" / "coffee-lr.png"
+
+
+def _tiny_rrdbnet() -> RRDBNet:
+    torch.manual_seed(7)
+    return RRDBNet(nf=8, gc=4, num_blocks=1).eval()
+
+
+@pytest.fixture(autouse=True)
+def tiny_prior(monkeypatch):
+    """A seeded RRDBNet of a few thousand weights registered as a prior for these tests."""
+    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", _tiny_rrdbnet))
+
+
+def tiny_refiner(**overrides: object) -> CompactSR:
+    """An untrained refiner: the prior, then a UNet whose output layer is still zero."""
+    torch.manual_seed(0)
+    return CompactSR(tiny_compact().config.__class__(**{**tiny_compact().config.to_dict(), "prior": "tiny-test",
+                                                        **overrides})).eval()
+
+
+def _lr(size: tuple[int, int] = (37, 23)) -> Image.Image:
+    return Image.open(PHOTO).convert("RGB").crop((40, 30, 40 + size[0], 30 + size[1]))
+
+
+def _prior_output(image: Image.Image) -> np.ndarray:
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255 * 2 - 1).permute(2, 0, 1)[None]
+    return ((load_prior("tiny-test")(x)[0].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)
+
+
+def test_untrained_refiner_returns_the_prior_exactly():
+    upscaler = Upscaler(tiny_refiner(), "cpu")
+    image = _lr()
+    prior = _prior_output(image)
+    for config in (UpscaleConfig(steps=0), UpscaleConfig(steps=3, strength=0.5, sampler="uniform"), UpscaleConfig(sampler="uniform"),
+                   UpscaleConfig(gain="exact", intervals=(200, 500))):
+        result = upscaler(image, config)
+        assert result.picture.rgb.shape == (92, 148, 3)
+        assert np.abs(result.picture.rgb - prior).max() < 1e-5, config
+
+
+def test_a_trained_refiner_moves_away_from_the_prior_and_steps_zero_costs_nothing():
+    model = tiny_refiner()
+    with torch.no_grad():
+        model.unet.conv_out.weight.normal_(0, 0.05)
+    upscaler = Upscaler(model, "cpu")
+    image = _lr()
+    zero = upscaler(image, UpscaleConfig(steps=0))
+    assert zero.report["nfe"] == 0 and zero.report["nfe_uniform"] == 0
+    assert all(t["steps"] == 0 for t in zero.report["tiles"])
+    assert np.abs(zero.picture.rgb - _prior_output(image)).max() < 1e-5
+    moved = upscaler(image, UpscaleConfig(steps=2, strength=0.4, sampler="uniform"))
+    assert np.abs(moved.picture.rgb - zero.picture.rgb).max() > 1e-3
+    assert all(t["steps"] == 2 for t in moved.report["tiles"])
+    assert moved.report["settings"]["prior"] == "tiny-test" and moved.report["seconds"]["prior"] > 0
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.25])
+def test_steps_n_takes_exactly_n_steps_from_the_start(strength):
+    upscaler = Upscaler(tiny_refiner(), "cpu")
+    image = _lr((16, 16))
+    start = strength_timestep(strength, 1000)
+    for n in (1, 2, 3, 4, 7, 10, 13, 20):
+        result = upscaler(image, UpscaleConfig(steps=n, strength=strength, sampler="uniform"))
+        steps = {t["steps"] for t in result.report["tiles"]}
+        assert steps == {n}, (strength, n, steps)
+        assert result.report["nfe_uniform"] == result.report["nfe"]
+        assert result.report["settings"]["interval"] * (n - 1) <= start
+
+
+def test_strength_below_one_needs_a_backbone_with_an_estimate():
+    from .conftest import constant_preserving
+
+    with pytest.raises(ConfigError, match="pure noise"):
+        Upscaler(constant_preserving(), "cpu")(_lr((8, 8)), UpscaleConfig(steps=0))
+
+
+def test_refiner_file_holds_the_refiner_only_and_reloads(tmp_path):
+    model = tiny_refiner()
+    path = tmp_path / "refiner.safetensors"
+    save_backbone(model, path)
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("unet.") for k in keys)
+    loaded = load_backbone(path)
+    assert loaded.prior is not None and loaded.prior.info.name == "tiny-test"
+    assert loaded.unet.conv_in.in_channels == 48 + 48 + 3
+
+
+def test_warm_start_copies_what_fits_and_keeps_the_output_layer_at_zero(tmp_path):
+    source = tiny_compact(seed=3)
+    path = tmp_path / "old.safetensors"
+    save_backbone(source, path)
+    model = tiny_refiner()
+    copied = warm_start(model, str(path))
+    assert copied > 10
+    w_new, w_old = model.unet.conv_in.weight, source.unet.conv_in.weight
+    assert torch.equal(w_new[:, : w_old.shape[1]], w_old) and not bool(w_new[:, w_old.shape[1]:].any())
+    assert not bool(model.unet.conv_out.weight.any())
+    assert torch.equal(model.unet.mid_block.resnets[0].conv1.weight, source.unet.mid_block.resnets[0].conv1.weight)
+
+
+def _photos(tmp_path: Path) -> list[Path]:
+    files = []
+    for i, box in enumerate([(0, 0, 80, 80), (60, 10, 140, 90)]):
+        path = tmp_path / f"p{i}.png"
+        Image.open(PHOTO).convert("RGB").crop(box).save(path)
+        files.append(path)
+    return files
+
+
+def test_cache_is_deterministic_resumable_and_refuses_other_settings(tmp_path):
+    files = _photos(tmp_path)
+    cfg = CacheConfig(prior="tiny-test", crop=32, shard_size=3, seed=5,
+                      mix=(("realesrgan-x4", 0.5), ("mild-x4", 0.25), ("bicubic-x4", 0.25)))
+    prior = load_prior("tiny-test")
+    assert build_cache(files, tmp_path / "a", 6, cfg, prior) == 6
+    assert build_cache(files, tmp_path / "b", 3, cfg, prior) == 3
+    assert build_cache(files, tmp_path / "b", 6, cfg, prior) == 3  # resumed: only the missing shard
+    assert build_cache(files, tmp_path / "b", 6, cfg, prior) == 0
+    for name in ("shard-00000.safetensors", "shard-00001.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with pytest.raises(ConfigError, match="other settings"):
+        build_cache(files, tmp_path / "a", 6, CacheConfig(prior="tiny-test", crop=32, shard_size=3, seed=6), prior)
+    data = CacheDataset(tmp_path / "a", crop=16, seed=1)
+    lr, est, hr = data[4]
+    assert lr.shape == (3, 4, 4) and est.shape == hr.shape == (3, 16, 16)
+    assert all(torch.equal(a, b) for a, b in zip(data[4], CacheDataset(tmp_path / "b", crop=16, seed=1)[4], strict=True))
+
+
+def test_train_backbone_with_a_cache_trains_a_refiner_from_the_cli(tmp_path, capsys):
+    files = _photos(tmp_path)
+    build_cache(files, tmp_path / "cache", 4, CacheConfig(prior="tiny-test", crop=64, shard_size=4), load_prior("tiny-test"))
+    photos = tmp_path / "photos"
+    for split in ("train", "val"):
+        (photos / split).mkdir(parents=True)
+        Image.open(files[0]).save(photos / split / "a.png")
+    model = json.dumps({k: v for k, v in tiny_compact().config.to_dict().items() if k in ("block_out_channels",
+                        "layers_per_block", "norm_num_groups", "tile_size")})
+    code = main(["train", "backbone", "--cache", str(tmp_path / "cache"), "--photos", str(photos),
+                 "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--crop", "32",
+                 "--workers", "0", "--max-timestep", "499", "--model", model, "--val-every", "3"])
+    assert code == 0, capsys.readouterr().err
+    refiner = load_backbone(tmp_path / "run" / "ema.safetensors")
+    assert refiner.config.prior == "tiny-test"
+    assert bool(refiner.unet.conv_out.weight.any())  # the output layer left zero and learned
+
+
+def test_steps_zero_from_the_cli_writes_the_prior_output(tmp_path, capsys):
+    weights = tmp_path / "refiner.safetensors"
+    model = tiny_refiner()
+    with torch.no_grad():
+        model.unet.conv_out.weight.normal_(0, 0.05)
+    save_backbone(model, weights)
+    src = tmp_path / "in.png"
+    _lr().save(src)
+    out, report = tmp_path / "out.png", tmp_path / "out.json"
+    code = main(["upscale", str(src), "-o", str(out), "--weights", str(weights), "--steps", "0",
+                 "--report", str(report), "-q"])
+    assert code == 0, capsys.readouterr().err
+    written = np.asarray(Image.open(out), dtype=np.float32) / 255
+    assert np.abs(written - _prior_output(_lr())).max() <= 1 / 255 + 1e-6
+    data = json.loads(report.read_text())
+    assert data["nfe"] == 0 and data["settings"]["strength"] == 0
+
+
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_every_degradation_is_seeded_and_quarter_size(name):
+    hr = torch.rand(3, 48, 40, generator=torch.Generator().manual_seed(0))
+    a, b = DEGRADATIONS[name](hr, 3), DEGRADATIONS[name](hr, 3)
+    assert a.shape == (3, 12, 10) and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1

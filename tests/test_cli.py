@@ -54,7 +54,7 @@ def test_upscale_writes_image_report_and_step_map(capsys, tmp_path, photo, weigh
 
 def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, photo, weights):
     reports = {}
-    for name, extra in (("default", []), ("steps", ["--steps", "4"]), ("both", ["--steps", "4", "--sampler", "adaptive"])):
+    for name, extra in (("default", []), ("steps", ["--steps", "4"])):
         code, err = run(capsys, "upscale", photo, "-o", tmp_path / f"{name}.png", "--weights", weights, "--tile", "16",
                         "--gain", "exact", "--report", tmp_path / f"{name}.json", "-q", *extra)
         assert code == 0, err
@@ -62,7 +62,11 @@ def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, 
     assert reports["default"]["settings"]["sampler"] == "adaptive"
     assert reports["default"]["intervals"] == [20, 50, 100] and reports["default"]["settings"]["fr_change"] == "any"
     assert reports["steps"]["settings"]["sampler"] == "uniform" and reports["steps"]["nfe"] == 4 * reports["steps"]["num_tiles"]
-    assert reports["both"]["settings"]["sampler"] == "adaptive"  # an explicit --sampler wins
+    # --steps with an explicit --sampler adaptive is refused in one line instead of being dropped
+    code, err = run(capsys, "upscale", photo, "-o", tmp_path / "both.png", "--weights", weights, "--steps", "4",
+                    "--sampler", "adaptive")
+    assert code == 2 and "pace of the uniform sampler" in err and err.count("\n") == 1
+    assert not (tmp_path / "both.png").exists()
 
 
 def test_adaptive_without_a_regressor_warns_that_it_computes_the_metrics(capsys, tmp_path, photo, weights):

@@ -32,6 +32,7 @@ from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_p
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
+from .policies.timesteps import TimestepsPolicy
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .weights import default_weights_path, load_backbone
@@ -41,9 +42,15 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 GAINS: tuple[str, ...] = ("none", "exact", "learned")
 BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 
+# What an upscale runs when neither the call nor the model's weights file says otherwise. A model
+# ships its own sampling defaults in its config (``BackboneSpec.sampling``: the refiner's steps,
+# strength and update rule, say), which take precedence over these.
+SAMPLING_FALLBACK: dict[str, Any] = {"sampler": "adaptive", "rule": "ddim", "eta": 0.0}
+
 # sampler name -> policy factory
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
     "uniform": lambda c: UniformPolicy(c.interval),
+    "timesteps": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),
     "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop,
                                       fr_change=c.fr_change),  # type: ignore[arg-type]
 }
@@ -53,13 +60,14 @@ SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
 class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
-    sampler: str = "adaptive"  # DTSS; "uniform" for a fixed interval
+    sampler: str | None = None  # "adaptive" (DTSS) or "uniform"; None = the model's default (SAMPLING_FALLBACK)
     interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
     steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
     # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
     strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
-    rule: UpdateRule = "ddim"  # update rule through the codebook: ddim or ddpm
-    eta: float = 0.0
+    timesteps: tuple[int, ...] | None = None  # the "timesteps" sampler's walk, e.g. (399, 149, 29); starts at its first
+    rule: UpdateRule | None = None  # update rule through the codebook: ddim or ddpm; None = the model's
+    eta: float | None = None  # DDIM stochasticity; None = the model's
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
     overlap: int | None = None  # None = a quarter of the tile
     batch_tiles: int = 8  # 0 = size batches from free memory
@@ -79,22 +87,26 @@ class UpscaleConfig:
     fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
 
     def validate(self) -> None:
-        if self.sampler not in SAMPLERS:
+        if self.sampler is not None and self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.rule not in ("ddim", "ddpm"):
+        if self.rule is not None and self.rule not in ("ddim", "ddpm"):
             raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
         if not 1 <= self.interval <= 1000:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
         if self.steps is not None and not 0 <= self.steps <= 1000:
             raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
-        if self.steps and self.sampler != "uniform":
+        if self.sampler == "timesteps" and not self.timesteps:
+            raise ConfigError("the timesteps sampler needs a timestep list (--timesteps 399,149,29)")
+        if self.timesteps is not None:
+            TimestepsPolicy(tuple(self.timesteps))  # checks them
+        if self.steps and self.sampler not in (None, "uniform"):
             raise ConfigError(f"steps={self.steps} sets the pace of the uniform sampler; pass sampler='uniform' "
                               f"(the {self.sampler} sampler sets its own)")
         if self.strength is not None and not 0 <= self.strength <= 1:
             raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
-        if not 0 <= self.eta <= 1:
+        if self.eta is not None and not 0 <= self.eta <= 1:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
         if self.spacing not in ("trailing", "leading"):
             raise ConfigError(f"unknown spacing {self.spacing!r}; choose trailing or leading")
@@ -241,7 +253,27 @@ class Upscaler:
         """``config`` with the model's defaults filled in: the strength from the backbone's spec, and
         ``steps`` turned into the interval that takes exactly that many steps from the start."""
         config.validate()
+        model_defaults = {**SAMPLING_FALLBACK, **self.backbone.spec.sampling}
+        if config.sampler is None and (config.steps is not None or config.interval != UpscaleConfig.interval):
+            config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
+        explicit = {k: v for k, v in asdict(config).items() if v is not None}
+        unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
+        if config.sampler is not None and config.sampler != model_defaults["sampler"]:
+            unset.pop("steps", None)  # the model's step count belongs to its own sampler
+        if unset.get("steps") is not None and config.interval != UpscaleConfig.interval:
+            unset.pop("steps")  # an explicit interval wins over the model's step count
+        if config.sampler is not None and config.sampler != model_defaults["sampler"]:
+            unset.pop("timesteps", None)
+        for key in ("intervals", "timesteps"):
+            if unset.get(key) is not None:
+                unset[key] = tuple(unset[key])
+        config = replace(config, **unset)
+        if config.timesteps is not None and config.sampler is None:
+            config = replace(config, sampler="timesteps")
+        config.validate()
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
+        if config.sampler == "timesteps" and config.steps != 0:
+            strength = (config.timesteps[0] + 1) / self.backbone.spec.schedule.num_train_timesteps  # type: ignore[index]
         if config.steps == 0:
             strength = 0.0
         total = self.backbone.spec.schedule.num_train_timesteps

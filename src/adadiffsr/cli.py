@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-SAMPLER_NAMES = ("uniform", "adaptive")
+SAMPLER_NAMES = ("uniform", "adaptive", "timesteps")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 BACKBONE_NAMES = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
@@ -32,13 +32,14 @@ def cli() -> None:
 @click.option("-o", "--output", required=True,
               help="Output file (one input) or folder (several inputs, a folder or a glob).")
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
-@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="adaptive", show_default=True,
-              help="adaptive: DTSS, each region at its own pace; uniform: one fixed interval.")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES),
+              help="adaptive: DTSS, each region at its own pace; uniform: one fixed interval. [default: the model's]")
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
 @click.option("--steps", type=click.IntRange(0, 1000),
               help="Uniform sampling in N steps instead of --interval; 0 = the prior's output alone.")
 @click.option("--strength", type=click.FloatRange(0, 1),
               help="Start at timestep strength*1000 from the noised prior estimate (default: the model's).")
+@click.option("--timesteps", "timestep_list", help="A fixed walk for every tile, e.g. 399,149,29 (the timesteps sampler).")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="The adaptive sampler's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=0.02, show_default=True,
@@ -47,9 +48,9 @@ def cli() -> None:
               help="DTSS: does a falling FR gain count as information arriving (any) or only a rising one (rise, the paper's)?")
 @click.option("--drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="DTSS: NR fall below its best that makes a region saturated (exit early).")
-@click.option("--scheduler", type=click.Choice(("ddim", "ddpm")), default="ddim", show_default=True,
-              help="Update rule through the skip-step codebook.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="DDIM stochasticity.")
+@click.option("--scheduler", type=click.Choice(("ddim", "ddpm")),
+              help="Update rule through the skip-step codebook. [default: the model's]")
+@click.option("--eta", type=click.FloatRange(0, 1), help="DDIM stochasticity. [default: the model's, 0]")
 @click.option("--tile", type=click.IntRange(min=1), help="Tile side in input pixels (default: the model's).")
 @click.option("--overlap", type=click.IntRange(min=0), help="Tile overlap in input pixels (default: tile/4).")
 @click.option("--batch-tiles", default="8", show_default=True,
@@ -87,7 +88,7 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
-    steps: int | None, strength: float | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    steps: int | None, strength: float | None, timestep_list: str | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
     seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
     guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
     suffix: str,
@@ -97,8 +98,7 @@ def upscale(
     """Super-resolve INPUT files, folders or globs into OUTPUT with the diffusion engine."""
     if interval is not None and steps is not None:
         raise click.UsageError("give --interval or --steps, not both")
-    source = click.get_current_context().get_parameter_source("sampler")
-    if (interval is not None or steps is not None) and source == click.core.ParameterSource.DEFAULT:
+    if (interval is not None or steps is not None) and sampler is None:
         sampler = "uniform"  # --interval / --steps without --sampler: a fixed interval is what was asked
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
@@ -112,6 +112,7 @@ def upscale(
         interval=interval if interval is not None else UpscaleConfig.interval,
         steps=steps,
         strength=strength,
+        timesteps=_int_list(timestep_list, "--timesteps") if timestep_list else None,
         rule=scheduler,  # type: ignore[arg-type]
         eta=eta,
         tile=tile,
@@ -144,7 +145,8 @@ def upscale(
     )
     if failed:
         raise click.exceptions.Exit(1)
-    if config.sampler == "adaptive" and config.gain == "none" and upscaler.regressor is None and not quiet:
+    resolved = upscaler.resolve(config)
+    if resolved.sampler == "adaptive" and resolved.gain == "none" and upscaler.regressor is None and not quiet:
         click.echo("note: no gain regressor beside the weights (NAME.regressor.safetensors), so the adaptive "
                    "sampler computed the metrics themselves, which is slow; see `adadiffsr train regressor`", err=True)
 
@@ -449,6 +451,7 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="chain: loss on the final output of a sampled walk; step: one backbone call.")
 @click.option("--chain-interval", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="Uniform interval of the training walk (chain objective).")
+@click.option("--timesteps", "timestep_list", help="A fixed walk for every tile, e.g. 399,149,29 (the timesteps sampler).")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)

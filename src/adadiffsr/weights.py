@@ -18,7 +18,7 @@ from .errors import WeightsError
 from .io import atomic_write
 
 FORMAT_VERSION = "1"
-DEFAULT_WEIGHTS_NAME = "compact-x4.safetensors"
+DEFAULT_WEIGHTS_NAME = "realesrgan-refiner-x4.safetensors"
 
 # architecture name -> (class, config class); a weights file names its architecture
 ARCHITECTURES: dict[str, tuple[type[Backbone], Any]] = {"compact": (CompactSR, CompactConfig)}

@@ -10,7 +10,8 @@ pixel-space model, a VAE for a latent one).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -30,6 +31,7 @@ class BackboneSpec:
     clip_sample: bool  # clip x0 to [-1, 1] at every step (pixel-space models)
     schedule: NoiseSchedule
     default_strength: float = 1.0  # where sampling starts by default (1: pure noise at T - 1)
+    sampling: dict[str, Any] = field(default_factory=dict)  # the model's own UpscaleConfig defaults (sampler, steps, rule, ...)
 
 
 class Backbone(nn.Module, ABC):

@@ -42,6 +42,7 @@ class CompactConfig:
     norm_num_groups: int = 32
     prediction_type: PredictionType = "sample"
     residual: bool = True  # x0 = bicubic (or the prior's estimate) + network output (prediction_type "sample")
+    sampling: dict[str, Any] = field(default_factory=dict)  # UpscaleConfig defaults shipped with the model
     default_strength: float = 1.0  # sampling starts at round(strength * T) - 1 from the noised estimate
     prior: str | None = None  # a name of adadiffsr.prior.PRIORS: the stage-1 network this refiner sits on
     num_train_timesteps: int = 1000
@@ -100,6 +101,7 @@ class CompactSR(Backbone):
                 config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule
             ),
             default_strength=config.default_strength,
+            sampling=dict(config.sampling),
         )
         self.unet = UNet2DModel(
             sample_size=config.tile_size,

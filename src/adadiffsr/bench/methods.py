@@ -114,7 +114,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             for key, raw in params.items():
                 if key not in fields or key in ("sampler", "outscale"):
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
-                if key == "intervals":
+                if key in ("intervals", "timesteps"):
                     values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
                 else:
                     values[key] = _convert(raw, fields[key].type)

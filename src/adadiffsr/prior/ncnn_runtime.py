@@ -33,8 +33,9 @@ class NcnnNetwork:
         self.input_name, self.output_name = self.net.input_names()[0], self.net.output_names()[0]
 
     def _run(self, rgb: Tensor) -> Tensor:
+        array = np.ascontiguousarray(rgb[0].float().cpu().numpy())  # kept alive: the Mat borrows its memory
         ex = self.net.create_extractor()
-        ex.input(self.input_name, self.ncnn.Mat(np.ascontiguousarray(rgb[0].float().cpu().numpy())))
+        ex.input(self.input_name, self.ncnn.Mat(array))
         _, out = ex.extract(self.output_name)
         return torch.from_numpy(np.array(out))[None]
 

@@ -1,0 +1,56 @@
+"""A fixed timestep list for every tile (diffusers' ``timesteps=`` argument): a walk that spends
+its steps where they matter, e.g. a fine tail near the clean sample, which keeps the detail that a
+last jump from a high timestep averages away."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .base import Decision, StepObservation
+
+
+@dataclass(frozen=True)
+class TimestepsPolicy:
+    """Every tile visits ``timesteps`` (strictly decreasing, ending above or at 0), then the clean sample."""
+
+    timesteps: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        ts = self.timesteps
+        if not ts or any(a <= b for a, b in zip(ts, ts[1:])) or ts[-1] < 0:
+            raise ConfigError(f"timesteps must be strictly decreasing and non-negative, got {ts}")
+
+    @property
+    def jumps(self) -> tuple[int, ...]:
+        """The jump from each listed timestep: to the next one, the last to the clean sample."""
+        ts = self.timesteps
+        return tuple(a - b for a, b in zip(ts, ts[1:])) + (ts[-1] + 1,)
+
+    @property
+    def intervals(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.jumps)))
+
+    def _index(self, t: Tensor) -> Tensor:
+        """Interval index of the jump from each ``t`` (a listed timestep)."""
+        table = torch.full((max(self.timesteps) + 1,), -1, dtype=torch.long)
+        for step, jump in zip(self.timesteps, self.jumps, strict=True):
+            table[step] = self.intervals.index(jump)
+        index = table.to(t.device)[t.clamp(min=0, max=len(table) - 1)]
+        if bool((index < 0).any()):
+            raise ConfigError(f"the walk reached a timestep outside {self.timesteps}; start it at {self.timesteps[0]}")
+        return index
+
+    def initial(self, num_tiles: int) -> Tensor:
+        return self._index(torch.full((num_tiles,), self.timesteps[0]))
+
+    def __call__(self, obs: StepObservation) -> Decision:
+        n = obs.t.shape[0]
+        none = torch.zeros(n, dtype=torch.bool, device=obs.t.device)
+        done = obs.t_next < 0  # reached the clean sample: no next jump to look up
+        index = self._index(torch.where(done, torch.full_like(obs.t_next, self.timesteps[0]), obs.t_next))
+        index = torch.where(done, torch.zeros_like(index), index)
+        return Decision(interval=index, exit=none, keep=~none)

@@ -197,3 +197,54 @@ def test_every_degradation_is_seeded_and_quarter_size(name):
     a, b = DEGRADATIONS[name](hr, 3), DEGRADATIONS[name](hr, 3)
     assert a.shape == (3, 12, 10) and torch.equal(a, b)
     assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_timesteps_policy_walks_the_listed_timesteps_then_the_clean_sample():
+    from adadiffsr.policies.timesteps import TimestepsPolicy
+
+    policy = TimestepsPolicy((399, 149, 29))
+    assert policy.jumps == (250, 120, 30) and policy.intervals == (30, 120, 250)
+    with pytest.raises(ConfigError):
+        TimestepsPolicy((100, 200))
+    model = tiny_refiner()
+    with torch.no_grad():
+        model.unet.conv_out.weight.normal_(0, 0.05)
+    calls: list[list[int]] = []
+    predict = model.predict
+    model.predict = lambda x, t, c: (calls.append(t.tolist()), predict(x, t, c))[1]  # type: ignore[method-assign]
+    result = Upscaler(model, "cpu")(_lr((16, 16)), UpscaleConfig(timesteps=(399, 149, 29)))
+    assert [c[0] for c in calls] == [399, 149, 29]
+    assert result.report["settings"]["sampler"] == "timesteps" and result.report["settings"]["strength"] == 0.4
+
+
+def test_a_model_ships_its_sampling_defaults_and_flags_override_them(tmp_path, capsys):
+    model = tiny_refiner(sampling={"sampler": "timesteps", "timesteps": [299, 49], "rule": "ddpm"}, default_strength=0.3)
+    path = tmp_path / "m.safetensors"
+    save_backbone(model, path)
+    upscaler = Upscaler.from_pretrained(path, device="cpu")
+    image = _lr((16, 16))
+    default = upscaler(image).report
+    assert default["settings"]["sampler"] == "timesteps" and list(default["settings"]["timesteps"]) == [299, 49]
+    assert default["settings"]["rule"] == "ddpm" and default["nfe"] == 2 * default["num_tiles"]
+    uniform = upscaler(image, UpscaleConfig(steps=3)).report  # a step count means uniform sampling at it
+    assert uniform["settings"]["sampler"] == "uniform" and uniform["nfe"] == 3 * uniform["num_tiles"]
+    assert uniform["settings"]["strength"] == 0.3 and uniform["settings"]["rule"] == "ddpm"
+    ddim = upscaler(image, UpscaleConfig(rule="ddim")).report
+    assert ddim["settings"]["rule"] == "ddim" and ddim["settings"]["sampler"] == "timesteps"
+    out = tmp_path / "o.png"
+    code = main(["upscale", str(tmp_path / "in.png") if (image.save(tmp_path / "in.png") or True) else "", "-o", str(out),
+                 "--weights", str(path), "--timesteps", "199,19", "--report", str(tmp_path / "r.json"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["settings"]["timesteps"] == [199, 19] and report["settings"]["strength"] == 0.2
+
+
+def test_the_default_prior_runs_in_ncnn_on_the_cpu_and_in_torch_when_asked():
+    prior = load_prior("realesrgan-x4plus")
+    assert prior.runtime == "ncnn"
+    assert load_prior("realesrgan-x4plus", runtime="torch").runtime == "torch"
+    assert load_prior("tiny-test").runtime == "torch"  # no ncnn files for this one
+    with pytest.raises(ConfigError, match="runtime"):
+        load_prior("realesrgan-x4plus", runtime="onnx")
+    with pytest.raises(ConfigError, match="unknown prior"):
+        load_prior("nope")

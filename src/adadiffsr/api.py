@@ -95,8 +95,6 @@ class UpscaleConfig:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
         if self.steps is not None and not 0 <= self.steps <= 1000:
             raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
-        if self.sampler == "timesteps" and not self.timesteps:
-            raise ConfigError("the timesteps sampler needs a timestep list (--timesteps 399,149,29)")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
         if self.steps and self.sampler not in (None, "uniform"):
@@ -254,6 +252,8 @@ class Upscaler:
         ``steps`` turned into the interval that takes exactly that many steps from the start."""
         config.validate()
         model_defaults = {**SAMPLING_FALLBACK, **self.backbone.spec.sampling}
+        if config.sampler is None and config.timesteps is not None:
+            config = replace(config, sampler="timesteps")  # a walk was asked for
         if config.sampler is None and (config.steps is not None or config.interval != UpscaleConfig.interval):
             config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
@@ -268,8 +268,8 @@ class Upscaler:
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
         config = replace(config, **unset)
-        if config.timesteps is not None and config.sampler is None:
-            config = replace(config, sampler="timesteps")
+        if config.sampler == "timesteps" and not config.timesteps:
+            raise ConfigError("the timesteps sampler needs a timestep list (--timesteps 399,149,29)")
         config.validate()
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
         if config.sampler == "timesteps" and config.steps != 0:
@@ -331,6 +331,7 @@ class Upscaler:
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(self.backbone).__name__,
             "prior": None if self.backbone.prior is None else self.backbone.prior.info.name,
+            "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
         }
         total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(

@@ -451,7 +451,6 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="chain: loss on the final output of a sampled walk; step: one backbone call.")
 @click.option("--chain-interval", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="Uniform interval of the training walk (chain objective).")
-@click.option("--timesteps", "timestep_list", help="A fixed walk for every tile, e.g. 399,149,29 (the timesteps sampler).")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)

@@ -10,7 +10,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -33,16 +32,15 @@ class Bicubic:
 
 @dataclass
 class RealESRGAN:
-    """Real-ESRGAN x4plus as a peer: the PyTorch RRDBNet over 256-pixel tiles, or the same weights
-    in the ncnn runtime (``realesrgan:runtime=ncnn``), the way CPU users run it."""
+    """Real-ESRGAN x4plus as a peer (the same ``Prior`` the default model starts from): the PyTorch
+    RRDBNet over 256-pixel tiles, or the same weights in the ncnn runtime (``realesrgan:runtime=ncnn``),
+    the way CPU users run it."""
 
     model: Any
     label: str = "realesrgan"
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
-        if isinstance(self.model, torch.nn.Module):  # the Prior: [-1, 1] in and out
-            return (self.model(lr * 2 - 1) + 1) / 2, 0
-        return self.model(lr), 0
+        return (self.model(lr * 2 - 1) + 1) / 2, 0  # the Prior: [-1, 1] in and out
 
 
 @dataclass
@@ -96,18 +94,13 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             methods.append(Bicubic())
         elif name == "realesrgan" and set(params) <= {"runtime"}:
             runtime = params.get("runtime", "torch")
-            if runtime == "torch":
-                from ..api import resolve_device
-                from ..prior import load_prior
-
-                methods.append(RealESRGAN(load_prior("realesrgan-x4plus").to(resolve_device(device))))
-            elif runtime == "ncnn":
-                from ..prior.ncnn_runtime import NcnnNetwork
-                from ..prior.rrdbnet import ncnn_model_files
-
-                methods.append(RealESRGAN(NcnnNetwork(*ncnn_model_files()), label="realesrgan-ncnn"))
-            else:
+            if runtime not in ("torch", "ncnn"):
                 raise ConfigError(f"method {spec!r}: runtime must be torch or ncnn")
+            from ..api import resolve_device
+            from ..prior import load_prior
+
+            prior = load_prior("realesrgan-x4plus", runtime=runtime).to(resolve_device(device))
+            methods.append(RealESRGAN(prior, label="realesrgan" if runtime == "torch" else "realesrgan-ncnn"))
         elif name in SAMPLERS:
             upscaler = upscaler or Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             values: dict[str, Any] = {"sampler": name}

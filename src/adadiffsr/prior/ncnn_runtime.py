@@ -16,6 +16,12 @@ from ..engine.tiling import TileGrid, fuse
 from ..errors import WeightsError
 
 
+def ncnn_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ncnn") is not None
+
+
 class NcnnNetwork:
     """``(1, 3, H, W)`` RGB in ``[0, 1]`` -> ``(1, 3, sH, sW)``, in ncnn on ``threads`` CPU threads."""
 

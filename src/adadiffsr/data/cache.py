@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, InputImageError
 from ..io import atomic_write
 from .degradations import DEGRADATIONS
-from .pairs import load_rgb
+from .pairs import load_rgb, random_crop
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,7 @@ def make_crop(files: list[Path], images: dict[int, Tensor], cfg: CacheConfig, i:
     index = int(rng.integers(len(files)))
     if index not in images:
         images[index] = load_rgb(files[index])
-    image = images[index]
-    h, w = image.shape[-2:]
-    c = min(cfg.crop, h, w) // cfg.scale * cfg.scale
-    top, left = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-    hr = image[:, top : top + c, left : left + c]
-    if rng.uniform() < 0.5:
-        hr = hr.flip(-1)
-    hr = torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1)).contiguous()
+    hr = random_crop(images[index], rng, cfg.crop, cfg.scale)
     names, weights = zip(*cfg.mix, strict=True)
     name = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
     return hr, DEGRADATIONS[name](hr, int(rng.integers(2**62))), name

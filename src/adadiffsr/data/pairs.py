@@ -33,6 +33,17 @@ def make_lr(hr: Tensor, degradation: str, seed: int, scale: int = 4) -> Tensor:
     raise ValueError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
 
 
+def random_crop(image: Tensor, rng: np.random.Generator, crop: int, scale: int = 4) -> Tensor:
+    """A ``crop``-sided patch (a multiple of ``scale``, at most the image), flipped and rotated at random."""
+    h, w = image.shape[-2:]
+    c = min(crop, h, w) // scale * scale
+    top, left = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+    hr = image[:, top : top + c, left : left + c]
+    if rng.uniform() < 0.5:
+        hr = hr.flip(-1)
+    return torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1)).contiguous()
+
+
 class PairDataset(Dataset[tuple[Tensor, Tensor]]):
     """``(lr, hr)`` pairs in ``[0, 1]``: ``hr`` a ``crop x crop`` patch, ``lr`` its degraded ``1/scale``."""
 
@@ -57,11 +68,5 @@ class PairDataset(Dataset[tuple[Tensor, Tensor]]):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         rng = np.random.default_rng([self.seed, i])
         image = self.image(int(rng.integers(len(self.files))))
-        h, w = image.shape[-2:]
-        c = min(self.crop, h, w) // self.scale * self.scale
-        top, left = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-        hr = image[:, top : top + c, left : left + c]
-        if rng.uniform() < 0.5:
-            hr = hr.flip(-1)
-        hr = torch.rot90(hr, int(rng.integers(4)), dims=(-2, -1)).contiguous()
+        hr = random_crop(image, rng, self.crop, self.scale)
         return make_lr(hr, self.degradation, int(rng.integers(2**62)), self.scale), hr

@@ -180,3 +180,9 @@ def test_learned_performance_and_the_gain_the_sampler_makes_of_it():
         assert torch.allclose(gains[k][:, 1], nr, atol=1e-6)  # NR only in the second half
 
 
+
+
+def test_traces_refuse_a_missing_output_folder_before_any_work(tmp_path, capsys):
+    code = main(["analyze", "traces", "--photos", str(tmp_path), "--out", str(tmp_path / "no" / "t.safetensors")])
+    err = capsys.readouterr().err
+    assert code != 0 and "output folder does not exist" in err and err.count("\n") == 1

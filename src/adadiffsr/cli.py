@@ -287,8 +287,11 @@ def analyze_traces(photos: str, split: str, tiles: int, interval: int, fr: str, 
     from .api import Upscaler
     from .data.pairs import PairDataset
     from .data.photos import split_files
+    from .errors import OutputError
     from .gain.traces import save_traces, trace_tile
 
+    if not Path(out).parent.is_dir():  # said before the work, not after it
+        raise OutputError(f"output folder does not exist: {Path(out).parent}")
     upscaler = Upscaler.from_pretrained(weights, device=device, backbone=backbone, regressor=False, pfj=False)
     model = upscaler.backbone
     tile = model.spec.tile_size

@@ -248,3 +248,17 @@ def test_the_default_prior_runs_in_ncnn_on_the_cpu_and_in_torch_when_asked():
         load_prior("realesrgan-x4plus", runtime="onnx")
     with pytest.raises(ConfigError, match="unknown prior"):
         load_prior("nope")
+
+
+def test_the_report_names_the_gain_that_ran():
+    from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig
+
+    model = tiny_refiner()
+    torch.manual_seed(0)
+    regressor = QualityRegressor(RegressorConfig(in_channels=model.spec.latent_channels))
+    image = _lr((16, 16))
+    with_regressor = Upscaler(model, "cpu", regressor=regressor)(image, UpscaleConfig(sampler="adaptive")).report
+    without = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(sampler="adaptive", intervals=(200, 400))).report
+    uniform = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(steps=1)).report
+    assert with_regressor["settings"]["gain"] == "learned"
+    assert without["settings"]["gain"] == "exact" and uniform["settings"]["gain"] == "none"

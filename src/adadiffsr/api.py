@@ -233,12 +233,18 @@ class Upscaler:
             return None
         return injector(self.pfj, fidelity)
 
+    def gain_kind(self, kind: str, sampler: str = "uniform", needed: bool = False) -> str:
+        """The gain that runs for a requested ``kind``: ``none`` becomes ``learned`` (or ``exact``
+        without a regressor) where the adaptive sampler or PFJ needs one."""
+        if kind == "none" and (sampler == "adaptive" or needed):
+            return "learned" if self.regressor is not None else "exact"
+        return kind
+
     def gain_function(self, kind: str, sampler: str = "uniform", needed: bool = False) -> PerformanceFn | None:
         """What the sampler's gain comes from: none, the exact metrics, or the learned regressor. The
         adaptive sampler (and PFJ: ``needed``) needs one: with ``none`` it takes the regressor, or
         the metrics without it."""
-        if kind == "none" and (sampler == "adaptive" or needed):
-            kind = "learned" if self.regressor is not None else "exact"
+        kind = self.gain_kind(kind, sampler, needed)
         if kind == "none":
             return None
         if kind == "exact":
@@ -327,6 +333,7 @@ class Upscaler:
         result = Picture(rgb_array, alpha, picture.bits, picture.gray, list(picture.notes))
         settings_dict = {
             **asdict(config),
+            "gain": self.gain_kind(config.gain, str(config.sampler), self.injection(config.fidelity) is not None),
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(self.backbone).__name__,

@@ -265,11 +265,10 @@ class Upscaler:
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
         if config.sampler is not None and config.sampler != model_defaults["sampler"]:
-            unset.pop("steps", None)  # the model's step count belongs to its own sampler
+            unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
+            unset.pop("timesteps", None)
         if unset.get("steps") is not None and config.interval != UpscaleConfig.interval:
             unset.pop("steps")  # an explicit interval wins over the model's step count
-        if config.sampler is not None and config.sampler != model_defaults["sampler"]:
-            unset.pop("timesteps", None)
         for key in ("intervals", "timesteps"):
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
@@ -294,7 +293,10 @@ class Upscaler:
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
         and tiling as ``config`` says (what ``__call__`` and the benchmark run)."""
-        config = self.resolve(config)
+        return self._sample(lr, self.resolve(config), progress)
+
+    def _sample(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None) -> PipelineOutput:
+        """``run`` on a config ``resolve`` has already filled in."""
         inject = self.injection(config.fidelity)
         tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma,
                                 fusion=config.fusion)
@@ -322,7 +324,7 @@ class Upscaler:
             picture = image
         else:
             picture = read_picture(image)
-        out = self.run(picture_to_tensor(picture, self.device), config, progress)
+        out = self._sample(picture_to_tensor(picture, self.device), config, progress)
         rgb = (out.image.float() + 1) / 2
         w, h = picture.size
         if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:

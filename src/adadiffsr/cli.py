@@ -183,7 +183,7 @@ def bench(
     import torch
 
     from .bench.methods import build_methods, split_methods
-    from .bench.runner import load_pairs, run_bench
+    from .bench.runner import load_pairs, markdown_table, run_bench
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     names = [m.strip() for m in metric_names.split(",") if m.strip()]
@@ -207,8 +207,6 @@ def bench(
         folder = Path(out) / name if len(all_pairs) > 1 and name else Path(out)
         results = run_bench(pairs, chosen, names, folder, save_images=save_images, log=log)
         if not quiet:
-            from .bench.runner import markdown_table
-
             click.echo(f"\n{name or 'paired inputs'}:\n" + markdown_table(results["median"], names, len(pairs)))
 
 

@@ -12,7 +12,7 @@ VENV_FLAGS ?=
 $(BIN)/adadiffsr: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[serve,dev]"
 	touch $@
 
 install: $(BIN)/adadiffsr

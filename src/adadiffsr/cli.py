@@ -21,6 +21,37 @@ DTYPE_NAMES = ("fp32", "fp16", "bf16")
 COLOR_FIX_NAMES = ("none", "wavelet", "adain")
 
 
+def model_options(command: Any) -> Any:
+    """The flags that pick and load a model, shared by ``upscale`` and ``serve``."""
+    options = [
+        click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True),
+        click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True),
+        click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face "
+                     "id for ldm-sr-x4). Default: the shipped model."),
+        click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True),
+        click.option("--prompt", default="", help="sd-x4-upscaler: text prompt (default empty)."),
+        click.option("--negative-prompt", default="", help="sd-x4-upscaler: negative prompt, with --guidance-scale > 1."),
+        click.option("--guidance-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     help="sd-x4-upscaler: classifier-free guidance (> 1 runs the UNet twice per tile; diffusers uses 9)."),
+        click.option("--noise-level", type=click.IntRange(min=0), default=20, show_default=True,
+                     help="sd-x4-upscaler: noise added to the input (the pipeline's noise_level)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load_upscaler(weights: str | None, device: str, dtype: str, backbone: str, prompt: str, negative_prompt: str,
+                   guidance_scale: float, noise_level: int) -> Any:
+    from .api import Upscaler
+
+    options: dict[str, Any] = {}
+    if backbone == "sd-x4-upscaler":
+        options = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": guidance_scale,
+                   "noise_level": noise_level}
+    return Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, **options)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="adadiffsr", prog_name="adadiffsr")
 def cli() -> None:
@@ -56,17 +87,7 @@ def cli() -> None:
 @click.option("--batch-tiles", default="8", show_default=True,
               help="Tiles per backbone call, or 'auto' to size batches from free memory.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
-@click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face id for "
-              "ldm-sr-x4). Default: the shipped model.")
-@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True)
-@click.option("--prompt", default="", help="sd-x4-upscaler: text prompt (default empty).")
-@click.option("--negative-prompt", default="", help="sd-x4-upscaler: negative prompt, with --guidance-scale > 1.")
-@click.option("--guidance-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="sd-x4-upscaler: classifier-free guidance (> 1 runs the UNet twice per tile; diffusers uses 9).")
-@click.option("--noise-level", type=click.IntRange(min=0), default=20, show_default=True,
-              help="sd-x4-upscaler: noise added to the input (the pipeline's noise_level).")
+@model_options
 @click.option("--spacing", type=click.Choice(("trailing", "leading")), default="trailing", show_default=True,
               help="First timestep: T-1, or diffusers' default (the largest multiple of the interval below T).")
 @click.option("--color-fix", type=click.Choice(COLOR_FIX_NAMES), default="none", show_default=True)
@@ -105,7 +126,7 @@ def upscale(
     from .batch import plan_jobs, run_jobs
 
     jobs, folder_mode = plan_jobs(list(inputs), output, ext, suffix, report_path, step_map_path, force)
-    from .api import UpscaleConfig, Upscaler
+    from .api import UpscaleConfig
 
     config = UpscaleConfig(
         sampler=sampler,
@@ -130,11 +151,7 @@ def upscale(
         fidelity=fidelity,
     )
     config.validate()
-    options: dict[str, Any] = {}
-    if backbone == "sd-x4-upscaler":
-        options = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": guidance_scale,
-                   "noise_level": noise_level}
-    upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, **options)
+    upscaler = _load_upscaler(weights, device, dtype, backbone, prompt, negative_prompt, guidance_scale, noise_level)
     fidelity_source = click.get_current_context().get_parameter_source("fidelity")
     if upscaler.pfj is None and fidelity_source != click.core.ParameterSource.DEFAULT:
         click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors): --fidelity has no effect", err=True)
@@ -476,6 +493,45 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
                          intervals=_int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
     report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@model_options
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once (1 on a CPU; more on a GPU with memory to spare).")
+@click.option("--queue-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Jobs that may wait; more are refused with 'queue is full'.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=64 * 1024 * 1024, show_default=True,
+              help="Refuse larger input images.")
+@click.option("--max-file-size", default="100mb", show_default=True, help="Refuse larger uploads (e.g. 20mb).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def serve(host: str, port: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str,
+          negative_prompt: str, guidance_scale: float, noise_level: int, concurrency: int, queue_size: int,
+          max_pixels: int, max_file_size: str, debug: bool) -> None:
+    """A web page (Gradio) over one loaded model: upload, compare, download."""
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("gradio") is None:
+        raise click.ClickException("the web page needs Gradio: pip install 'adadiffsr[serve]'")
+    from .serve.server import ServeSettings
+    from .serve.server import serve as launch
+    from .weights import default_weights_path
+
+    try:  # a taken port fails here, before the model loads
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
+
+    upscaler = _load_upscaler(weights, device, dtype, backbone, prompt, negative_prompt, guidance_scale, noise_level)
+    settings = ServeSettings(host=host, port=port, concurrency=concurrency, queue_size=queue_size,
+                             max_pixels=max_pixels, max_file_size=max_file_size)
+    name = Path(weights).name if weights else default_weights_path().name
+    click.echo(f"adadiffsr serve: http://{host}:{port} (model {name}; Ctrl-C stops)", err=True)
+    launch(upscaler, settings, model_name=name)
 
 
 def _int_list(text: str, hint: str) -> tuple[int, ...]:

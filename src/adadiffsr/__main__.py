@@ -1,0 +1,5 @@
+"""``python -m adadiffsr``: the command line."""
+
+from .cli import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The web page: ``adadiffsr serve`` (Gradio), its presets and its jobs."""

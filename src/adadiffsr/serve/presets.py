@@ -1,0 +1,92 @@
+"""The page's two presets, the look (fidelity against realism) and the compute budget, as configs.
+
+Both are pure functions of the model's resolved defaults, so they mean the same thing for every
+model: a look moves where the walk starts (and the PFJ strength where the model has one), a budget
+sets how many steps it takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..api import UpscaleConfig, Upscaler
+
+
+@dataclass(frozen=True)
+class Look:
+    label: str
+    start: float  # the start timestep (and every timestep of a fixed walk) times this
+    fidelity: float | None  # PFJ strength; None = the model's default
+    help: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    label: str
+    step_factor: float | None  # the model's step count times this; None = no diffusion step (the prior alone)
+    help: str
+
+
+LOOKS: dict[str, Look] = {
+    "faithful": Look("Faithful", 0.6, 1.0, "closest to the input: the walk starts later, less is invented"),
+    "balanced": Look("Balanced", 1.0, None, "the model's own setting"),
+    "detailed": Look("Detailed", 1.5, 0.0, "more texture: the walk starts earlier, more is invented"),
+}
+BUDGETS: dict[str, Budget] = {
+    "fast": Budget("Fast", None, "the restoration prior alone, no diffusion step"),
+    "standard": Budget("Standard", 1.0, "the model's own number of steps"),
+    "thorough": Budget("Thorough", 2.0, "twice the model's steps, the same start"),
+}
+DEFAULT_LOOK = "balanced"
+DEFAULT_BUDGET = "standard"
+STEPS_WITHOUT_PRIOR = 5  # the fast budget of a model with no prior: a few uniform steps from noise
+
+
+def scale_walk(timesteps: tuple[int, ...], factor: float, num_train_timesteps: int) -> tuple[int, ...]:
+    """Every timestep of a fixed walk times ``factor``, kept in ``0..T-1`` and strictly falling."""
+    walk: list[int] = []
+    for t in timesteps:
+        scaled = min(num_train_timesteps - 1, max(0, round((t + 1) * factor) - 1))
+        if walk and scaled >= walk[-1]:
+            scaled = walk[-1] - 1
+        if scaled < 0:
+            break
+        walk.append(scaled)
+    return tuple(walk)
+
+
+def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfig = UpscaleConfig()) -> UpscaleConfig:
+    """``base`` (seed, tiles, colour fix, ...) with the look and budget applied to the model's defaults."""
+    if look not in LOOKS:
+        raise ValueError(f"unknown look {look!r}; choose one of {', '.join(LOOKS)}")
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    chosen, spend = LOOKS[look], BUDGETS[budget]
+    spec = upscaler.backbone.spec
+    total = spec.schedule.num_train_timesteps
+    resolved = upscaler.resolve(base)
+    fidelity = resolved.fidelity if chosen.fidelity is None else chosen.fidelity
+    if spend.step_factor is None:
+        if upscaler.backbone.prior is not None:
+            return replace(base, sampler="uniform", steps=0, fidelity=fidelity)
+        return replace(base, sampler="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
+    strength = float(resolved.strength)  # type: ignore[arg-type]
+    if upscaler.backbone.starts_from_estimate:
+        strength = min(1.0, strength * chosen.start)
+    if resolved.sampler == "timesteps" and spend.step_factor == 1.0:
+        walk = scale_walk(tuple(resolved.timesteps or ()), chosen.start, total)
+        return replace(base, sampler="timesteps", timesteps=walk, fidelity=fidelity)
+    if spend.step_factor == 1.0:
+        return replace(base, sampler=resolved.sampler, strength=strength, fidelity=fidelity)
+    steps = model_steps(resolved, total)
+    return replace(base, sampler="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
+                   fidelity=fidelity)
+
+
+def model_steps(resolved: UpscaleConfig, num_train_timesteps: int) -> int:
+    """How many steps a resolved config walks per tile (the adaptive sampler: at its coarsest pace)."""
+    if resolved.sampler == "timesteps":
+        return len(resolved.timesteps or ())
+    start = round(float(resolved.strength) * num_train_timesteps)  # type: ignore[arg-type]
+    pace = resolved.interval if resolved.sampler == "uniform" else max(resolved.intervals)
+    return max(1, -(-start // pace))

@@ -180,6 +180,27 @@ def test_a_closed_tab_frees_its_job(server, browser, files):
         time.sleep(0.5)
 
 
+def test_the_stop_button_ends_the_job_and_the_next_one_runs(server, browser, files):
+    before = _status(server)["stopped_jobs"]
+    page = _open(browser, server)
+    page.locator("#budget label", has_text="Thorough").click()
+    _upload_and_run(page, [files["photo"]])
+    page.wait_for_selector(":text('tile evaluations')", timeout=60000)
+    page.click("#stop")
+    deadline = time.monotonic() + 30
+    while _status(server)["stopped_jobs"] == before:
+        assert time.monotonic() < deadline, "Stop did not end the job"
+        time.sleep(0.5)
+    page.locator("#budget label", has_text="Fast").click()
+    page.locator("#uploads input[type=file]").set_input_files([str(files["small"])])
+    page.wait_for_selector("#uploads :text('small')", timeout=10000)
+    page.click("#run")  # a second upload adds to the first
+    page.wait_for_selector("#message :text('Upscaled 2 of 2 files')", timeout=60000)
+    assert "no diffusion step" in page.inner_text("#summary")
+    assert page.locator("#downloads a[download='adadiffsr-results.zip']").count() == 1
+    page.close()
+
+
 def test_eight_jobs_at_once_finish_in_order_with_memory_bounded(server, files, tmp_path):
     import httpx
     from gradio_client import Client, handle_file

@@ -64,15 +64,17 @@ def test_presets_move_the_start_and_the_step_count(upscaler):
     balanced = preset_config(upscaler, "balanced", "standard")
     assert upscaler.resolve(balanced).timesteps == (399, 149, 29)
     assert preset_config(upscaler, "faithful", "standard").timesteps == (239, 89, 17)
-    assert preset_config(upscaler, "detailed", "standard").timesteps == (599, 224, 44)
+    detailed = preset_config(upscaler, "detailed", "standard")
+    assert detailed.timesteps == (399, 149, 29) and detailed.rule == "ddim" and detailed.fidelity == 0
     default = upscaler(image, UpscaleConfig())
     same = upscaler(image, balanced)
     assert np.array_equal(default.picture.rgb, same.picture.rgb)  # the default preset is the model's default
     fast = upscaler(image, preset_config(upscaler, "balanced", "fast"))
     assert fast.report["nfe"] == 0
-    thorough = upscaler(image, preset_config(upscaler, "detailed", "thorough"))
+    thorough = upscaler(image, preset_config(upscaler, "faithful", "thorough"))
     assert {t["steps"] for t in thorough.report["tiles"]} == {6}  # twice the model's three steps
-    assert thorough.report["settings"]["strength"] == pytest.approx(0.6)
+    assert thorough.report["settings"]["strength"] == pytest.approx(0.24)
+    assert thorough.report["settings"]["rule"] == "ddpm"  # the model's
     with pytest.raises(ValueError, match="unknown look"):
         preset_config(upscaler, "sharp", "standard")
 

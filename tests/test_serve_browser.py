@@ -12,10 +12,12 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +59,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(heavy)
     wide = folder / "wide.png"  # over the server's pixel limit
     Image.new("RGB", (400, 300), (90, 60, 30)).save(wide)
-    return {"small": small, "broken": broken, "notes": notes, "heavy": heavy, "wide": wide, "photo": PHOTO}
+    bomb = folder / "bomb.png"  # 74 bytes that claim 100000x100000 pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+                     + chunk(b"IEND", b""))
+    return {"small": small, "broken": broken, "notes": notes, "heavy": heavy, "wide": wide, "bomb": bomb,
+            "photo": PHOTO}
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +165,11 @@ def test_bad_uploads_show_one_sentence_and_the_server_goes_on(server, browser, f
     page.wait_for_selector(":text('Invalid file type: notes.txt')", timeout=10000)
     page.locator("#uploads input[type=file]").set_input_files([str(files["heavy"])])
     page.wait_for_selector(":text('exceed the maximum allowed size')", timeout=10000)
-    _upload_and_run(page, [files["wide"], files["broken"]])
-    page.wait_for_selector("#message :text('Upscaled 0 of 2 files')", timeout=60000)
+    _upload_and_run(page, [files["wide"], files["broken"], files["bomb"]])
+    page.wait_for_selector("#message :text('Upscaled 0 of 3 files')", timeout=60000)
     message = page.inner_text("#message")
     assert "wide.png: 400x300 is more than the 100000-pixel limit" in message
+    assert "bomb.png: 100000x100000 is more than the 100000-pixel limit" in message
     assert "Traceback" not in page.inner_text("body")
     page.reload()
     page.wait_for_selector("#run", timeout=30000)
@@ -167,17 +179,22 @@ def test_bad_uploads_show_one_sentence_and_the_server_goes_on(server, browser, f
     page.close()
 
 
-def test_a_closed_tab_frees_its_job(server, browser, files):
+def test_a_waiting_job_shows_its_place_and_a_closed_tab_frees_the_running_one(server, browser, files):
     before = _status(server)["stopped_jobs"]
     page = _open(browser, server)
     page.locator("#budget label", has_text="Thorough").click()
     _upload_and_run(page, [files["photo"]])
     page.wait_for_selector(":text('tile evaluations')", timeout=60000)  # the progress bar is moving
+    second = _open(browser, server)
+    _upload_and_run(second, [files["small"]])
+    second.wait_for_selector(":text('queue: 1/1')", timeout=10000)  # its place in the queue
     page.close()
     deadline = time.monotonic() + 30
     while _status(server)["stopped_jobs"] == before:
         assert time.monotonic() < deadline, "the closed tab's job kept running"
         time.sleep(0.5)
+    second.wait_for_selector("#message :text('Upscaled 1 of 1 file')", timeout=30000)  # the queue moved on
+    second.close()
 
 
 def test_the_stop_button_ends_the_job_and_the_next_one_runs(server, browser, files):

@@ -221,16 +221,19 @@ def test_the_stop_button_ends_the_job_and_the_next_one_runs(server, browser, fil
 def test_eight_jobs_at_once_finish_in_order_with_memory_bounded(server, files, tmp_path):
     import httpx
     from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
 
     client = Client(server["url"], verbose=False, download_files=str(tmp_path))
     args = ("balanced", "standard", 0, "none", 0)
     client.predict([handle_file(str(files["small"]))], *args, api_name="/upscale")  # warm
     rss_warm = _rss_mb(server["process"].pid)
     jobs = []
-    for k in range(8):
+    for k in range(8):  # all 8 wait together; each is in the queue before the next is sent, so the order is known
         jobs.append(client.submit([handle_file(str(files["small"]))], "balanced", ("standard", "fast")[k % 2], k,
                                   "none", 0, api_name="/upscale"))
-        time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while jobs[-1].status().code in (Status.STARTING, Status.JOINING_QUEUE) and time.monotonic() < deadline:
+            time.sleep(0.01)
     finished: dict[int, float] = {}
     results: dict[int, tuple] = {}
 

@@ -12,6 +12,8 @@ from torch import Tensor
 from adadiffsr.backbones.base import Backbone, BackboneSpec
 from adadiffsr.backbones.compact import CompactConfig, CompactSR
 from adadiffsr.engine.schedule import NoiseSchedule, PredictionType
+from adadiffsr.prior import PRIORS, PriorInfo
+from adadiffsr.prior.rrdbnet import RRDBNet
 
 TINY = CompactConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, tile_size=16)
 
@@ -25,6 +27,30 @@ def tiny_compact(seed: int = 0, **overrides: object) -> CompactSR:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def tiny_rrdbnet() -> RRDBNet:
+    """An RRDBNet of a few thousand seeded weights: a stand-in for Real-ESRGAN x4plus."""
+    torch.manual_seed(7)
+    return RRDBNet(nf=8, gc=4, num_blocks=1).eval()
+
+
+@pytest.fixture
+def tiny_prior(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers ``tiny_rrdbnet`` as the prior ``tiny-test`` for one test; returns its name."""
+    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", tiny_rrdbnet))
+    return "tiny-test"
+
+
+def tiny_refiner(live: bool = False, **overrides: object) -> CompactSR:
+    """A refiner over the ``tiny-test`` prior (use the ``tiny_prior`` fixture). Untrained, its output
+    layer is zero and it returns the prior exactly; ``live`` draws that layer at random."""
+    torch.manual_seed(0)
+    model = CompactSR(CompactConfig(**{**TINY.to_dict(), "prior": "tiny-test", **overrides})).eval()  # type: ignore[arg-type]
+    if live:
+        with torch.no_grad():
+            model.unet.conv_out.weight.normal_(0, 0.05)
     return model
 
 

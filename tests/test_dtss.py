@@ -54,9 +54,23 @@ def test_pace_is_faster_for_stronger_growth():
     assert pace(gain, late, category, TAU, 4).tolist() == [0, 1, 2, 3, 3]
 
 
+def test_thresholds_apply_to_the_gain_per_timestep():
+    """The same gain over a jump of 5 is 4x the rate of one over 20: growing, where per step it is stable."""
+    from adadiffsr.policies.dtss import gain_rate
+
+    gain = torch.tensor([[0.0, 0.002], [0.0, 0.002], [0.0, 0.002]])
+    t, t_next = torch.tensor([300, 300, 4]), torch.tensor([280, 295, -1])
+    assert gain_rate(gain, t, t_next, 20)[:, 1].tolist() == pytest.approx([0.002, 0.008, 0.008])
+    obs = StepObservation(tile=torch.arange(3), t=t, t_next=t_next, steps=torch.tensor([3, 3, 3]),
+                          x0=torch.zeros(3, 1, 2, 2), x0_prev=None, cond=torch.zeros(3, 1, 2, 2), gain=gain,
+                          gain_sum=torch.zeros(3, 2), best_sum=torch.zeros(3))
+    assert DTSSPolicy(tau=TAU)(obs).category.tolist() == [STABLE, GROWING, GROWING]
+    assert DTSSPolicy(tau=TAU, rate=False)(obs).category.tolist() == [STABLE, STABLE, STABLE]
+
+
 def test_policy_decisions_and_validation():
     policy = DTSSPolicy()
-    assert policy.initial(3).tolist() == [3, 3, 3]  # start at the largest interval
+    assert policy.initial(torch.full((3,), 999)).tolist() == [3, 3, 3]  # start at the largest interval
     obs = StepObservation(
         tile=torch.arange(2), t=torch.tensor([300, 300]), t_next=torch.tensor([280, 280]), steps=torch.tensor([9, 9]),
         x0=torch.zeros(2, 1, 2, 2), x0_prev=None, cond=torch.zeros(2, 1, 2, 2),

@@ -60,7 +60,7 @@ def test_tiled_equals_whole_on_one_tile_and_is_close_across_tiles(model):
         whole = model(x).clamp(0, 1)
     info = PRIORS["realesrgan-x4plus"]
     one = (Prior(info, model, tile=32)(x * 2 - 1) + 1) / 2
-    assert (one - whole).abs().max() < 1e-6
+    assert (one - whole).abs().max() < 1e-5  # float noise only: the tile pads to another shape, so another conv kernel
     tiled = (Prior(info, model, tile=16, overlap=8)(x * 2 - 1) + 1) / 2
     assert (tiled - whole)[..., 16:-16, 16:-16].abs().mean() < 0.01
 

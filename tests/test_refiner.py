@@ -12,38 +12,21 @@ from PIL import Image
 from safetensors import safe_open
 
 from adadiffsr.api import UpscaleConfig, Upscaler
-from adadiffsr.backbones.compact import CompactSR
 from adadiffsr.cli import main
 from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
 from adadiffsr.data.degradations import DEGRADATIONS
 from adadiffsr.engine.sampler import strength_timestep
 from adadiffsr.errors import ConfigError
-from adadiffsr.prior import PRIORS, PriorInfo, load_prior
-from adadiffsr.prior.rrdbnet import RRDBNet
+from adadiffsr.prior import load_prior
 from adadiffsr.train.backbone import warm_start
 from adadiffsr.weights import load_backbone, save_backbone
 
-from .conftest import tiny_compact
+from .conftest import tiny_compact, tiny_refiner
 
 PHOTO = Path(__file__).parents[1] / "assets" / "coffee-lr.png"
 
 
-def _tiny_rrdbnet() -> RRDBNet:
-    torch.manual_seed(7)
-    return RRDBNet(nf=8, gc=4, num_blocks=1).eval()
-
-
-@pytest.fixture(autouse=True)
-def tiny_prior(monkeypatch):
-    """A seeded RRDBNet of a few thousand weights registered as a prior for these tests."""
-    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", _tiny_rrdbnet))
-
-
-def tiny_refiner(**overrides: object) -> CompactSR:
-    """An untrained refiner: the prior, then a UNet whose output layer is still zero."""
-    torch.manual_seed(0)
-    return CompactSR(tiny_compact().config.__class__(**{**tiny_compact().config.to_dict(), "prior": "tiny-test",
-                                                        **overrides})).eval()
+pytestmark = pytest.mark.usefixtures("tiny_prior")
 
 
 def _lr(size: tuple[int, int] = (37, 23)) -> Image.Image:

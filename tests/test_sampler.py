@@ -25,8 +25,8 @@ class StopOddTiles:
     stop_after: int = 3
     intervals: tuple[int, ...] = (5, 20)
 
-    def initial(self, num_tiles):
-        k = torch.ones(num_tiles, dtype=torch.long)
+    def initial(self, t):
+        k = torch.ones_like(t, dtype=torch.long)
         k[2] = 0
         return k
 

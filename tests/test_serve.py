@@ -8,41 +8,25 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
-import torch
 from PIL import Image
 
 from adadiffsr.api import UpscaleConfig, Upscaler
-from adadiffsr.backbones.compact import CompactSR
-from adadiffsr.prior import PRIORS, PriorInfo
-from adadiffsr.prior.rrdbnet import RRDBNet
 from adadiffsr.serve.jobs import JobCancelled, Workspace, describe, upscale_uploads, zip_outputs
 from adadiffsr.serve.presets import preset_config, scale_walk
 
-from .conftest import tiny_compact
+from .conftest import tiny_refiner
 
 PHOTO = Path(__file__).parents[1] / "assets" / "coffee-lr.png"
 SHIPPED_LIKE = {"sampler": "timesteps", "timesteps": [399, 149, 29], "rule": "ddpm"}
 
 
-@pytest.fixture(autouse=True)
-def tiny_prior(monkeypatch):
-    def build() -> RRDBNet:
-        torch.manual_seed(7)
-        return RRDBNet(nf=8, gc=4, num_blocks=1).eval()
-
-    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", build))
+pytestmark = pytest.mark.usefixtures("tiny_prior")
 
 
 @pytest.fixture
 def upscaler() -> Upscaler:
     """A refiner shipped like the default model (a fixed walk from 399, ddpm), with a live output layer."""
-    torch.manual_seed(0)
-    config = tiny_compact().config.__class__(**{**tiny_compact().config.to_dict(), "prior": "tiny-test",
-                                                "sampling": SHIPPED_LIKE, "default_strength": 0.4})
-    model = CompactSR(config).eval()
-    with torch.no_grad():
-        model.unet.conv_out.weight.normal_(0, 0.05)
-    return Upscaler(model, "cpu")
+    return Upscaler(tiny_refiner(live=True, sampling=SHIPPED_LIKE, default_strength=0.4), "cpu")
 
 
 def _photo(tmp_path: Path, name: str = "photo.png", size: tuple[int, int] = (40, 24)) -> Path:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .backbones.base import Backbone
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import PipelineOutput, TilingSettings, resolve_tiling, upscale_tensor
+from .engine.pipeline import PipelineOutput, PlanFn, TilingSettings, resolve_tiling, upscale_tensor
 from .engine.sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, strength_timestep
 from .engine.schedule import UpdateRule
 from .errors import ConfigError, WeightsError
@@ -32,6 +32,7 @@ from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_p
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
+from .policies.groups import GroupSettings, group_steps, walk_starts
 from .policies.timesteps import TimestepsPolicy
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
@@ -51,6 +52,7 @@ SAMPLING_FALLBACK: dict[str, Any] = {"sampler": "adaptive", "rule": "ddim", "eta
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
     "uniform": lambda c: UniformPolicy(c.interval),
     "timesteps": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),
+    "grouped": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),  # the walk; the groups pick where each tile joins it
     "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop,
                                       fr_change=c.fr_change),  # type: ignore[arg-type]
 }
@@ -60,12 +62,16 @@ SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
 class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
-    sampler: str | None = None  # "adaptive" (DTSS) or "uniform"; None = the model's default (SAMPLING_FALLBACK)
+    sampler: str | None = None  # "adaptive" (DTSS), "grouped" (PGS), "timesteps" or "uniform"; None = the model's default
     interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
     steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
     # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
     strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
     timesteps: tuple[int, ...] | None = None  # the "timesteps" sampler's walk, e.g. (399, 149, 29); starts at its first
+    # patch-adaptive groups ("grouped"): a tile of difficulty past k of the thresholds takes the walk's last k
+    # timesteps (0: the prior's estimate as it is); a budget (mean steps per tile) overrides the thresholds
+    budget: float | None = None
+    group_thresholds: tuple[float, ...] = GroupSettings.thresholds
     rule: UpdateRule | None = None  # update rule through the codebook: ddim or ddpm; None = the model's
     eta: float | None = None  # DDIM stochasticity; None = the model's
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
@@ -97,6 +103,10 @@ class UpscaleConfig:
             raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
+        GroupSettings(tuple(self.group_thresholds), self.budget)  # checks them
+        if self.budget is not None and self.sampler not in (None, "grouped"):
+            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass sampler='grouped' "
+                              f"(the {self.sampler} sampler sets its own)")
         if self.steps and self.sampler not in (None, "uniform"):
             raise ConfigError(f"steps={self.steps} sets the pace of the uniform sampler; pass sampler='uniform' "
                               f"(the {self.sampler} sampler sets its own)")
@@ -258,26 +268,30 @@ class Upscaler:
         ``steps`` turned into the interval that takes exactly that many steps from the start."""
         config.validate()
         model_defaults = {**SAMPLING_FALLBACK, **self.backbone.spec.sampling}
+        if config.sampler is None and config.budget is not None:
+            config = replace(config, sampler="grouped")  # a budget was asked for: the groups meet it
         if config.sampler is None and config.timesteps is not None:
             config = replace(config, sampler="timesteps")  # a walk was asked for
         if config.sampler is None and (config.steps is not None or config.interval != UpscaleConfig.interval):
             config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
+        walks = ("timesteps", "grouped")  # the samplers that follow a walk share the model's
         if config.sampler is not None and config.sampler != model_defaults["sampler"]:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
-            unset.pop("timesteps", None)
+            if not (config.sampler in walks and model_defaults["sampler"] in walks):
+                unset.pop("timesteps", None)
         if unset.get("steps") is not None and config.interval != UpscaleConfig.interval:
             unset.pop("steps")  # an explicit interval wins over the model's step count
-        for key in ("intervals", "timesteps"):
+        for key in ("intervals", "timesteps", "group_thresholds"):
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
         config = replace(config, **unset)
-        if config.sampler == "timesteps" and not config.timesteps:
-            raise ConfigError("the timesteps sampler needs a timestep list (--timesteps 399,149,29)")
+        if config.sampler in walks and not config.timesteps:
+            raise ConfigError(f"the {config.sampler} sampler needs a timestep list (--timesteps 399,149,29)")
         config.validate()
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
-        if config.sampler == "timesteps" and config.steps != 0:
+        if config.sampler in walks and config.steps != 0:
             strength = (config.timesteps[0] + 1) / self.backbone.spec.schedule.num_train_timesteps  # type: ignore[index]
         if config.steps == 0:
             strength = 0.0
@@ -307,8 +321,16 @@ class Upscaler:
             self.backbone, lr, SAMPLERS[config.sampler](config), settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.sampler, needed=inject is not None),
-            progress=progress, inject=inject,
+            progress=progress, inject=inject, plan=self.plan(config),
         )
+
+    @staticmethod
+    def plan(config: UpscaleConfig) -> PlanFn | None:
+        """The grouped sampler's start per tile from its difficulty (``policies/groups.py``)."""
+        if config.sampler != "grouped":
+            return None
+        walk, groups = tuple(config.timesteps or ()), GroupSettings(tuple(config.group_thresholds), config.budget)
+        return lambda difficulty: walk_starts(walk, group_steps(difficulty, groups, len(walk)))
 
     def __call__(
         self,
@@ -346,6 +368,7 @@ class Upscaler:
         report = build_report(
             out, SAMPLERS[config.sampler](config).intervals, total, settings_dict,
             start_timestep=strength_timestep(float(config.strength), total),
+            walk_steps=len(config.timesteps) if config.sampler in ("timesteps", "grouped") and config.timesteps else None,
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-SAMPLER_NAMES = ("uniform", "adaptive", "timesteps")
+SAMPLER_NAMES = ("uniform", "adaptive", "timesteps", "grouped")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 BACKBONE_NAMES = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
@@ -64,13 +64,21 @@ def cli() -> None:
               help="Output file (one input) or folder (several inputs, a folder or a glob).")
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES),
-              help="adaptive: DTSS, each region at its own pace; uniform: one fixed interval. [default: the model's]")
+              help="grouped: each region joins the walk where its difficulty says (0 steps for flat ones); "
+                   "adaptive: DTSS, each region at its own pace; timesteps: one walk for all; uniform: one fixed "
+                   "interval. [default: the model's]")
 @click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (uniform). [default: 20]")
 @click.option("--steps", type=click.IntRange(0, 1000),
               help="Uniform sampling in N steps instead of --interval; 0 = the prior's output alone.")
 @click.option("--strength", type=click.FloatRange(0, 1),
               help="Start at timestep strength*1000 from the noised prior estimate (default: the model's).")
 @click.option("--timesteps", "timestep_list", help="A fixed walk for every tile, e.g. 399,149,29 (the timesteps sampler).")
+@click.option("--budget", type=click.FloatRange(min=0),
+              help="Mean diffusion steps per region, met on every image (the grouped sampler): the steps go "
+                   "where the prior's estimate is most textured; 0 = the prior alone.")
+@click.option("--group-thresholds",
+              help="The grouped sampler without --budget: the difficulty (mean luma gradient of the prior's "
+                   "estimate) at which a region gets its 1st, 2nd, 3rd step. [default: 0.02,0.03,0.045]")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="The adaptive sampler's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=0.02, show_default=True,
@@ -109,7 +117,8 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
-    steps: int | None, strength: float | None, timestep_list: str | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
+    steps: int | None, strength: float | None, timestep_list: str | None, budget: float | None,
+    group_thresholds: str | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
     seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
     guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
     suffix: str,
@@ -134,6 +143,9 @@ def upscale(
         steps=steps,
         strength=strength,
         timesteps=_int_list(timestep_list, "--timesteps") if timestep_list else None,
+        budget=budget,
+        group_thresholds=(_float_list(group_thresholds, "--group-thresholds") if group_thresholds
+                          else UpscaleConfig.group_thresholds),
         rule=scheduler,  # type: ignore[arg-type]
         eta=eta,
         tile=tile,
@@ -469,6 +481,12 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="chain: loss on the final output of a sampled walk; step: one backbone call.")
 @click.option("--chain-interval", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="Uniform interval of the training walk (chain objective).")
+@click.option("--budget", type=click.FloatRange(min=0),
+              help="Mean diffusion steps per region, met on every image (the grouped sampler): the steps go "
+                   "where the prior's estimate is most textured; 0 = the prior alone.")
+@click.option("--group-thresholds",
+              help="The grouped sampler without --budget: the difficulty (mean luma gradient of the prior's "
+                   "estimate) at which a region gets its 1st, 2nd, 3rd step. [default: 0.02,0.03,0.045]")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
@@ -539,6 +557,13 @@ def _int_list(text: str, hint: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as e:
         raise click.BadParameter(f"{text!r} is not a comma list of integers", param_hint=hint) from e
+
+
+def _float_list(text: str, hint: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not a comma list of numbers", param_hint=hint) from e
 
 
 def _progress_factory(quiet: bool) -> Any:

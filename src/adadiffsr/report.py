@@ -19,13 +19,17 @@ _VIRIDIS = np.array(
 
 def build_report(
     out: PipelineOutput, intervals: tuple[int, ...], num_train_timesteps: int, settings: dict[str, Any],
-    start_timestep: int | None = None,
+    start_timestep: int | None = None, walk_steps: int | None = None,
 ) -> dict[str, Any]:
-    """The ``--report`` JSON: NFE against uniform sampling at the finest interval from the same
-    start timestep, timings, tiles."""
+    """The ``--report`` JSON: NFE against uniform sampling, timings, tiles. Uniform sampling is every
+    tile through the same walk (``walk_steps`` steps) for the samplers that follow one, else every
+    tile at the finest interval from the same start timestep."""
     run, grid = out.run, out.grid
     h, w = out.input_size
-    nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps, start_timestep)
+    if walk_steps is not None:
+        nfe_uniform = len(grid) * walk_steps
+    else:
+        nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps, start_timestep)
     tiles = []
     names = ("growing", "stable", "saturated")
     for box, steps, exit_t, cat in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), run.category.tolist(),
@@ -35,6 +39,9 @@ def build_report(
         if cat >= 0:
             tile["category"] = names[cat]
         tiles.append(tile)
+    if out.difficulty is not None:
+        for tile, value in zip(tiles, out.difficulty.tolist(), strict=True):
+            tile["difficulty"] = round(value, 5)
     return {
         "nfe": run.nfe,
         "nfe_uniform": nfe_uniform,

@@ -109,6 +109,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
                 if key in ("intervals", "timesteps"):
                     values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
+                elif key == "group_thresholds":
+                    values[key] = tuple(_convert(v, float) for v in raw.split("/"))
                 else:
                     values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)

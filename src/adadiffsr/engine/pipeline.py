@@ -19,6 +19,7 @@ scale):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +30,12 @@ from ..backbones.base import Backbone
 from ..color import apply_color_fix
 from ..errors import ConfigError
 from ..policies.base import Policy
+from ..policies.groups import tile_texture
 from .sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
+
+PlanFn = Callable[[Tensor], Tensor]
+"""``difficulty (N,) -> start timestep (N,)`` per tile, -1 for no step: patch-adaptive groups."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class PipelineOutput:
     run: RunSummary
     grid: TileGrid  # in input pixels, over the padded input
     input_size: tuple[int, int]  # (H, W) before padding
-    seconds: dict[str, float]  # prior, condition, sampling (backbone, gain, policy inside), fusion, decode, total
+    seconds: dict[str, float]  # prior, condition, plan, sampling (backbone, gain, policy inside), fusion, decode, total
+    difficulty: Tensor | None = None  # (N,) each tile's difficulty where a plan grouped the tiles
 
 
 def resolve_tiling(backbone: Backbone, tiling: TilingSettings) -> tuple[int, int]:
@@ -104,6 +110,7 @@ def upscale_tensor(
     performance: PerformanceFn | None = None,
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
+    plan: PlanFn | None = None,
 ) -> PipelineOutput:
     """Super-resolve ``lr (1, 3, H, W)`` in ``[-1, 1]``; see the module docstring."""
     if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
@@ -139,6 +146,12 @@ def upscale_tensor(
     hr_grid = grid.scaled(spec.scale_factor)
     runs: list[RunSummary] = []
     n = len(grid)
+    difficulty = starts = None
+    if plan is not None:  # every tile's difficulty first, so that a budget holds over the whole image
+        t0 = time.perf_counter()
+        difficulty = tile_difficulty(padded, estimate, grid, spec.scale_factor, tiling.stream_tiles)
+        starts = plan(difficulty).to(device)
+        seconds["plan"] = time.perf_counter() - t0
     for first in range(0, n, tiling.stream_tiles):
         group = range(first, min(n, first + tiling.stream_tiles))
         t0 = time.perf_counter()
@@ -153,6 +166,7 @@ def upscale_tensor(
                 backbone, latent_grid.crop(noise, group), cond, policy, settings,
                 [generators[i] for i in group], performance=performance, inject=inject,
                 progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
+                start=None if starts is None else starts[first : first + len(group)],
             )
         seconds["sampling"] += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -170,7 +184,22 @@ def upscale_tensor(
     seconds["decode"] = time.perf_counter() - t0
     seconds.update(summary.seconds)
     seconds["total"] = time.perf_counter() - start
-    return PipelineOutput(image=image, run=summary, grid=grid, input_size=(h, w), seconds=seconds)
+    return PipelineOutput(image=image, run=summary, grid=grid, input_size=(h, w), seconds=seconds,
+                          difficulty=None if difficulty is None else difficulty.cpu())
+
+
+def tile_difficulty(lr: Tensor, estimate: Tensor | None, grid: TileGrid, scale: int, chunk: int) -> Tensor:
+    """Each tile's difficulty (``tile_texture``) on the prior's estimate, or on the bicubic upsample
+    of the input for a backbone without a prior; ``chunk`` tiles at a time."""
+    parts = []
+    for first in range(0, len(grid), chunk):
+        group = range(first, min(len(grid), first + chunk))
+        if estimate is not None:
+            tiles = grid.scaled(scale).crop(estimate, group)
+        else:
+            tiles = F.interpolate(grid.crop(lr, group), scale_factor=scale, mode="bicubic", align_corners=False)
+        parts.append(tile_texture(tiles.clamp(-1, 1)))
+    return torch.cat(parts)
 
 
 def _group_progress(

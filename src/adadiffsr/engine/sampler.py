@@ -80,8 +80,11 @@ def sample_tiles(
     performance: PerformanceFn | None = None,
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
+    start: Tensor | None = None,
 ) -> TileRun:
-    """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring."""
+    """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring.
+    ``start (N,)`` caps each tile's first timestep (patch-adaptive groups): it starts there from the
+    backbone's estimate noised, and with -1 it takes no step (the estimate is its result)."""
     spec = backbone.spec
     device = x_T.device
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
@@ -90,17 +93,20 @@ def sample_tiles(
 
     x = x_T.float().clone()  # current x_t of active tiles; the final state of finished ones
     x0_prev = torch.zeros_like(x)
-    k_idx = policy.initial(n).to(device)
-    t = start_timesteps(codebook, k_idx, settings.spacing)
+    t = start_timesteps(codebook, policy.initial(torch.full((n,), total_t - 1, device=device)), settings.spacing)
     active = torch.ones(n, dtype=torch.bool, device=device)
-    if settings.strength < 1:
+    if settings.strength < 1 or start is not None:
         base = backbone.estimate(cond)
         if base is None:
-            raise ConfigError(f"strength < 1 needs a backbone that starts from an estimate; {type(backbone).__name__} "
-                              "starts from pure noise only")
+            raise ConfigError(f"strength < 1 and per-tile starts need a backbone that starts from an estimate; "
+                              f"{type(backbone).__name__} starts from pure noise only")
         t = t.clamp(max=strength_timestep(settings.strength, total_t))
+        if start is not None:
+            t = torch.minimum(t, start.to(device=device, dtype=t.dtype))
         x = torch.where((t >= 0).view(-1, 1, 1, 1), add_noise(spec.schedule, base.float(), t.clamp(min=0), x), base.float())
         active &= t >= 0
+    k_idx = torch.zeros(n, dtype=torch.long, device=device)  # tiles that take no step need none
+    k_idx[active] = policy.initial(t[active]).to(device)
     steps = torch.zeros(n, dtype=torch.long, device=device)
     exit_t = torch.full((n,), -1, dtype=torch.long, device=device)
     best: Tensor | None = None  # allocated when a policy first keeps a state

@@ -43,8 +43,8 @@ class Policy(Protocol):
 
     intervals: tuple[int, ...]
 
-    def initial(self, num_tiles: int) -> Tensor:
-        """Interval indices ``(num_tiles,)`` for the first jump from ``T_max``."""
+    def initial(self, t: Tensor) -> Tensor:
+        """Interval indices ``(n,)`` for each tile's first jump, from its start timestep ``t (n,)``."""
         ...
 
     def __call__(self, obs: StepObservation) -> Decision:

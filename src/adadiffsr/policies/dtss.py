@@ -14,6 +14,11 @@ Each step every tile is put in one of three categories from its information gain
 
 The category is re-evaluated every step, so a tile can change pace. The best state is the estimate
 at the highest cumulative NR gain so far.
+
+A gain over a short jump is smaller than one over a long jump, so the thresholds apply to the gain
+*per timestep*, in units of the largest interval (``rate``): the gain of a jump of ``k`` timesteps
+is scaled by ``max(intervals) / k``. Without it, a tile that slowed down for growing would look
+stable at its next step and speed up again.
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ def pace(gain: Tensor, late: Tensor, category: Tensor, tau: float, num_intervals
     return torch.where(category == GROWING, index, num_intervals - 1)
 
 
+def gain_rate(gain: Tensor, t: Tensor, t_next: Tensor, reference: int) -> Tensor:
+    """``(n, G)`` gains of jumps ``t -> t_next`` (-1: the clean sample) as gains per ``reference``
+    timesteps, so that one threshold means the same at every interval."""
+    jump = (t - t_next).clamp(min=1).to(gain.dtype)
+    return gain * (reference / jump)[:, None]
+
+
 @dataclass(frozen=True)
 class DTSSPolicy:
     """Region-adaptive pace from the gains; needs a gain function in the sampler."""
@@ -69,6 +81,7 @@ class DTSSPolicy:
     num_train_timesteps: int = 1000
     nr_from: float = 0.5
     fr_change: FRChange = "rise"  # "any": an FR gain of either sign means information arrives
+    rate: bool = True  # thresholds on the gain per timestep (x the largest interval), not per step
 
     def __post_init__(self) -> None:
         if list(self.intervals) != sorted(set(self.intervals)) or not self.intervals or self.intervals[0] < 1:
@@ -78,17 +91,18 @@ class DTSSPolicy:
         if self.tau < 0 or self.drop < 0:
             raise ConfigError("tau and drop must not be negative")
 
-    def initial(self, num_tiles: int) -> Tensor:
+    def initial(self, t: Tensor) -> Tensor:
         """Start at the largest interval: early estimates change slowly (the paper's stable regions)."""
-        return torch.full((num_tiles,), len(self.intervals) - 1, dtype=torch.long)
+        return torch.full_like(t, len(self.intervals) - 1, dtype=torch.long)
 
     def __call__(self, obs: StepObservation) -> Decision:
         if obs.gain is None or obs.gain_sum is None or obs.best_sum is None:
             raise ConfigError("the adaptive sampler needs a gain function (--gain exact or learned)")
         late = obs.t_next < self.nr_from * self.num_train_timesteps
-        category = classify(obs.gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)
+        gain = gain_rate(obs.gain, obs.t, obs.t_next, max(self.intervals)) if self.rate else obs.gain
+        category = classify(gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)
         return Decision(
-            interval=pace(obs.gain, late, category, self.tau, len(self.intervals), self.fr_change),
+            interval=pace(gain, late, category, self.tau, len(self.intervals), self.fr_change),
             exit=category == SATURATED,
             keep=(obs.gain_sum[:, 1] >= obs.best_sum) | (obs.steps == 1),
             category=category,

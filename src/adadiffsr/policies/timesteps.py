@@ -44,8 +44,10 @@ class TimestepsPolicy:
             raise ConfigError(f"the walk reached a timestep outside {self.timesteps}; start it at {self.timesteps[0]}")
         return index
 
-    def initial(self, num_tiles: int) -> Tensor:
-        return self._index(torch.full((num_tiles,), self.timesteps[0]))
+    def initial(self, t: Tensor) -> Tensor:
+        """The jump from each tile's start: a listed timestep (a later one for a tile of a
+        patch-adaptive group), or a timestep above the walk, which joins it at its first."""
+        return self._index(t.clamp(max=self.timesteps[0]))
 
     def __call__(self, obs: StepObservation) -> Decision:
         n = obs.t.shape[0]

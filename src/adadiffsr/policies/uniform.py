@@ -25,8 +25,8 @@ class UniformPolicy:
     def intervals(self) -> tuple[int, ...]:
         return (self.interval,)
 
-    def initial(self, num_tiles: int) -> Tensor:
-        return torch.zeros(num_tiles, dtype=torch.long)
+    def initial(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t, dtype=torch.long)
 
     def __call__(self, obs: StepObservation) -> Decision:
         n = obs.t.shape[0]

@@ -1,0 +1,95 @@
+"""Patch-adaptive group sampling (PatchScaler's PGS) over a timestep walk, as pure functions.
+
+Before any diffusion step, every tile's difficulty is read off what is already known: the prior's
+estimate of the tile (a flat sky is easy, foliage is hard). Tiles then fall into groups by the
+number of steps they get, ``0 .. len(walk)``, and a group with ``s`` steps starts at the walk's
+``s``-th timestep from its end, from the prior's estimate noised there: easy groups start late
+(``s = 1``: the last timestep only) or take no step at all (``s = 0``: the prior's estimate is the
+tile's result); hard groups start early and take the whole walk. All groups share the sampler's
+batches, so mixed start timesteps cost nothing extra.
+
+Two ways to choose the groups:
+
+- **thresholds** (the default): ``s`` is the number of ``thresholds`` at or below the tile's
+  difficulty, so an image of sky spends little and an image of texture spends much;
+- **a budget**: ``budget`` mean steps per tile, met on every image (``round(budget * N)`` steps in
+  all), given to the tiles where a step is worth most: the ``j``-th step of a tile is worth
+  ``difficulty / j``, and the steps of highest worth are taken.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+# Rec. 601 luma weights, for inputs in [-1, 1]
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def tile_texture(tiles: Tensor) -> Tensor:
+    """Difficulty of each tile of ``(n, 3, h, w)`` in ``[-1, 1]``: the mean absolute luma
+    difference between neighbouring pixels, in ``[0, 1]`` units (flat sky about 0.002, foliage
+    0.05 and more)."""
+    weights = torch.tensor(_LUMA, dtype=tiles.dtype, device=tiles.device).view(1, 3, 1, 1)
+    y = (tiles * weights).sum(1) / 2  # [-1, 1] -> half range: differences in [0, 1] units
+    dx = (y[:, :, 1:] - y[:, :, :-1]).abs().mean(dim=(1, 2))
+    dy = (y[:, 1:, :] - y[:, :-1, :]).abs().mean(dim=(1, 2))
+    return (dx + dy).float()
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """How tiles are grouped: by ``thresholds`` on the difficulty, or to meet ``budget``."""
+
+    thresholds: tuple[float, ...] = (0.02, 0.03, 0.045)  # difficulty at which a tile gets its 1st, 2nd, 3rd... step
+    budget: float | None = None  # mean steps per tile over the image; None = the thresholds decide
+
+    def __post_init__(self) -> None:
+        th = self.thresholds
+        if not th or any(a > b for a, b in itertools.pairwise(th)) or th[0] < 0:
+            raise ConfigError(f"group thresholds must be non-negative and non-decreasing, got {th}")
+        if self.budget is not None and self.budget < 0:
+            raise ConfigError(f"budget must be at least 0 steps per tile, got {self.budget}")
+
+
+def steps_by_thresholds(difficulty: Tensor, thresholds: tuple[float, ...], max_steps: int) -> Tensor:
+    """Steps per tile: how many ``thresholds`` its difficulty reaches, at most ``max_steps``
+    (thresholds past the walk's length count as its last)."""
+    th = torch.tensor(thresholds, dtype=difficulty.dtype, device=difficulty.device)
+    return (difficulty[:, None] >= th[None, :]).sum(1).clamp(max=max_steps).long()
+
+
+def steps_for_budget(difficulty: Tensor, budget: float, max_steps: int) -> Tensor:
+    """Steps per tile summing to ``round(budget * n)`` (capped at ``max_steps * n``): the ``j``-th
+    step of a tile is worth ``difficulty / j``, and the steps of highest worth are taken, so a harder
+    tile never gets fewer steps than an easier one."""
+    n = difficulty.shape[0]
+    total = min(round(budget * n), max_steps * n)
+    if total <= 0 or max_steps == 0:
+        return torch.zeros(n, dtype=torch.long, device=difficulty.device)
+    d = difficulty.float().clamp(min=0) + 1e-12  # a flat tile still ranks by its steps' order
+    worth = d[:, None] / torch.arange(1, max_steps + 1, device=d.device, dtype=d.dtype)[None, :]
+    # ties (equal difficulties) go to the earlier tile and, within a tile, to its earlier step
+    order = torch.argsort(worth.flatten(), descending=True, stable=True)[:total]
+    return torch.bincount(order // max_steps, minlength=n).long()
+
+
+def group_steps(difficulty: Tensor, settings: GroupSettings, max_steps: int) -> Tensor:
+    """Steps per tile, ``0 .. max_steps``, as ``settings`` say (a budget wins over the thresholds)."""
+    if settings.budget is not None:
+        return steps_for_budget(difficulty, settings.budget, max_steps)
+    return steps_by_thresholds(difficulty, settings.thresholds, max_steps)
+
+
+def walk_starts(walk: tuple[int, ...], steps: Tensor) -> Tensor:
+    """Where a tile with ``s`` steps starts on ``walk`` (strictly decreasing timesteps): the
+    ``s``-th timestep from its end; -1 (no step, the estimate as it is) for ``s = 0``."""
+    table = torch.tensor((-1, *reversed(walk)), dtype=torch.long, device=steps.device)
+    if bool((steps < 0).any()) or bool((steps > len(walk)).any()):
+        raise ConfigError(f"steps per tile must be in 0..{len(walk)} for a walk of {len(walk)} timesteps")
+    return table[steps]

@@ -1,0 +1,140 @@
+"""Patch-adaptive group sampling: the difficulty, the grouping, the start rule, and the sampler
+through the public API (flat regions take no step, textured ones the whole walk)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adadiffsr.api import Upscaler
+from adadiffsr.errors import ConfigError
+from adadiffsr.policies.groups import (
+    GroupSettings,
+    group_steps,
+    steps_by_thresholds,
+    steps_for_budget,
+    tile_texture,
+    walk_starts,
+)
+from adadiffsr.weights import save_backbone
+
+from .conftest import tiny_refiner
+
+pytestmark = pytest.mark.usefixtures("tiny_prior")
+
+
+@pytest.fixture
+def refiner_upscaler() -> Upscaler:
+    return Upscaler(tiny_refiner(live=True), "cpu")
+
+
+@pytest.fixture
+def refiner_weights(tmp_path):
+    path = tmp_path / "refiner.safetensors"
+    save_backbone(tiny_refiner(live=True), path)
+    return path
+
+
+def test_texture_is_zero_on_flat_tiles_and_grows_with_detail():
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    g = torch.Generator().manual_seed(0)
+    noisy = (flat + 0.2 * torch.randn(1, 3, 32, 32, generator=g)).clamp(-1, 1)
+    stripes = torch.zeros(1, 3, 32, 32)
+    stripes[..., ::2] = 1.0  # a column of +1 beside one of 0: luma step 0.5 in [0, 1] units
+    values = tile_texture(torch.cat([flat, noisy, stripes]))
+    assert values[0] == 0
+    assert 0 < values[1] < values[2]
+    assert values[2] == pytest.approx(0.5, abs=1e-6)  # horizontal steps only
+
+
+def test_thresholds_count_the_steps_and_cap_at_the_walk():
+    d = torch.tensor([0.0, 0.019, 0.02, 0.031, 0.2])
+    assert steps_by_thresholds(d, (0.02, 0.03, 0.045), 3).tolist() == [0, 0, 1, 2, 3]
+    assert steps_by_thresholds(d, (0.02, 0.03, 0.045), 2).tolist() == [0, 0, 1, 2, 2]
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.4, 1.0, 1.5, 2.25, 3.0, 7.0])
+def test_a_budget_is_met_and_harder_tiles_never_get_fewer_steps(budget):
+    g = torch.Generator().manual_seed(1)
+    d = torch.rand(20, generator=g) * 0.1
+    steps = steps_for_budget(d, budget, 3)
+    assert int(steps.sum()) == min(round(budget * 20), 60)
+    assert steps.min() >= 0 and steps.max() <= 3
+    order = torch.argsort(d)
+    assert bool((steps[order][1:] >= steps[order][:-1]).all())  # monotone in difficulty
+
+
+def test_a_budget_spreads_steps_by_worth_not_all_to_the_hardest():
+    d = torch.tensor([0.10, 0.09, 0.01, 0.001])
+    # worths: 0.1, 0.05, 0.033 | 0.09, 0.045, 0.03 | 0.01, ... -> the first 4 are 0.1, 0.09, 0.05, 0.045
+    assert steps_for_budget(d, 1.0, 3).tolist() == [2, 2, 0, 0]
+    assert group_steps(d, GroupSettings(budget=1.0), 3).tolist() == [2, 2, 0, 0]
+    assert group_steps(d, GroupSettings(), 3).tolist() == [3, 3, 0, 0]
+
+
+def test_walk_starts_take_the_last_steps_of_the_walk():
+    walk = (399, 149, 29)
+    assert walk_starts(walk, torch.tensor([0, 1, 2, 3])).tolist() == [-1, 29, 149, 399]
+    with pytest.raises(ConfigError):
+        walk_starts(walk, torch.tensor([4]))
+
+
+@pytest.mark.parametrize("bad", [dict(thresholds=()), dict(thresholds=(0.03, 0.02)), dict(budget=-1.0)])
+def test_bad_group_settings_are_refused(bad):
+    with pytest.raises(ConfigError):
+        GroupSettings(**bad)
+
+
+def _half_flat_image() -> torch.Tensor:
+    """(1, 3, 64, 128) in [0, 1]: a flat left half, a noisy right half."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.full((1, 3, 64, 128), 0.5)
+    image[..., 64:] = torch.rand(1, 3, 64, 64, generator=g)
+    return image
+
+
+def test_grouped_sampler_through_the_api_spends_steps_on_texture_only(refiner_upscaler):
+    from adadiffsr import UpscaleConfig
+
+    upscaler = refiner_upscaler
+    image = _half_flat_image()
+    walk = (399, 149, 29)
+    base = dict(timesteps=walk, tile=32, overlap=0, rule="ddim")
+    result = upscaler.run(image * 2 - 1, UpscaleConfig(sampler="grouped", group_thresholds=(0.001, 0.002, 0.003), **base))
+    steps = result.run.steps.view(2, 4)
+    assert steps[:, :2].sum() == 0  # the flat half: the prior's estimate, no step
+    assert bool((steps[:, 2:] == 3).all())  # the textured half: the whole walk
+    assert result.run.nfe == 12
+    # a flat tile is exactly the prior's estimate; a textured one is exactly the full walk's tile
+    prior = upscaler.run(image * 2 - 1, UpscaleConfig(steps=0, tile=32, overlap=0))
+    full = upscaler.run(image * 2 - 1, UpscaleConfig(sampler="timesteps", **base))
+    assert torch.equal(result.image[..., :, :128], prior.image[..., :, :128])
+    assert torch.equal(result.image[..., :, 256:], full.image[..., :, 256:])
+    # a budget of 1 step per tile: 8 evaluations, all on the textured half
+    budget = upscaler.run(image * 2 - 1, UpscaleConfig(budget=1.0, **base))
+    assert budget.run.nfe == 8 and budget.run.steps.view(2, 4)[:, :2].sum() == 0
+    assert budget.difficulty is not None and budget.difficulty.shape == (8,)
+
+
+def test_budget_through_the_cli_reports_the_groups(tmp_path, capsys, refiner_weights):
+    import json
+
+    from PIL import Image
+
+    from adadiffsr.cli import main
+
+    picture = (_half_flat_image()[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "in.png")
+    args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--weights", str(refiner_weights),
+            "--tile", "32", "--overlap", "0", "--timesteps", "399,149,29", "--report", str(tmp_path / "r.json"), "-q"]
+    assert main([*args, "--budget", "0.5"]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["nfe"] == 4 and report["nfe_uniform"] == 24  # 8 tiles through the 3-step walk
+    assert report["settings"]["sampler"] == "grouped" and report["settings"]["budget"] == 0.5
+    assert all("difficulty" in tile for tile in report["tiles"])
+    assert Image.open(tmp_path / "out.png").size == (512, 256)
+    capsys.readouterr()
+    assert main([*args, "--budget", "1", "--sampler", "uniform"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "grouped" in err and len(err.strip().splitlines()) == 1

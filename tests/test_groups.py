@@ -65,12 +65,12 @@ def test_a_budget_is_met_and_harder_tiles_never_get_fewer_steps(budget):
     assert bool((steps[order][1:] >= steps[order][:-1]).all())  # monotone in difficulty
 
 
-def test_a_budget_spreads_steps_by_worth_not_all_to_the_hardest():
-    d = torch.tensor([0.10, 0.09, 0.01, 0.001])
-    # worths: 0.1, 0.05, 0.033 | 0.09, 0.045, 0.03 | 0.01, ... -> the first 4 are 0.1, 0.09, 0.05, 0.045
-    assert steps_for_budget(d, 1.0, 3).tolist() == [2, 2, 0, 0]
-    assert group_steps(d, GroupSettings(budget=1.0), 3).tolist() == [2, 2, 0, 0]
-    assert group_steps(d, GroupSettings(), 3).tolist() == [3, 3, 0, 0]
+def test_a_budget_gives_the_hardest_tiles_the_whole_walk_first():
+    d = torch.tensor([0.09, 0.10, 0.011, 0.001])
+    assert steps_for_budget(d, 1.0, 3).tolist() == [1, 3, 0, 0]
+    assert steps_for_budget(d, 2.0, 3).tolist() == [3, 3, 2, 0]
+    assert group_steps(d, GroupSettings(budget=1.0), 3).tolist() == [1, 3, 0, 0]
+    assert group_steps(d, GroupSettings(), 3).tolist() == [3, 3, 1, 0]  # the thresholds: 0.010, 0.012, 0.014
 
 
 def test_walk_starts_take_the_last_steps_of_the_walk():
@@ -114,6 +114,7 @@ def test_grouped_sampler_through_the_api_spends_steps_on_texture_only(refiner_up
     # a budget of 1 step per tile: 8 evaluations, all on the textured half
     budget = upscaler.run(image * 2 - 1, UpscaleConfig(budget=1.0, **base))
     assert budget.run.nfe == 8 and budget.run.steps.view(2, 4)[:, :2].sum() == 0
+    assert sorted(budget.run.steps.tolist()) == [0, 0, 0, 0, 0, 2, 3, 3]
     assert budget.difficulty is not None and budget.difficulty.shape == (8,)
 
 

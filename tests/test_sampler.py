@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators, uniform_nfe
 from adadiffsr.policies.base import Decision, StepObservation
 from adadiffsr.policies.uniform import UniformPolicy
 
-from .conftest import FunctionBackbone
+from .conftest import FunctionBackbone, tiny_compact
 
 
 def smooth_fn(x_t, t, cond):
@@ -96,3 +97,32 @@ def test_progress_reaches_one():
     )
     assert seen[-1] == (1.0, 20)
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+
+def test_even_walk_takes_exactly_the_steps_asked_for():
+    from adadiffsr.policies.timesteps import even_walk
+
+    for first in (999, 399, 49):
+        for n in range(1, 51):
+            if n > first + 1:
+                continue
+            walk = even_walk(first, n)
+            assert len(walk) == n and walk[0] == first and walk[-1] >= 0
+            assert all(a > b for a, b in zip(walk, walk[1:]))
+    assert even_walk(999, 50) == tuple(range(999, -1, -20))  # the interval-20 walk where 50 divides 1000
+    assert even_walk(999, 3) == (999, 666, 332)
+
+
+def test_steps_n_runs_n_steps_for_every_n_through_the_api():
+    """--steps N once ran N + 1 steps at some N (interval round(1000 / 3) = 333) and N - 1 at others
+    (interval ceil(1000 / 45) = 23 takes 44 steps); the report says what ran."""
+    from PIL import Image
+
+    upscaler = Upscaler(tiny_compact(), "cpu")
+    image = Image.new("RGB", (16, 16), (90, 140, 200))
+    for n in range(1, 51):
+        result = upscaler(image, UpscaleConfig(steps=n))
+        assert result.report["nfe"] == n, n  # one tile
+        assert result.report["nfe_uniform"] == n
+        assert len(result.report["settings"]["timesteps"]) == n
+        assert result.report["tiles"][0]["steps"] == n

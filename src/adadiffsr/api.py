@@ -33,7 +33,7 @@ from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings, group_steps, walk_starts
-from .policies.timesteps import TimestepsPolicy
+from .policies.timesteps import TimestepsPolicy, even_walk
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .weights import default_weights_path, load_backbone
@@ -50,12 +50,14 @@ SAMPLING_FALLBACK: dict[str, Any] = {"sampler": "adaptive", "rule": "ddim", "eta
 
 # sampler name -> policy factory
 SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
-    "uniform": lambda c: UniformPolicy(c.interval),
+    "uniform": lambda c: TimestepsPolicy(tuple(c.timesteps)) if c.timesteps else UniformPolicy(c.interval),
     "timesteps": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),
     "grouped": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),  # the walk; the groups pick where each tile joins it
     "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop,
                                       fr_change=c.fr_change),  # type: ignore[arg-type]
 }
+
+WALK_SAMPLERS: tuple[str, ...] = ("timesteps", "grouped")  # the samplers that follow a fixed timestep walk
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ class Upscaler:
             config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
-        walks = ("timesteps", "grouped")  # the samplers that follow a walk share the model's
+        walks = WALK_SAMPLERS  # the samplers that follow a walk share the model's
         if config.sampler is not None and config.sampler != model_defaults["sampler"]:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
             if not (config.sampler in walks and model_defaults["sampler"] in walks):
@@ -296,13 +298,18 @@ class Upscaler:
         if config.steps == 0:
             strength = 0.0
         total = self.backbone.spec.schedule.num_train_timesteps
-        interval = config.interval
+        interval, walk = config.interval, config.timesteps
+        if config.sampler == "uniform":
+            walk = None
         if config.steps:
-            interval = max(1, math.ceil((strength_timestep(strength, total) + 1) / config.steps))
+            first = strength_timestep(strength, total)
+            interval = max(1, math.ceil((first + 1) / config.steps))
+            if config.spacing == "trailing":  # exactly that many steps, evenly spaced
+                walk = even_walk(first, min(config.steps, first + 1))
         if strength < 1 and not self.backbone.starts_from_estimate:
             raise ConfigError(f"--strength below 1 and --steps 0 need a backbone that starts from an estimate; "
                               f"{type(self.backbone).__name__} starts from pure noise only")
-        return replace(config, strength=strength, interval=interval)
+        return replace(config, strength=strength, interval=interval, timesteps=walk)
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
@@ -368,7 +375,7 @@ class Upscaler:
         report = build_report(
             out, SAMPLERS[config.sampler](config).intervals, total, settings_dict,
             start_timestep=strength_timestep(float(config.strength), total),
-            walk_steps=len(config.timesteps) if config.sampler in ("timesteps", "grouped") and config.timesteps else None,
+            walk_steps=len(config.timesteps) if config.sampler != "adaptive" and config.timesteps else None,
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -78,7 +78,7 @@ def cli() -> None:
                    "where the prior's estimate is most textured; 0 = the prior alone.")
 @click.option("--group-thresholds",
               help="The grouped sampler without --budget: the difficulty (mean luma gradient of the prior's "
-                   "estimate) at which a region gets its 1st, 2nd, 3rd step. [default: 0.02,0.03,0.045]")
+                   "estimate) at which a region gets its 1st, 2nd, 3rd step. [default: 0.010,0.012,0.014]")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="The adaptive sampler's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=0.02, show_default=True,
@@ -481,12 +481,6 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="chain: loss on the final output of a sampled walk; step: one backbone call.")
 @click.option("--chain-interval", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="Uniform interval of the training walk (chain objective).")
-@click.option("--budget", type=click.FloatRange(min=0),
-              help="Mean diffusion steps per region, met on every image (the grouped sampler): the steps go "
-                   "where the prior's estimate is most textured; 0 = the prior alone.")
-@click.option("--group-thresholds",
-              help="The grouped sampler without --budget: the difficulty (mean luma gradient of the prior's "
-                   "estimate) at which a region gets its 1st, 2nd, 3rd step. [default: 0.02,0.03,0.045]")
 @click.option("--intervals", default="20,50,100", show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)

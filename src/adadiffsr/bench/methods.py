@@ -50,9 +50,11 @@ class Engine:
     upscaler: Any
     config: Any
     label: str
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # of the last call: prior, sampling, ...
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
         out = self.upscaler.run(lr.to(self.upscaler.device) * 2 - 1, self.config)
+        self.stage_seconds = dict(out.seconds)
         return ((out.image.float().cpu() + 1) / 2).clamp(0, 1), out.run.nfe
 
 

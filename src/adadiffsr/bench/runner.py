@@ -134,8 +134,10 @@ def run_bench(
                     output, nfe = method(pair.lr)
                 seconds = time.perf_counter() - start
             output = output.float().cpu()
+            stages = getattr(method, "stage_seconds", {"prior": seconds})  # the engine's split of its time
             row: dict[str, Any] = {"image": pair.name, "method": method.label, "nfe": nfe,
-                                   "seconds": seconds, "peak_mb": round(mem.megabytes, 1)}
+                                   "seconds": seconds, "peak_mb": round(mem.megabytes, 1),
+                                   "prior_s": stages.get("prior", 0.0), "sampling_s": stages.get("sampling", 0.0)}
             for spec in metrics:
                 try:
                     row[spec.name] = float(spec.fn(output, pair.hr)[0]) if spec.fn else None
@@ -144,7 +146,7 @@ def run_bench(
             rows.append(row)
             log(f"{pair.name:>28} {method.label:<28} " + " ".join(
                 f"{m.name}={row[m.name]:.4g}" for m in metrics if row[m.name] is not None
-            ) + f" nfe={nfe} {seconds:.2f}s")
+            ) + f" nfe={nfe} {seconds:.2f}s (sampling {row['sampling_s']:.2f}s)")
             if save_images:
                 folder = out / "images" / method.label
                 folder.mkdir(parents=True, exist_ok=True)
@@ -166,8 +168,8 @@ def _summarise(rows: list[dict[str, Any]], labels: list[str], metric_names: list
     for label in labels:
         mine = [r for r in rows if r["method"] == label]
         entry = {}
-        for key in [*metric_names, "nfe", "seconds", "peak_mb"]:
-            values = [r[key] for r in mine if r[key] is not None and math.isfinite(r[key])]
+        for key in [*metric_names, "nfe", "seconds", "prior_s", "sampling_s", "peak_mb"]:
+            values = [r[key] for r in mine if r.get(key) is not None and math.isfinite(r[key])]
             entry[key] = statistics.median(values) if values else None
         summary[label] = entry
     return summary
@@ -175,11 +177,12 @@ def _summarise(rows: list[dict[str, Any]], labels: list[str], metric_names: list
 
 def markdown_table(summary: dict[str, dict[str, Any]], metric_names: list[str], n: int) -> str:
     arrows = {m: ("↓" if METRICS[m].lower_is_better else "↑") for m in metric_names}
-    head = ["method", *(f"{m.upper()} {arrows[m]}" for m in metric_names), "NFE", "seconds", "peak MB"]
+    head = ["method", *(f"{m.upper()} {arrows[m]}" for m in metric_names), "NFE", "seconds", "sampling s", "peak MB"]
     lines = [f"Medians over {n} images.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, entry in summary.items():
         cells = [label] + [_fmt(entry[m]) for m in metric_names]
-        cells += [_fmt(entry["nfe"], 0), _fmt(entry["seconds"], 2), _fmt(entry["peak_mb"], 0)]
+        cells += [_fmt(entry["nfe"], 0), _fmt(entry["seconds"], 2), _fmt(entry.get("sampling_s"), 2),
+                  _fmt(entry["peak_mb"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..api import UpscaleConfig, Upscaler
+from ..api import WALK_SAMPLERS, UpscaleConfig, Upscaler
 from ..errors import AdaDiffSRError, InputImageError
 from ..io import IMAGE_SUFFIXES, MAX_INPUT_PIXELS, Picture, atomic_write, picture_to_pil, read_picture, save_image
 
@@ -180,11 +180,11 @@ def describe(report: dict[str, Any], notes: list[str] | None = None) -> str:
     else:
         saved = uniform - nfe
         spent = f"{nfe} tile evaluations over {tiles} tile{'s' if tiles != 1 else ''} ({seconds.get('backbone', 0):.1f} s)"
-        if saved > 0 and settings.get("sampler") == "adaptive":  # regions that stopped early
+        if saved > 0 and settings.get("sampler") in ("adaptive", "grouped"):  # regions that stopped early or skipped
             spent += f", {saved} fewer than uniform sampling's {uniform}"
         parts.append(spent)
         parts.append(f"sampler {settings.get('sampler')}" + (
-            f", walk {' -> '.join(str(t) for t in settings['timesteps'])}" if settings.get("sampler") == "timesteps"
+            f", walk {' -> '.join(str(t) for t in settings['timesteps'])}" if settings.get("sampler") in WALK_SAMPLERS
             and settings.get("timesteps") else f", strength {settings.get('strength')}"))
     text = "; ".join(parts) + "."
     for note in notes or []:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..api import UpscaleConfig, Upscaler
+from ..api import WALK_SAMPLERS, UpscaleConfig, Upscaler
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
     strength = float(resolved.strength)  # type: ignore[arg-type]
     if upscaler.backbone.starts_from_estimate:
         strength = min(1.0, strength * chosen.start)
-    if resolved.sampler == "timesteps" and spend.step_factor == 1.0:
+    if resolved.sampler in WALK_SAMPLERS and spend.step_factor == 1.0:
         walk = scale_walk(tuple(resolved.timesteps or ()), chosen.start, total)
-        return replace(base, sampler="timesteps", timesteps=walk, fidelity=fidelity)
+        return replace(base, sampler=resolved.sampler, timesteps=walk, fidelity=fidelity)
     if spend.step_factor == 1.0:
         return replace(base, sampler=resolved.sampler, strength=strength, fidelity=fidelity)
     steps = model_steps(resolved, total)
@@ -91,7 +91,7 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
 
 def model_steps(resolved: UpscaleConfig, num_train_timesteps: int) -> int:
     """How many steps a resolved config walks per tile (the adaptive sampler: at its coarsest pace)."""
-    if resolved.sampler == "timesteps":
+    if resolved.sampler in WALK_SAMPLERS:
         return len(resolved.timesteps or ())
     start = round(float(resolved.strength) * num_train_timesteps)  # type: ignore[arg-type]
     pace = resolved.interval if resolved.sampler == "uniform" else max(resolved.intervals)

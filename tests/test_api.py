@@ -76,3 +76,31 @@ def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
     assert learned(image, UpscaleConfig(gain="learned", **config)).report["seconds"]["gain"] > 0
     with pytest.raises(ConfigError):
         plain(image, UpscaleConfig(gain="psychic"))
+
+
+def test_the_report_says_which_files_ran_and_the_tiling_as_resolved(tmp_path):
+    from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig, regressor_path_for, save_regressor
+
+    weights = tmp_path / "model.safetensors"
+    save_backbone(tiny_compact(), weights)
+    save_regressor(QualityRegressor(RegressorConfig()), regressor_path_for(weights))
+    image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 30, 20))
+    report = Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(sampler="adaptive")).report
+    settings = report["settings"]
+    assert settings["files"] == {"weights": str(weights), "regressor": str(regressor_path_for(weights)), "pfj": None}
+    assert settings["gain"] == "learned"  # asked for "none": the adaptive sampler took the regressor
+    assert (settings["tile"], settings["overlap"]) == (16, 4)  # the tiny model's native tile, a quarter of it
+    bare = Upscaler.from_pretrained(weights, device="cpu", regressor=False)
+    assert bare(image, UpscaleConfig(sampler="adaptive")).report["settings"]["gain"] == "exact"
+    assert bare.files["regressor"] is None
+
+
+def test_an_interval_means_uniform_sampling_at_it_and_is_never_dropped():
+    image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 16, 16))
+    upscaler = Upscaler(tiny_compact(), "cpu")  # its default sampler is the adaptive one
+    at_20 = upscaler(image, UpscaleConfig(interval=20)).report
+    assert at_20["settings"]["sampler"] == "uniform" and at_20["nfe"] == 50  # one tile, 1000 / 20 steps
+    assert upscaler(image, UpscaleConfig(interval=250)).report["nfe"] == 4
+    assert upscaler(image, UpscaleConfig(sampler="uniform")).report["nfe"] == 50  # the uniform default, 20
+    with pytest.raises(ConfigError, match="interval"):
+        upscaler(image, UpscaleConfig(sampler="adaptive", interval=20))

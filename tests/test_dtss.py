@@ -135,3 +135,13 @@ def test_adaptive_through_the_api_reports_savings():
     assert np.asarray(result.step_map()).shape[2] == 3
     with pytest.raises(ConfigError):
         upscaler(image, UpscaleConfig(sampler="adaptive", intervals=(20, 5)))
+
+
+def test_the_late_half_starts_where_the_nr_gain_does_at_the_steps_own_timestep():
+    """The sampler counts the NR gain once the step's own t < 500; DTSS reads the same t, so a step
+    from 510 to 490 is judged by its FR gain (its NR gain is still 0)."""
+    gain = torch.tensor([[0.03, 0.0], [0.03, 0.0]])
+    obs = StepObservation(tile=torch.arange(2), t=torch.tensor([510, 490]), t_next=torch.tensor([490, 470]),
+                          steps=torch.tensor([3, 3]), x0=torch.zeros(2, 1, 2, 2), x0_prev=None,
+                          cond=torch.zeros(2, 1, 2, 2), gain=gain, gain_sum=torch.zeros(2, 2), best_sum=torch.zeros(2))
+    assert DTSSPolicy(tau=TAU, intervals=(20,))(obs).category.tolist() == [GROWING, STABLE]

@@ -58,6 +58,7 @@ SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
 }
 
 WALK_SAMPLERS: tuple[str, ...] = ("timesteps", "grouped")  # the samplers that follow a fixed timestep walk
+DEFAULT_INTERVAL = 20  # uniform sampling's jump when neither an interval nor a step count is given
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
     sampler: str | None = None  # "adaptive" (DTSS), "grouped" (PGS), "timesteps" or "uniform"; None = the model's default
-    interval: int = 20  # DDPM steps per jump for uniform sampling (20 -> 50 steps)
+    interval: int | None = None  # DDPM steps per jump for uniform sampling; None = DEFAULT_INTERVAL (20: 50 steps)
     steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
     # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
     strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
@@ -99,8 +100,11 @@ class UpscaleConfig:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.rule is not None and self.rule not in ("ddim", "ddpm"):
             raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
-        if not 1 <= self.interval <= 1000:
+        if self.interval is not None and not 1 <= self.interval <= 1000:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
+        if self.interval is not None and self.sampler not in (None, "uniform"):
+            raise ConfigError(f"interval={self.interval} sets the pace of the uniform sampler; pass sampler='uniform' "
+                              f"(the {self.sampler} sampler sets its own)")
         if self.steps is not None and not 0 <= self.steps <= 1000:
             raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
         if self.timesteps is not None:
@@ -182,8 +186,10 @@ class Upscaler:
         self, backbone: Backbone, device: str | torch.device = "cpu", dtype: str = "fp32",
         regressor: QualityRegressor | None = None,
         pfj: FeatureInjection | None = None,
+        files: dict[str, str | None] | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.files = dict(files or {})  # what was loaded from where (weights, regressor, pfj), for reports
         self.dtype = resolve_dtype(dtype)
         self.backbone = backbone.to(self.device).eval()
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
@@ -237,7 +243,9 @@ class Upscaler:
         regressor_file, pfj_file = regressor_path_for(weights), pfj_path_for(weights)
         gain_model = load_regressor(regressor_file, resolved) if regressor and regressor_file.is_file() else None
         injection = load_pfj(pfj_file, resolved) if pfj and pfj_file.is_file() else None
-        return cls(model, resolved, dtype, gain_model, injection)
+        files = {"weights": str(weights), "regressor": str(regressor_file) if gain_model is not None else None,
+                 "pfj": str(pfj_file) if injection is not None else None}
+        return cls(model, resolved, dtype, gain_model, injection, files)
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
@@ -274,7 +282,7 @@ class Upscaler:
             config = replace(config, sampler="grouped")  # a budget was asked for: the groups meet it
         if config.sampler is None and config.timesteps is not None:
             config = replace(config, sampler="timesteps")  # a walk was asked for
-        if config.sampler is None and (config.steps is not None or config.interval != UpscaleConfig.interval):
+        if config.sampler is None and (config.steps is not None or config.interval is not None):
             config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
@@ -283,7 +291,7 @@ class Upscaler:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
             if not (config.sampler in walks and model_defaults["sampler"] in walks):
                 unset.pop("timesteps", None)
-        if unset.get("steps") is not None and config.interval != UpscaleConfig.interval:
+        if unset.get("steps") is not None and config.interval is not None:
             unset.pop("steps")  # an explicit interval wins over the model's step count
         for key in ("intervals", "timesteps", "group_thresholds"):
             if unset.get(key) is not None:
@@ -299,6 +307,8 @@ class Upscaler:
             strength = 0.0
         total = self.backbone.spec.schedule.num_train_timesteps
         interval, walk = config.interval, config.timesteps
+        if config.sampler == "uniform" and interval is None:
+            interval = DEFAULT_INTERVAL
         if config.sampler == "uniform":
             walk = None
         if config.steps:
@@ -370,7 +380,10 @@ class Upscaler:
             "backbone": type(self.backbone).__name__,
             "prior": None if self.backbone.prior is None else self.backbone.prior.info.name,
             "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
+            "files": self.files,
         }
+        tile, overlap = resolve_tiling(self.backbone, TilingSettings(tile=config.tile, overlap=config.overlap))
+        settings_dict.update(tile=tile, overlap=overlap)  # as resolved, not None
         total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(
             out, SAMPLERS[config.sampler](config).intervals, total, settings_dict,

@@ -139,7 +139,7 @@ def upscale(
 
     config = UpscaleConfig(
         sampler=sampler,
-        interval=interval if interval is not None else UpscaleConfig.interval,
+        interval=interval,
         steps=steps,
         strength=strength,
         timesteps=_int_list(timestep_list, "--timesteps") if timestep_list else None,

@@ -87,8 +87,8 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
     canvas = Image.new("RGB", (picture.width, picture.height + legend_h), (255, 255, 255))
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for box, cat in zip(out.grid.boxes, out.run.category.tolist(), strict=True):
-        if cat == 2:  # saturated tiles exited early: mark their centres
+    for box, exit_t in zip(out.grid.boxes, out.run.exit_t.tolist(), strict=True):
+        if exit_t >= 0:  # tiles that exited early (saturated): mark their centres
             cx, cy = (box.left + box.width / 2) * factor, (box.top + box.height / 2) * factor
             if cx < picture.width and cy < picture.height:
                 draw.line([cx - 5, cy - 5, cx + 5, cy + 5], fill=(255, 255, 255), width=2)

@@ -158,6 +158,10 @@ class UpscaleResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda:") and name[5:].isdigit():  # one GPU of several (a rank of a launcher)
+        if not torch.cuda.is_available() or int(name[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name} asked for, but this PyTorch sees {torch.cuda.device_count()} CUDA devices")
+        return torch.device(name)
     if name not in DEVICES:
         raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
     if name == "auto":

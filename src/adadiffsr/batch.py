@@ -105,8 +105,9 @@ def run_jobs(
     say: Callable[[str], None],
     warn: Callable[[str], None],
     progress: ProgressFactory,
-) -> int:
-    """Upscale every job; returns how many failed. Outside folder mode errors propagate."""
+) -> dict[str, int]:
+    """Upscale every job; returns the counts (``upscaled``, ``skipped``, ``failed``, ``total``).
+    Outside folder mode errors propagate."""
     done = skipped = failed = 0
     for k, job in enumerate(jobs, 1):
         if skip_existing and job.output.exists():
@@ -138,6 +139,8 @@ def run_jobs(
                 raise
             warn(f"error: {e}")
             failed += 1
-    if folder_mode:
-        say(f"{done} upscaled, {skipped} skipped, {failed} failed, of {len(jobs)}")
-    return failed
+    return {"upscaled": done, "skipped": skipped, "failed": failed, "total": len(jobs)}
+
+
+def summary_line(counts: dict[str, int]) -> str:
+    return f"{counts['upscaled']} upscaled, {counts['skipped']} skipped, {counts['failed']} failed, of {counts['total']}"

@@ -132,9 +132,15 @@ def upscale(
         sampler = "uniform"  # --interval / --steps without --sampler: a fixed interval is what was asked
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
-    from .batch import plan_jobs, run_jobs
+    from .batch import plan_jobs, run_jobs, summary_line
+    from .distributed import current_rank, gather_counts, rank_device, shard, share_cpu
 
+    rank = current_rank()
     jobs, folder_mode = plan_jobs(list(inputs), output, ext, suffix, report_path, step_map_path, force)
+    if rank.distributed:  # torchrun / accelerate launch: file i to rank i mod world size
+        jobs, folder_mode = shard(jobs, rank), True
+        share_cpu(rank)
+        device = rank_device(device, rank)
     from .api import UpscaleConfig
 
     config = UpscaleConfig(
@@ -167,12 +173,16 @@ def upscale(
     fidelity_source = click.get_current_context().get_parameter_source("fidelity")
     if upscaler.pfj is None and fidelity_source != click.core.ParameterSource.DEFAULT:
         click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors): --fidelity has no effect", err=True)
-    failed = run_jobs(
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    counts = run_jobs(
         jobs, upscaler, config, skip_existing=skip_existing, max_pixels=max_pixels or None,
-        folder_mode=folder_mode, say=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
-        warn=lambda line: click.echo(line, err=True), progress=_progress_factory(quiet),
+        folder_mode=folder_mode, say=say, warn=lambda line: click.echo(line, err=True),
+        progress=_progress_factory(quiet or rank.distributed),  # one bar per rank would interleave
     )
-    if failed:
+    counts = gather_counts(counts, rank)
+    if folder_mode and rank.is_main:
+        say(summary_line(counts) + (f" ({rank.world_size} processes)" if rank.distributed else ""))
+    if counts["failed"]:
         raise click.exceptions.Exit(1)
     resolved = upscaler.resolve(config)
     if resolved.sampler == "adaptive" and resolved.gain == "none" and upscaler.regressor is None and not quiet:

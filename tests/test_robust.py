@@ -70,6 +70,24 @@ def test_folder_run_reports_bad_files_goes_on_and_resumes(capsys, tmp_path, weig
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_folder_of_subfolders_keeps_its_structure_and_skips_its_own_outputs(capsys, tmp_path, weights):
+    src = tmp_path / "archive"
+    (src / "2024" / "june").mkdir(parents=True)
+    photo().save(src / "top.png")
+    photo().save(src / "2024" / "a.png")
+    photo().save(src / "2024" / "june" / "a.png")  # the same name in another subfolder: no collision
+    out = src / "x4"  # the outputs inside the input folder
+    code, err = run(capsys, "upscale", src, "-o", out, "--report", tmp_path / "reports", "--weights", weights,
+                    "--steps", "2")
+    assert code == 0, err
+    assert "3 upscaled, 0 skipped, 0 failed, of 3" in err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["2024/a.png", "2024/june/a.png", "top.png"]
+    assert (tmp_path / "reports" / "2024" / "june" / "a.json").is_file()
+    code, err = run(capsys, "upscale", src, "-o", out, "--skip-existing", "--weights", weights, "--steps", "2")
+    assert code == 0 and "0 upscaled, 3 skipped, 0 failed, of 3" in err  # its own outputs are not inputs
+
+
 def test_globs_suffix_reports_and_name_collisions(capsys, tmp_path, weights):
     photo().save(tmp_path / "x.png")
     photo().save(tmp_path / "x.jpg")

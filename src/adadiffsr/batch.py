@@ -29,23 +29,26 @@ class Job:
     error: str | None = None  # a problem found while planning, reported when the job's turn comes
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], bool]:
-    """Files, folders (their images, sorted) and globs -> paths; True when more than one may come."""
-    paths: list[Path] = []
+def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], bool]:
+    """Files, folders (their images, subfolders included, sorted) and globs -> ``(path, subfolder)``
+    pairs, the subfolder relative to the folder given (``.`` elsewhere), so that outputs keep the
+    structure; True when more than one may come."""
+    paths: list[tuple[Path, Path]] = []
     many = len(inputs) > 1
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += [(p, p.parent.relative_to(path)) for p in found]
             many = True
         elif not path.exists() and glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
             if not matches:
                 raise InputImageError(f"no files match {item}")
-            paths += matches
+            paths += [(p, Path(".")) for p in matches]
             many = True
         else:
-            paths.append(path)
+            paths.append((path, Path(".")))
     if not paths:
         raise InputImageError(f"no image files in {', '.join(inputs)}")
     return paths, many
@@ -55,8 +58,14 @@ def plan_jobs(
     inputs: list[str], output: str, ext: str, suffix: str, report: str | None, step_map: str | None, force: bool
 ) -> tuple[list[Job], bool]:
     """Jobs for every input; folder mode when several inputs may come or ``output`` is a folder."""
-    paths, many = expand_inputs(inputs)
+    sources, many = expand_inputs(inputs)
     out = Path(output)
+    if out.is_dir():  # an output folder inside an input folder: its files are results, not inputs
+        inside = out.resolve()
+        sources = [(p, sub) for p, sub in sources if inside not in p.resolve().parents]
+        if not sources:
+            raise InputImageError(f"no image files in {', '.join(inputs)} outside the output folder {out}")
+    paths = [p for p, _ in sources]
     folder_mode = many or out.is_dir()
     if not folder_mode:
         check_output(out, has_alpha=False)
@@ -80,11 +89,11 @@ def plan_jobs(
                 raise OutputError(f"cannot create folder {folder}: {e.strerror or e}") from e
     jobs: list[Job] = []
     taken: dict[Path, Path] = {}
-    for path in paths:
+    for path, sub in sources:
         name = f"{path.stem}_{suffix}" if suffix else path.stem
-        target = out / f"{name}.{ext}"
-        job = Job(path, target, Path(report) / f"{name}.json" if report else None,
-                  Path(step_map) / f"{name}.png" if step_map else None)
+        target = out / sub / f"{name}.{ext}"
+        job = Job(path, target, Path(report) / sub / f"{name}.json" if report else None,
+                  Path(step_map) / sub / f"{name}.png" if step_map else None)
         if target.resolve() in taken:
             job.error = f"{path}: its output {target} would replace the output of {taken[target.resolve()]}"
         elif target.resolve() == path.resolve() and not force:
@@ -117,6 +126,9 @@ def run_jobs(
             if job.error:
                 raise InputImageError(job.error)
             picture = read_picture(job.input, max_pixels)
+            for target in (job.output, job.report, job.step_map):  # a subfolder of the input's
+                if target is not None and folder_mode:
+                    target.parent.mkdir(parents=True, exist_ok=True)
             check_output(job.output, picture.alpha is not None)
             for note in picture.notes:
                 warn(f"warning: {job.input}: {note}")

@@ -150,6 +150,19 @@ def test_zip_holds_every_output_and_describe_names_the_costs(upscaler, tmp_path)
     text = describe(outcomes[1].report)
     assert text.startswith("24x24 -> 96x96 in ") and "the prior (tiny-test" in text
     assert "walk 399 -> 149 -> 29" in text
+    flat = Image.new("RGB", (48, 24), (120, 120, 120))  # no texture at all: the grouped sampler skips it
+    flat.save(tmp_path / "flat.png")
+    grouped = upscale_uploads(upscaler, [("flat.png", tmp_path / "flat.png")], UpscaleConfig(sampler="grouped"),
+                              folder)[0].report
+    words = describe(grouped)
+    assert grouped["nfe"] == 0 and "all flat, each kept the prior's estimate" in words
+    half = np.full((24, 48, 3), 120, dtype=np.uint8)
+    half[:, 24:] = np.random.default_rng(0).integers(0, 256, (24, 24, 3))  # texture on the right only
+    Image.fromarray(half).save(tmp_path / "half.png")
+    mixed = upscale_uploads(upscaler, [("half.png", tmp_path / "half.png")],
+                            UpscaleConfig(sampler="grouped", group_thresholds=(0.001, 0.002, 0.003)), folder)[0].report
+    skipped = sum(1 for tile in mixed["tiles"] if tile["steps"] == 0)
+    assert 0 < skipped < mixed["num_tiles"] and f"{skipped} flat tile" in describe(mixed)
 
 
 def test_workspace_is_private_and_removed(tmp_path):

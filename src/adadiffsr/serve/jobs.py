@@ -176,13 +176,17 @@ def describe(report: dict[str, Any], notes: list[str] | None = None) -> str:
     if prior:
         parts.append(f"the prior ({prior}, {settings.get('prior_runtime')}) took {seconds.get('prior', 0.0):.1f} s")
     if nfe == 0:
-        parts.append(f"no diffusion step over {tiles} tile{'s' if tiles != 1 else ''}")
+        parts.append(f"no diffusion step over {tiles} tile{'s' if tiles != 1 else ''}" + (
+            ": all flat, each kept the prior's estimate" if settings.get("sampler") == "grouped" else ""))
     else:
         saved = uniform - nfe
         spent = f"{nfe} tile evaluations over {tiles} tile{'s' if tiles != 1 else ''} ({seconds.get('backbone', 0):.1f} s)"
         if saved > 0 and settings.get("sampler") in ("adaptive", "grouped"):  # regions that stopped early or skipped
             spent += f", {saved} fewer than uniform sampling's {uniform}"
         parts.append(spent)
+        flat = sum(1 for tile in report.get("tiles", []) if tile.get("steps") == 0)
+        if flat and settings.get("sampler") == "grouped":
+            parts.append(f"{flat} flat tile{'s' if flat != 1 else ''} kept the prior's estimate")
         parts.append(f"sampler {settings.get('sampler')}" + (
             f", walk {' -> '.join(str(t) for t in settings['timesteps'])}" if settings.get("sampler") in WALK_SAMPLERS
             and settings.get("timesteps") else f", strength {settings.get('strength')}"))

@@ -278,8 +278,9 @@ class Upscaler:
         return LearnedPerformance(self.backbone, self.regressor)
 
     def resolve(self, config: UpscaleConfig) -> UpscaleConfig:
-        """``config`` with the model's defaults filled in: the strength from the backbone's spec, and
-        ``steps`` turned into the interval that takes exactly that many steps from the start."""
+        """``config`` with the model's defaults filled in: the strength from the backbone's spec (or the
+        walk's first timestep), the uniform interval, and ``steps`` turned into an evenly spaced walk of
+        exactly that many steps from the start (with trailing spacing; the nearest interval otherwise)."""
         config.validate()
         model_defaults = {**SAMPLING_FALLBACK, **self.backbone.spec.sampling}
         if config.sampler is None and config.budget is not None:

@@ -225,6 +225,8 @@ def test_a_model_ships_its_sampling_defaults_and_flags_override_them(tmp_path, c
 def test_the_default_prior_runs_in_ncnn_on_the_cpu_and_in_torch_when_asked():
     prior = load_prior("realesrgan-x4plus")
     assert prior.runtime == "ncnn"
+    prior.use_dtype(torch.bfloat16)  # ncnn runs fp32 only: a bf16 prior is PyTorch's
+    assert prior.runtime == "torch"
     assert load_prior("realesrgan-x4plus", runtime="torch").runtime == "torch"
     assert load_prior("tiny-test").runtime == "torch"  # no ncnn files for this one
     with pytest.raises(ConfigError, match="runtime"):

@@ -36,6 +36,7 @@ from .policies.groups import GroupSettings, group_steps, walk_starts
 from .policies.timesteps import TimestepsPolicy, even_walk
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
+from .runtime import RUNTIMES
 from .weights import default_weights_path, load_backbone
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -191,11 +192,15 @@ class Upscaler:
         regressor: QualityRegressor | None = None,
         pfj: FeatureInjection | None = None,
         files: dict[str, str | None] | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.files = dict(files or {})  # what was loaded from where (weights, regressor, pfj), for reports
         self.dtype = resolve_dtype(dtype)
+        self.runtime = runtime  # what runs the networks: torch, or onnx (exported files in ONNX Runtime)
         self.backbone = backbone.to(self.device).eval()
+        if self.backbone.prior is not None:
+            self.backbone.prior.use_dtype(self.dtype)  # the prior runs in the same dtype as the refiner
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
         self._check_companions()
@@ -216,16 +221,23 @@ class Upscaler:
     @classmethod
     def from_pretrained(
         cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32",
-        backbone: str = "compact", regressor: bool = True, pfj: bool = True, **pipeline_options: Any,
+        backbone: str = "compact", regressor: bool = True, pfj: bool = True, runtime: str = "torch",
+        **pipeline_options: Any,
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
         regressor (``NAME.regressor.safetensors``) and PFJ (``NAME.pfj.safetensors``) beside it when
         they are there. ``ldm-sr-x4`` and ``sd-x4-upscaler`` take a diffusers pipeline folder (their
         companions lie beside the folder: ``FOLDER.regressor.safetensors``); ``sd-x4-upscaler``
         takes ``prompt``, ``negative_prompt``, ``guidance_scale`` and ``noise_level`` options.
-        ``regressor=False`` / ``pfj=False`` skip those files (what the commands that train them do)."""
+        ``regressor=False`` / ``pfj=False`` skip those files (what the commands that train them do).
+        ``runtime="onnx"`` runs the networks from their exports beside the weights (``adadiffsr export
+        onnx``) in ONNX Runtime, after checking each was exported from these weights."""
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if runtime == "onnx" and dtype != "fp32":
+            raise ConfigError(f"--runtime onnx runs the fp32 exports; --dtype {dtype} is for --runtime torch")
         resolved = resolve_device(device)
         if backbone == "compact":
             if weights is None:
@@ -247,9 +259,16 @@ class Upscaler:
         regressor_file, pfj_file = regressor_path_for(weights), pfj_path_for(weights)
         gain_model = load_regressor(regressor_file, resolved) if regressor and regressor_file.is_file() else None
         injection = load_pfj(pfj_file, resolved) if pfj and pfj_file.is_file() else None
-        files = {"weights": str(weights), "regressor": str(regressor_file) if gain_model is not None else None,
-                 "pfj": str(pfj_file) if injection is not None else None}
-        return cls(model, resolved, dtype, gain_model, injection, files)
+        files: dict[str, str | None] = {
+            "weights": str(weights), "regressor": str(regressor_file) if gain_model is not None else None,
+            "pfj": str(pfj_file) if injection is not None else None}
+        if runtime == "onnx":
+            from .runtime.onnx_models import to_onnx
+
+            exported = to_onnx(model, gain_model, injection, weights, resolved)
+            model, gain_model, injection = exported.backbone, exported.regressor, exported.pfj
+            files.update(exported.files)
+        return cls(model, resolved, dtype, gain_model, injection, files, runtime)
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
@@ -382,7 +401,8 @@ class Upscaler:
             "gain": self.gain_kind(config.gain, str(config.sampler), self.injection(config.fidelity) is not None),
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
-            "backbone": type(self.backbone).__name__,
+            "backbone": type(getattr(self.backbone, "inner", self.backbone)).__name__,
+            "runtime": self.runtime,
             "prior": None if self.backbone.prior is None else self.backbone.prior.info.name,
             "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
             "files": self.files,

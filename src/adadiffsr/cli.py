@@ -14,11 +14,14 @@ from typing import Any
 
 import click
 
+from .runtime import RUNTIMES
+
 SAMPLER_NAMES = ("uniform", "adaptive", "timesteps", "grouped")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 BACKBONE_NAMES = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
 COLOR_FIX_NAMES = ("none", "wavelet", "adain")
+RUNTIME_HELP = "What runs the networks: PyTorch, or their ONNX exports (adadiffsr export onnx) in ONNX Runtime."
 
 
 def model_options(command: Any) -> Any:
@@ -29,6 +32,7 @@ def model_options(command: Any) -> Any:
         click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face "
                      "id for ldm-sr-x4). Default: the shipped model."),
         click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default="compact", show_default=True),
+        click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True, help=RUNTIME_HELP),
         click.option("--prompt", default="", help="sd-x4-upscaler: text prompt (default empty)."),
         click.option("--negative-prompt", default="", help="sd-x4-upscaler: negative prompt, with --guidance-scale > 1."),
         click.option("--guidance-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -41,15 +45,15 @@ def model_options(command: Any) -> Any:
     return command
 
 
-def _load_upscaler(weights: str | None, device: str, dtype: str, backbone: str, prompt: str, negative_prompt: str,
-                   guidance_scale: float, noise_level: int) -> Any:
+def _load_upscaler(weights: str | None, device: str, dtype: str, backbone: str, runtime: str, prompt: str,
+                   negative_prompt: str, guidance_scale: float, noise_level: int) -> Any:
     from .api import Upscaler
 
     options: dict[str, Any] = {}
     if backbone == "sd-x4-upscaler":
         options = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_scale": guidance_scale,
                    "noise_level": noise_level}
-    return Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, **options)
+    return Upscaler.from_pretrained(weights, device=device, dtype=dtype, backbone=backbone, runtime=runtime, **options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,8 +123,8 @@ def upscale(
     inputs: tuple[str, ...], output: str, scale: float | None, sampler: str, interval: int | None,
     steps: int | None, strength: float | None, timestep_list: str | None, budget: float | None,
     group_thresholds: str | None, intervals: str, tau: float, fr_change: str, drop: float, scheduler: str, eta: float, tile: int | None, overlap: int | None, batch_tiles: str,
-    seed: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str, negative_prompt: str,
-    guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
+    seed: int, device: str, dtype: str, weights: str | None, backbone: str, runtime: str, prompt: str,
+    negative_prompt: str, guidance_scale: float, noise_level: int, spacing: str, color_fix: str, gain: str, fidelity: float, ext: str,
     suffix: str,
     skip_existing: bool, max_pixels: int, report_path: str | None, step_map_path: str | None, force: bool,
     quiet: bool, debug: bool,
@@ -169,7 +173,8 @@ def upscale(
         fidelity=fidelity,
     )
     config.validate()
-    upscaler = _load_upscaler(weights, device, dtype, backbone, prompt, negative_prompt, guidance_scale, noise_level)
+    upscaler = _load_upscaler(weights, device, dtype, backbone, runtime, prompt, negative_prompt, guidance_scale,
+                              noise_level)
     fidelity_source = click.get_current_context().get_parameter_source("fidelity")
     if upscaler.pfj is None and fidelity_source != click.core.ParameterSource.DEFAULT:
         click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors): --fidelity has no effect", err=True)
@@ -205,13 +210,15 @@ def upscale(
 @click.option("--weights", help="Backbone for the engine methods (default: the shipped model).")
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", show_default=True)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+              help=RUNTIME_HELP + " A method's own runtime=... setting overrides it.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option("--save-images", is_flag=True, help="Also write outputs and comparison sheets.")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def bench(
     hr_dir: str, lr_dir: str | None, degrade: str | None, seed: int, methods: str, metric_names: str,
-    limit: int | None, crop: int | None, out: str, weights: str | None, device: str, dtype: str,
+    limit: int | None, crop: int | None, out: str, weights: str | None, device: str, dtype: str, runtime: str,
     threads: int | None, save_images: bool, quiet: bool, debug: bool,
 ) -> None:
     """Compare methods on the same images: quality, NFE, seconds and memory, side by side."""
@@ -240,7 +247,7 @@ def bench(
             raise click.BadParameter(f"{unknown[0] if unknown else degrade!r} is not one of {', '.join(DEGRADATIONS)}",
                                      param_hint="--degrade")
     all_pairs = {d: load_pairs(Path(hr_dir), Path(lr_dir) if lr_dir else None, d, seed, limit, crop) for d in degradations}
-    chosen = build_methods(split_methods(methods), weights, device, dtype)
+    chosen = build_methods(split_methods(methods), weights, device, dtype, runtime)
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     for name, pairs in all_pairs.items():
         folder = Path(out) / name if len(all_pairs) > 1 and name else Path(out)
@@ -517,6 +524,32 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
 
 
+@cli.group()
+def export() -> None:
+    """Write the model's networks in other formats, beside its weights."""
+
+
+@export.command("onnx")
+@click.option("--weights", help="Backbone weights (default: the shipped model); its regressor and PFJ go too.")
+@click.option("--image", help="The real photo the exports are checked on (default: assets/coffee-lr.png).")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Largest |ONNX Runtime - PyTorch| allowed on any output.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def export_onnx_cmd(weights: str | None, image: str | None, tolerance: float, quiet: bool, debug: bool) -> None:
+    """Export the refiner, prior, gain regressor and PFJ as ONNX files beside the weights (NAME.onnx,
+    NAME.prior.onnx, ...), each checked against PyTorch; then pass --runtime onnx."""
+    from .api import Upscaler
+    from .runtime.onnx_export import export_onnx
+
+    upscaler = Upscaler.from_pretrained(weights, device="cpu")
+    checks = export_onnx(upscaler, upscaler.files["weights"], image, tolerance,
+                         log=None if quiet else (lambda line: click.echo(line, err=True)))
+    if not quiet:
+        click.echo(f"wrote {len(checks)} ONNX files, each within {tolerance:g} of PyTorch; "
+                   f"upscale with --runtime onnx", err=True)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
@@ -529,7 +562,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
               help="Refuse larger input images.")
 @click.option("--max-file-size", default="100mb", show_default=True, help="Refuse larger uploads (e.g. 20mb).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def serve(host: str, port: int, device: str, dtype: str, weights: str | None, backbone: str, prompt: str,
+def serve(host: str, port: int, device: str, dtype: str, weights: str | None, backbone: str, runtime: str, prompt: str,
           negative_prompt: str, guidance_scale: float, noise_level: int, concurrency: int, queue_size: int,
           max_pixels: int, max_file_size: str, debug: bool) -> None:
     """A web page (Gradio) over one loaded model: upload, compare, download."""
@@ -548,7 +581,8 @@ def serve(host: str, port: int, device: str, dtype: str, weights: str | None, ba
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
 
-    upscaler = _load_upscaler(weights, device, dtype, backbone, prompt, negative_prompt, guidance_scale, noise_level)
+    upscaler = _load_upscaler(weights, device, dtype, backbone, runtime, prompt, negative_prompt, guidance_scale,
+                              noise_level)
     settings = ServeSettings(host=host, port=port, concurrency=concurrency, queue_size=queue_size,
                              max_pixels=max_pixels, max_file_size=max_file_size)
     name = Path(weights).name if weights else default_weights_path().name

@@ -34,7 +34,7 @@ class Bicubic:
 class RealESRGAN:
     """Real-ESRGAN x4plus as a peer (the same ``Prior`` the default model starts from): the PyTorch
     RRDBNet over 256-pixel tiles, or the same weights in the ncnn runtime (``realesrgan:runtime=ncnn``),
-    the way CPU users run it."""
+    the way CPU users run it, or in ONNX Runtime from the default model's export (``runtime=onnx``)."""
 
     model: Any
     label: str = "realesrgan"
@@ -83,28 +83,46 @@ def split_methods(text: str) -> list[str]:
     return methods
 
 
-def build_methods(specs: list[str], weights: str | None, device: str, dtype: str) -> list[Method]:
-    """Instantiate every method once (models loaded once, shared by the engine methods)."""
+def build_methods(specs: list[str], weights: str | None, device: str, dtype: str,
+                  runtime: str = "torch") -> list[Method]:
+    """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
+    An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
+    ``runtime`` and ``dtype`` for it."""
     from ..api import SAMPLERS, UpscaleConfig, Upscaler
+    from ..runtime import RUNTIMES
 
     methods: list[Method] = []
-    upscaler = None
+    upscalers: dict[str, Upscaler] = {}
     fields = {f.name: f for f in dataclasses.fields(UpscaleConfig)}
     for spec in specs:
         name, params = parse_spec(spec)
         if name == "bicubic" and not params:
             methods.append(Bicubic())
         elif name == "realesrgan" and set(params) <= {"runtime"}:
-            runtime = params.get("runtime", "torch")
-            if runtime not in ("torch", "ncnn"):
-                raise ConfigError(f"method {spec!r}: runtime must be torch or ncnn")
-            from ..api import resolve_device
-            from ..prior import load_prior
+            prior_runtime = params.get("runtime", "torch")
+            if prior_runtime not in ("torch", "ncnn", "onnx"):
+                raise ConfigError(f"method {spec!r}: runtime must be torch, ncnn or onnx")
+            if prior_runtime == "onnx":  # the default model's export of the same weights
+                upscalers["onnx-fp32"] = (upscalers.get("onnx-fp32")
+                                          or Upscaler.from_pretrained(weights, device=device, runtime="onnx"))
+                prior = upscalers["onnx-fp32"].backbone.prior
+                if prior is None or prior.info.name != "realesrgan-x4plus":
+                    raise ConfigError(f"method {spec!r}: the model's prior is not Real-ESRGAN x4plus")
+            else:
+                from ..api import resolve_device
+                from ..prior import load_prior
 
-            prior = load_prior("realesrgan-x4plus", runtime=runtime).to(resolve_device(device))
-            methods.append(RealESRGAN(prior, label="realesrgan" if runtime == "torch" else "realesrgan-ncnn"))
+                prior = load_prior("realesrgan-x4plus", runtime=prior_runtime).to(resolve_device(device))
+            methods.append(RealESRGAN(prior, label="realesrgan" if prior_runtime == "torch" else f"realesrgan-{prior_runtime}"))
         elif name in SAMPLERS:
-            upscaler = upscaler or Upscaler.from_pretrained(weights, device=device, dtype=dtype)
+            engine_runtime, engine_dtype = params.pop("runtime", runtime), params.pop("dtype", dtype)
+            if engine_runtime not in RUNTIMES:
+                raise ConfigError(f"method {spec!r}: runtime must be one of {', '.join(RUNTIMES)}")
+            loaded = f"{engine_runtime}-{engine_dtype}"
+            if loaded not in upscalers:
+                upscalers[loaded] = Upscaler.from_pretrained(weights, device=device, dtype=engine_dtype,
+                                                             runtime=engine_runtime)
+            upscaler = upscalers[loaded]
             values: dict[str, Any] = {"sampler": name}
             for key, raw in params.items():
                 if key not in fields or key in ("sampler", "outscale"):
@@ -117,7 +135,11 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                     values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)
             config.validate()
-            methods.append(Engine(upscaler, config, label=spec.replace(":", "-").replace(",", "-").replace("=", "")))
+            label = spec.replace(":", "-").replace(",", "-").replace("=", "")
+            label += "".join(f"-{value}" for value, default, setting in ((engine_runtime, "torch", "runtime="),
+                                                                          (engine_dtype, "fp32", "dtype="))
+                             if value != default and setting not in spec)
+            methods.append(Engine(upscaler, config, label=label))
         else:
             known = ", ".join(["bicubic", "realesrgan", *SAMPLERS])
             raise ConfigError(f"unknown method {spec!r}; known: {known} (engine ones take key=value settings)")

@@ -8,6 +8,7 @@ of a row or column is aligned to the border instead of being cut short.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -128,6 +129,17 @@ def fuse(tiles: Tensor, grid: TileGrid, sigma: float = 0.25) -> Tensor:
     out = torch.zeros(1, tiles.shape[1], grid.height, grid.width, device=tiles.device, dtype=tiles.dtype)
     accumulate(out, tiles, list(grid.boxes), total, sigma)
     return out
+
+
+def apply_tiled(network: Callable[[Tensor], Tensor], image: Tensor, tile: int, overlap: int, scale: int) -> Tensor:
+    """A whole-image network (a prior) over a ``(1, C, H, W)`` image: in one call when it fits in
+    ``tile``, else over overlapping tiles fused with Gaussian weights, so memory stays bounded."""
+    h, w = image.shape[-2:]
+    if h <= tile and w <= tile:
+        return network(image)
+    grid = TileGrid.build(h, w, tile, overlap)
+    tiles = torch.cat([network(t[None]) for t in grid.crop(image)])
+    return fuse(tiles, grid.scaled(scale))
 
 
 def dominant_tile(grid: TileGrid, sigma: float = 0.25) -> Tensor:

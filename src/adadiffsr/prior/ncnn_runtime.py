@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine.tiling import TileGrid, fuse
+from ..engine.tiling import apply_tiled
 from ..errors import WeightsError
 
 
@@ -24,6 +24,9 @@ def ncnn_available() -> bool:
 
 class NcnnNetwork:
     """``(1, 3, H, W)`` RGB in ``[0, 1]`` -> ``(1, 3, sH, sW)``, in ncnn on ``threads`` CPU threads."""
+
+    name = "ncnn"
+    devices: tuple[str, ...] = ("cpu",)  # the torch devices whose tensors it serves (Vulkan is off)
 
     def __init__(self, param: Path, weights: Path, scale: int = 4, threads: int | None = None) -> None:
         try:
@@ -46,9 +49,4 @@ class NcnnNetwork:
         return torch.from_numpy(np.array(out))[None]
 
     def __call__(self, rgb: Tensor, tile: int = 256, overlap: int = 16) -> Tensor:
-        h, w = rgb.shape[-2:]
-        if h <= tile and w <= tile:
-            return self._run(rgb).clamp(0, 1)
-        grid = TileGrid.build(h, w, tile, overlap)
-        tiles = torch.cat([self._run(t[None]) for t in grid.crop(rgb)])
-        return fuse(tiles, grid.scaled(self.scale)).clamp(0, 1)
+        return apply_tiled(self._run, rgb, tile, overlap, self.scale).clamp(0, 1)

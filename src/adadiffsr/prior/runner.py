@@ -3,21 +3,23 @@
 The prior runs once per image (not once per overlapping diffusion tile). Large tiles are fastest
 on a CPU (one 128x128 RRDBNet call costs half of four 64x64 calls); ``tile`` bounds memory on
 large images, and overlapping tiles are fused with Gaussian weights. On a CPU the same weights run
-in the ncnn runtime when it is installed (``runtime="auto"``): 1.5x faster than PyTorch here, with
-outputs within 1e-4; on a GPU PyTorch runs them.
+in the ncnn runtime when it is installed (``runtime="auto"``): 1.2x faster than PyTorch here, with
+outputs within 1e-4; on a GPU PyTorch runs them. An exported ONNX file can take over on any device
+(``Prior.external``, set by ``adadiffsr.runtime.onnx_models``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-from ..engine.tiling import TileGrid, fuse
+from ..engine.tiling import apply_tiled
 from ..errors import ConfigError
 
 
@@ -54,23 +56,40 @@ PRIORS: dict[str, PriorInfo] = {
 }
 
 
+class ExternalNetwork(Protocol):
+    """The prior's weights in another runtime (ncnn, ONNX Runtime): RGB ``[0, 1]`` in and out, tiled."""
+
+    name: str  # what the report's ``prior_runtime`` says
+    devices: tuple[str, ...]  # torch device types whose tensors it takes; elsewhere PyTorch runs
+
+    def __call__(self, rgb: Tensor, tile: int, overlap: int) -> Tensor: ...
+
+
 class Prior(nn.Module):
     """``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, 3, sH, sW)`` in ``[-1, 1]``, tiled over large tiles."""
 
     def __init__(self, info: PriorInfo, network: nn.Module, tile: int = 256, overlap: int = 16,
-                 cpu_runtime: Any = None) -> None:
+                 external: ExternalNetwork | None = None) -> None:
         super().__init__()
         if tile <= overlap or overlap < 0:
             raise ConfigError(f"prior tile must exceed its overlap, got tile {tile}, overlap {overlap}")
         self.info, self.network, self.tile, self.overlap = info, network.eval(), tile, overlap
-        self.cpu_runtime = cpu_runtime  # an NcnnNetwork used instead of ``network`` while on the CPU
+        self.external = external  # another runtime used instead of ``network`` on the devices it serves
+        self.dtype = torch.float32  # PyTorch's autocast dtype; set with ``use_dtype``
         for p in self.network.parameters():
             p.requires_grad_(False)
 
     @property
     def runtime(self) -> str:
-        on_cpu = next(self.network.parameters()).device.type == "cpu"
-        return "ncnn" if self.cpu_runtime is not None and on_cpu else "torch"
+        device = next(self.network.parameters()).device.type
+        served = self.external is not None and device in self.external.devices and self.dtype == torch.float32
+        return self.external.name if served and self.external is not None else "torch"
+
+    def use_dtype(self, dtype: torch.dtype) -> None:
+        """Run PyTorch's path under autocast in ``dtype`` (bf16 on a CPU with AMX: about 4x faster than
+        fp32 here, see docs/benchmarks.md), channels-last, which oneDNN's bf16 kernels need to be fast."""
+        self.dtype = dtype
+        self.network.to(memory_format=torch.contiguous_format if dtype == torch.float32 else torch.channels_last)
 
     @property
     def scale(self) -> int:
@@ -79,19 +98,23 @@ class Prior(nn.Module):
     @torch.no_grad()
     def forward(self, lr: Tensor) -> Tensor:
         rgb = (lr.float() + 1) / 2
+        if self.dtype != torch.float32:
+            rgb = rgb.contiguous(memory_format=torch.channels_last)
         h, w = rgb.shape[-2:]
-        if self.runtime == "ncnn":
-            out = torch.cat([self.cpu_runtime(image[None].cpu(), self.tile, self.overlap) for image in rgb]).to(lr.device)
-        elif h <= self.tile and w <= self.tile:
-            out = self.network(rgb)
+        if self.external is not None and self.runtime != "torch":
+            out = torch.cat([self.external(image[None], self.tile, self.overlap) for image in rgb]).to(lr.device)
         else:
-            outs = []
-            for image in rgb:
-                grid = TileGrid.build(h, w, self.tile, self.overlap)
-                tiles = torch.cat([self.network(t[None]) for t in grid.crop(image[None])])
-                outs.append(fuse(tiles, grid.scaled(self.scale)))
-            out = torch.cat(outs)
+            with _autocast(rgb.device, self.dtype):
+                if h <= self.tile and w <= self.tile:
+                    out = self.network(rgb).float()
+                else:
+                    out = torch.cat([apply_tiled(self.network, image[None], self.tile, self.overlap, self.scale).float()
+                                     for image in rgb])
         return (out.clamp(0, 1) * 2 - 1).to(lr.dtype)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 RUNTIMES = ("auto", "torch", "ncnn")
@@ -104,12 +127,12 @@ def load_prior(name: str, tile: int = 256, overlap: int = 16, runtime: str = "au
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown prior runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     info = PRIORS[name]
-    cpu_runtime = None
+    external = None
     if runtime != "torch" and info.ncnn_files is not None:
         from .ncnn_runtime import NcnnNetwork, ncnn_available
 
         if runtime == "ncnn" or ncnn_available():
-            cpu_runtime = NcnnNetwork(*info.ncnn_files(), scale=info.scale)
+            external = NcnnNetwork(*info.ncnn_files(), scale=info.scale)
     elif runtime == "ncnn":
         raise ConfigError(f"prior {name!r} has no ncnn files")
-    return Prior(info, info.loader(), tile, overlap, cpu_runtime)
+    return Prior(info, info.loader(), tile, overlap, external)

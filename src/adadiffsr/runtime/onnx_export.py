@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,9 @@ from ..gain.regressor import QualityRegressor, regressor_inputs, tile_statistics
 from ..io import atomic_write, picture_to_tensor, read_picture
 from ..pfj import FeatureInjection
 from .onnx_session import INSTALL_HINT, KIND_KEY, SOURCE_KEY, OnnxSession
+
+if TYPE_CHECKING:
+    from ..api import Upscaler
 
 TOLERANCE = 1e-4  # largest absolute difference from PyTorch allowed, on outputs in [-1, 1] (or [0, 1])
 OPSET = 17
@@ -93,9 +97,9 @@ def _image_axes(*names: str, spatial: bool = True) -> dict[str, dict[int, str]]:
     return {n: ({0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}) for n in names}
 
 
-def _jobs(upscaler: object, image: Tensor) -> list[_Job]:
+def _jobs(upscaler: Upscaler, image: Tensor) -> list[_Job]:
     """What to export for a loaded ``Upscaler``, with real inputs made from ``image`` ((1,3,h,w) in [-1, 1])."""
-    backbone: Backbone = upscaler.backbone  # type: ignore[attr-defined]
+    backbone: Backbone = upscaler.backbone
     spec = backbone.spec
     g = torch.Generator().manual_seed(0)
     m = spec.size_multiple
@@ -126,7 +130,7 @@ def _jobs(upscaler: object, image: Tensor) -> list[_Job]:
     jobs.append(_Job("refiner", _Predict(backbone), (["x_t", "t", "cond"], ["prediction"]),
                      {**_image_axes("x_t", "cond", "prediction"), "t": {0: "batch"}}, (x_t, t, cond2),
                      (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(backbone)))
-    regressor: QualityRegressor | None = upscaler.regressor  # type: ignore[attr-defined]
+    regressor: QualityRegressor | None = upscaler.regressor
     if regressor is not None:
         pool = regressor.config.pool
         reference = backbone.reference_feature(cond2)
@@ -135,7 +139,7 @@ def _jobs(upscaler: object, image: Tensor) -> list[_Job]:
         jobs.append(_Job("regressor", regressor, (["estimate_stats", "reference_stats"], ["performance"]),
                          {**_image_axes("estimate_stats", "reference_stats"), "performance": {0: "batch"}},
                          real, rand, state_sha256(regressor)))
-    pfj: FeatureInjection | None = upscaler.pfj  # type: ignore[attr-defined]
+    pfj: FeatureInjection | None = upscaler.pfj
     if pfj is not None:
         gains = pfj.config.gains
         jobs.append(_Job("pfj", pfj, (["o", "gain"], ["alpha", "beta"]),
@@ -181,7 +185,7 @@ def _export_one(job: _Job, path: Path, tolerance: float) -> ExportCheck:
     return ExportCheck(job.kind, path, result["random"], result["real"], time.perf_counter() - start)
 
 
-def export_onnx(upscaler: object, weights: str | os.PathLike[str], image: str | os.PathLike[str] | None = None,
+def export_onnx(upscaler: Upscaler, weights: str | os.PathLike[str], image: str | os.PathLike[str] | None = None,
                 tolerance: float = TOLERANCE, log: Callable[[str], None] | None = None) -> list[ExportCheck]:
     """Export every network of a loaded (PyTorch, CPU) ``Upscaler`` beside ``weights``; see the module doc."""
     try:

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adadiffsr.backbones.base import Backbone, BackboneSpec
 from adadiffsr.backbones.compact import CompactConfig, CompactSR
-from adadiffsr.engine.schedule import NoiseSchedule, PredictionType
+from adadiffsr.core.backbone import Backbone, BackboneSpec
+from adadiffsr.core.schedule import NoiseSchedule, PredictionType
 from adadiffsr.prior import PRIORS, PriorInfo
 from adadiffsr.prior.rrdbnet import RRDBNet
 

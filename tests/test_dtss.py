@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from adadiffsr import UpscaleConfig, Upscaler
+from adadiffsr.core.policy import StepObservation
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from adadiffsr.errors import ConfigError
-from adadiffsr.policies.base import StepObservation
 from adadiffsr.policies.dtss import GROWING, SATURATED, STABLE, DTSSPolicy, activity, classify, pace
 
 from .conftest import FunctionBackbone, tiny_compact

@@ -11,9 +11,10 @@ from PIL import Image
 from safetensors import safe_open
 
 from adadiffsr.cli import main
+from adadiffsr.core.gain import information_gain
 from adadiffsr.errors import ConfigError
 from adadiffsr.gain.exact import ExactPerformance
-from adadiffsr.gain.quality import GainConfig, components, information_gain, normalise
+from adadiffsr.gain.quality import GainConfig, components, normalise
 from adadiffsr.gain.traces import fit_ranges, trace_tile
 from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
 

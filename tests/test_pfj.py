@@ -110,7 +110,7 @@ def test_pfj_file_must_hold_a_pfj(tmp_path):
 
 
 def test_chain_objective_trains_pfj_through_every_step_of_the_walk():
-    from adadiffsr.engine.schedule import SkipCodebook
+    from adadiffsr.core.schedule import SkipCodebook
     from adadiffsr.gain.regressor import LearnedPerformance
     from adadiffsr.train.pfj import _chain_loss
 

@@ -13,9 +13,9 @@ from safetensors import safe_open
 
 from adadiffsr.api import UpscaleConfig, Upscaler
 from adadiffsr.cli import main
+from adadiffsr.core.step import strength_timestep
 from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
 from adadiffsr.data.degradations import DEGRADATIONS
-from adadiffsr.engine.sampler import strength_timestep
 from adadiffsr.errors import ConfigError
 from adadiffsr.prior import load_prior
 from adadiffsr.train.backbone import warm_start

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from adadiffsr import UpscaleConfig, Upscaler
+from adadiffsr.core.policy import Decision, StepObservation
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators, uniform_nfe
-from adadiffsr.policies.base import Decision, StepObservation
 from adadiffsr.policies.uniform import UniformPolicy
 
 from .conftest import FunctionBackbone, tiny_compact

@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from adadiffsr.core.schedule import NoiseSchedule, SkipCodebook, skip_step, split_prediction
 from adadiffsr.engine.sampler import SamplerSettings, sample_tiles, tile_generators
-from adadiffsr.engine.schedule import NoiseSchedule, SkipCodebook, skip_step, split_prediction
 from adadiffsr.errors import ConfigError
 from adadiffsr.policies.uniform import UniformPolicy
 

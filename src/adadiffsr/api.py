@@ -20,17 +20,19 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .backbones.base import Backbone
+from .core.backbone import Backbone
+from .core.gain import PerformanceFn
+from .core.policy import Policy
+from .core.schedule import UpdateRule
+from .core.step import InjectFn, ProgressFn, strength_timestep
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, PlanFn, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, strength_timestep
-from .engine.schedule import UpdateRule
+from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
-from .policies.base import Policy
 from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings, group_steps, walk_starts
 from .policies.timesteps import TimestepsPolicy, even_walk

@@ -136,7 +136,7 @@ def upscale(
         sampler = "uniform"  # --interval / --steps without --sampler: a fixed interval is what was asked
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
-    from .batch import plan_jobs, run_jobs, summary_line
+    from .files import plan_jobs, run_jobs, summary_line
     from .distributed import current_rank, gather_counts, rank_device, shard, share_cpu
 
     rank = current_rank()

@@ -12,8 +12,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .backbones.base import Backbone
 from .backbones.compact import CompactConfig, CompactSR
+from .core.backbone import Backbone
 from .errors import WeightsError
 from .io import atomic_write
 

@@ -1,6 +1,6 @@
 """Diffusion backbones behind the engine's contract."""
 
-from .base import Backbone, BackboneSpec
+from ..core.backbone import Backbone, BackboneSpec
 from .compact import CompactConfig, CompactSR
 
 __all__ = ["Backbone", "BackboneSpec", "CompactConfig", "CompactSR"]

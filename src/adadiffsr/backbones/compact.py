@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ..engine.schedule import BetaSchedule, NoiseSchedule, PredictionType
+from ..core.backbone import Backbone, BackboneSpec
+from ..core.schedule import BetaSchedule, NoiseSchedule, PredictionType
 from ..errors import ConfigError
-from .base import Backbone, BackboneSpec
 
 
 @dataclass(frozen=True)

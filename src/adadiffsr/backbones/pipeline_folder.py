@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..engine.schedule import NoiseSchedule
+from ..core.schedule import NoiseSchedule
 from ..errors import WeightsError
 
 

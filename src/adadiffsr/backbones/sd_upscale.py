@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.backbone import Backbone, BackboneSpec
 from ..errors import WeightsError
-from .base import Backbone, BackboneSpec
 from .pipeline_folder import check_folder, resolve_folder, schedule_from_config
 
 EXPECTED = (

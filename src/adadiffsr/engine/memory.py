@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
 
 # Peak bytes of one tile evaluation per working-space element. CompactSR in fp32 on CPU measured
 # 45-80 (peak RSS growth of a warm call, batches of 1-8 tiles of 64x64x48); 400 leaves room for

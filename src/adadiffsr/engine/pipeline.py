@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbones.base import Backbone
 from ..color import apply_color_fix
+from ..core.backbone import Backbone
+from ..core.gain import PerformanceFn
+from ..core.policy import Policy
+from ..core.step import InjectFn, ProgressFn
 from ..errors import ConfigError
-from ..policies.base import Policy
 from ..policies.groups import tile_texture
-from .sampler import InjectFn, PerformanceFn, ProgressFn, SamplerSettings, sample_tiles, tile_generators
+from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
 
 PlanFn = Callable[[Tensor], Tensor]

@@ -11,33 +11,19 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from ..backbones.base import Backbone, BackboneSpec
+from ..core.backbone import Backbone
+from ..core.gain import PerformanceFn, information_gain
+from ..core.policy import Policy, StepObservation
+from ..core.precision import autocast
+from ..core.schedule import SkipCodebook, UpdateRule, add_noise
+from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
-from ..gain.quality import information_gain
-from ..policies.base import Policy, StepObservation
-from .schedule import SkipCodebook, UpdateRule, add_noise, skip_step, split_prediction
-
-InjectFn = Callable[[Tensor, Tensor], Tensor]
-"""``(cond, gain (n, 2)) -> cond_hat``: PFJ's modulation of the condition before each backbone call."""
-
-class PerformanceFn(Protocol):
-    """The performance ``R`` of eq. 2 (FR and NR components) of the tiles that just stepped, from
-    their estimates ``x0``, conditions and timesteps: ``(n, 2)``. The sampler keeps each tile's last
-    ``R`` and turns them into the gain of eq. 1, the NR part only once ``t < nr_start``."""
-
-    nr_start: float
-
-    def __call__(self, x0: Tensor, cond: Tensor, t: Tensor) -> Tensor: ...
-
-ProgressFn = Callable[[float, int], None]
-"""``(fraction of the walk done over all tiles, NFE so far)``."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +113,7 @@ def sample_tiles(
                     c_in = inject(c, last_gain[chunk])
             else:
                 c_in = c
-            with _timed(seconds, "backbone", device), _autocast(device, settings.dtype):
+            with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
                 out = backbone.predict(x_t, t_now, c_in).float()
             nfe += len(chunk)
             if not bool(torch.isfinite(out).all()):
@@ -193,31 +179,6 @@ def sample_tiles(
     return TileRun(x0=x, steps=steps, exit_t=exit_t, category=category, nfe=nfe, seconds=seconds)
 
 
-def denoise_step(
-    codebook: SkipCodebook,
-    spec: BackboneSpec,
-    model_output: Tensor,
-    x_t: Tensor,
-    t: Tensor,
-    k_idx: Tensor,
-    rule: UpdateRule = "ddim",
-    noise: Tensor | None = None,
-    eta: float = 0.0,
-) -> tuple[Tensor, Tensor]:
-    """The arithmetic of one step after the backbone call: the estimate ``x0`` (clipped when the
-    backbone asks for it) and the state at ``t - k``. The sampler and PFJ's training walk share it."""
-    x0, eps = split_prediction(codebook, model_output, x_t, t, spec.prediction_type)
-    if spec.clip_sample:
-        x0 = x0.clamp(-1, 1)
-    return x0, skip_step(codebook, rule, x_t, x0, eps, t, k_idx, noise, eta)
-
-
-def strength_timestep(strength: float, num_train_timesteps: int) -> int:
-    """The first timestep at ``strength`` (diffusers' img2img meaning): ``round(strength * T) - 1``;
-    -1 (no step at all) at strength 0."""
-    if not 0 <= strength <= 1:
-        raise ConfigError(f"strength must be in [0, 1], got {strength}")
-    return round(strength * num_train_timesteps) - 1
 
 
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:
@@ -257,9 +218,3 @@ def _timed(seconds: dict[str, float], key: str, device: torch.device) -> Iterato
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds[key] += time.perf_counter() - start
-
-
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
 from .quality import GainConfig, components, measure, normalise
 
 

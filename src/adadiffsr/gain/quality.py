@@ -101,14 +101,6 @@ def components(cfg: GainConfig, normalised: Tensor) -> Tensor:
     return torch.stack([mean(slice(0, k)), mean(slice(k, None))], 1)
 
 
-def information_gain(r_now: Tensor, r_prev: Tensor, t: Tensor, nr_start: float) -> Tensor:
-    """Eq. 1 per component: ``tanh(R_i - R_{i-1})``; the NR gain is 0 until ``t < nr_start``
-    (``GainConfig.nr_from`` times the number of training timesteps: the second half of the path)."""
-    gain = torch.tanh(r_now - r_prev)
-    early = t.to(gain.device) >= nr_start
-    gain[:, 1] = torch.where(early, torch.zeros_like(gain[:, 1]), gain[:, 1])
-    return gain
-
 
 def digest(tensor: Tensor) -> str:
     """A short content hash of a tensor: the key under which per-tile results are remembered."""

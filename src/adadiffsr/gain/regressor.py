@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
 from ..weights import companion_path, load_module, save_module
 from .quality import digest
 

@@ -15,11 +15,12 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
+from ..core.gain import information_gain
 from ..engine.sampler import SamplerSettings, sample_tiles, tile_generators
 from ..io import atomic_write
 from ..policies.uniform import UniformPolicy
-from .quality import GainConfig, components, information_gain, measure, normalise
+from .quality import GainConfig, components, measure, normalise
 from .regressor import regressor_inputs, tile_statistics
 
 

@@ -1,6 +1,6 @@
 """Sampling policies: how fast each region walks down the timesteps."""
 
-from .base import Decision, Policy, StepObservation
+from ..core.policy import Decision, Policy, StepObservation
 from .uniform import UniformPolicy
 
 __all__ = ["Decision", "Policy", "StepObservation", "UniformPolicy"]

@@ -29,8 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..core.policy import Decision, StepObservation
 from ..errors import ConfigError
-from .base import Decision, StepObservation
 
 FRChange = Literal["rise", "any"]
 GROWING, STABLE, SATURATED = 0, 1, 2

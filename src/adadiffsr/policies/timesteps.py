@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..core.policy import Decision, StepObservation
 from ..errors import ConfigError
-from .base import Decision, StepObservation
 
 
 def even_walk(first: int, steps: int) -> tuple[int, ...]:

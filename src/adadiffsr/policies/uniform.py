@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..core.policy import Decision, StepObservation
 from ..errors import ConfigError
-from .base import Decision, StepObservation
 
 
 @dataclass(frozen=True)

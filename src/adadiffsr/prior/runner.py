@@ -10,7 +10,6 @@ outputs within 1e-4; on a GPU PyTorch runs them. An exported ONNX file can take 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ..core.precision import autocast
 from ..engine.tiling import apply_tiled
 from ..errors import ConfigError
 
@@ -104,17 +104,13 @@ class Prior(nn.Module):
         if self.external is not None and self.runtime != "torch":
             out = torch.cat([self.external(image[None], self.tile, self.overlap) for image in rgb]).to(lr.device)
         else:
-            with _autocast(rgb.device, self.dtype):
+            with autocast(rgb.device, self.dtype):
                 if h <= self.tile and w <= self.tile:
                     out = self.network(rgb).float()
                 else:
                     out = torch.cat([apply_tiled(self.network, image[None], self.tile, self.overlap, self.scale).float()
                                      for image in rgb])
         return (out.clamp(0, 1) * 2 - 1).to(lr.dtype)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 RUNTIMES = ("auto", "torch", "ncnn")

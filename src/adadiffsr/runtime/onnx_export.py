@@ -21,21 +21,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-from ..backbones.base import Backbone
-from ..engine.schedule import add_noise
+from ..core.backbone import Backbone
+from ..core.schedule import add_noise
 from ..errors import ConfigError, WeightsError
 from ..gain.regressor import QualityRegressor, regressor_inputs, tile_statistics
 from ..io import atomic_write, picture_to_tensor, read_picture
 from ..pfj import FeatureInjection
 from .onnx_session import INSTALL_HINT, KIND_KEY, SOURCE_KEY, OnnxSession
-
-if TYPE_CHECKING:
-    from ..api import Upscaler
 
 TOLERANCE = 1e-4  # largest absolute difference from PyTorch allowed, on outputs in [-1, 1] (or [0, 1])
 OPSET = 17
@@ -93,12 +90,20 @@ class _Job:
     digest: str
 
 
+class Networks(Protocol):
+    """What is exported: a loaded model's networks (an ``Upscaler`` is one)."""
+
+    backbone: Backbone
+    regressor: QualityRegressor | None
+    pfj: FeatureInjection | None
+
+
 def _image_axes(*names: str, spatial: bool = True) -> dict[str, dict[int, str]]:
     return {n: ({0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}) for n in names}
 
 
-def _jobs(upscaler: Upscaler, image: Tensor) -> list[_Job]:
-    """What to export for a loaded ``Upscaler``, with real inputs made from ``image`` ((1,3,h,w) in [-1, 1])."""
+def _jobs(upscaler: Networks, image: Tensor) -> list[_Job]:
+    """What to export for a loaded model, with real inputs made from ``image`` ((1,3,h,w) in [-1, 1])."""
     backbone: Backbone = upscaler.backbone
     spec = backbone.spec
     g = torch.Generator().manual_seed(0)
@@ -185,7 +190,7 @@ def _export_one(job: _Job, path: Path, tolerance: float) -> ExportCheck:
     return ExportCheck(job.kind, path, result["random"], result["real"], time.perf_counter() - start)
 
 
-def export_onnx(upscaler: Upscaler, weights: str | os.PathLike[str], image: str | os.PathLike[str] | None = None,
+def export_onnx(upscaler: Networks, weights: str | os.PathLike[str], image: str | os.PathLike[str] | None = None,
                 tolerance: float = TOLERANCE, log: Callable[[str], None] | None = None) -> list[ExportCheck]:
     """Export every network of a loaded (PyTorch, CPU) ``Upscaler`` beside ``weights``; see the module doc."""
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
 from ..engine.tiling import apply_tiled
 from ..errors import ConfigError, WeightsError
 from ..gain.regressor import QualityRegressor

@@ -27,11 +27,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from ..backbones.compact import CompactConfig, CompactSR
+from ..core.schedule import add_noise, prediction_target
 from ..data.pairs import PairDataset, load_rgb, make_lr
 from ..data.photos import split_files
 from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
-from ..engine.schedule import add_noise, prediction_target
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
 from ..weights import save_backbone

@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
+from ..core.gain import information_gain
+from ..core.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
+from ..core.step import denoise_step, strength_timestep
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
-from ..engine.sampler import denoise_step, strength_timestep
-from ..engine.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
 from ..errors import ConfigError, DataError
-from ..gain.quality import information_gain
 from ..gain.regressor import LearnedPerformance, QualityRegressor
 from ..io import atomic_write
 from ..pfj import FeatureInjection, PFJConfig, save_pfj

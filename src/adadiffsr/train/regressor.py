@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from ..backbones.base import Backbone
+from ..core.backbone import Backbone
+from ..core.gain import information_gain
 from ..errors import DataError
-from ..gain.quality import information_gain
 from ..gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
 from ..policies.dtss import GROWING, STABLE, activity, pace

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..engine.schedule import NoiseSchedule, PredictionType
+from ..core.schedule import NoiseSchedule, PredictionType
 
 
 @dataclass(frozen=True)

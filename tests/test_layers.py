@@ -1,0 +1,89 @@
+"""Imports run one way: every module of ``src/adadiffsr`` imports only from its own layer or below.
+
+The graph is read from the source (every ``import``, including those inside functions and under
+``TYPE_CHECKING``), so an upward import fails here whether or not it would happen at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "adadiffsr"
+
+# Bottom to top. A module may import from its own layer and the layers below it, never above.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("core",),  # schedule, backbone contract, policy contract, gain eq. 1, one step's arithmetic
+    ("io", "color", "metrics", "policies"),
+    ("engine",),  # the sampling loop, tiling and fusion, the image pipeline
+    ("prior",),
+    ("backbones",),
+    ("weights", "data"),
+    ("pfj", "gain"),
+    ("report", "runtime"),
+    ("api",),
+    ("files", "bench", "train", "distributed", "serve"),
+    ("cli",),
+    ("__main__", "__init__"),
+)
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    return ".".join(path.relative_to(package).with_suffix("").parts)
+
+
+def imported(path: Path, package_dir: Path = PACKAGE) -> set[str]:
+    """The ``adadiffsr`` modules ``path`` imports, as dotted names below the package."""
+    package = module_name(path, package_dir).split(".")[:-1]  # what a relative import starts from
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                found.add(target or "__init__")
+            elif node.module and node.module.startswith("adadiffsr"):
+                found.add(node.module.removeprefix("adadiffsr").lstrip(".") or "__init__")
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("adadiffsr").lstrip(".") or "__init__"
+                      for a in node.names if a.name.split(".")[0] == "adadiffsr"}
+    return found
+
+
+def layer(dotted: str) -> str:
+    return dotted.split(".")[0]
+
+
+def upward_imports(package: Path = PACKAGE) -> list[str]:
+    wrong = []
+    for path in sorted(package.rglob("*.py")):
+        here = layer(module_name(path, package))
+        for target in sorted(imported(path, package)):
+            if RANK[layer(target)] > RANK[here]:
+                wrong.append(f"{module_name(path, package)} imports {target} ({layer(target)} is above {here})")
+    return wrong
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {layer(module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert tops <= set(RANK), f"modules with no layer: {sorted(tops - set(RANK))}"
+
+
+def test_imports_run_one_way() -> None:
+    assert upward_imports() == []
+
+
+def test_an_upward_import_is_caught(tmp_path: Path) -> None:
+    """The checker itself: a core module importing the engine is reported, a downward one is not."""
+    fake = tmp_path / "adadiffsr"
+    (fake / "core").mkdir(parents=True)
+    (fake / "engine").mkdir()
+    (fake / "core" / "bad.py").write_text("def f():\n    from ..engine.sampler import sample_tiles\n")
+    (fake / "engine" / "good.py").write_text("from ..core.schedule import NoiseSchedule\nimport adadiffsr.errors\n")
+    (fake / "engine" / "__init__.py").write_text("from adadiffsr.api import Upscaler\n")
+    assert upward_imports(fake) == ["core.bad imports engine.sampler (engine is above core)",
+                                    "engine.__init__ imports api (api is above engine)"]

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from adadiffsr import UpscaleConfig, Upscaler
+from adadiffsr.backbones import save_backbone
 from adadiffsr.errors import ConfigError, WeightsError
-from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
+from adadiffsr.weights import DEFAULT_WEIGHTS_NAME
 
 from .conftest import tiny_compact
 
@@ -22,7 +23,7 @@ def test_load_once_upscale_many(tmp_path, monkeypatch):
     monkeypatch.setenv("ADADIFFSR_WEIGHTS_DIR", str(tmp_path))
     upscaler = Upscaler.from_pretrained(device="cpu")  # the default model, from the folder set above
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 30, 20))
-    config = UpscaleConfig(sampler="uniform", interval=250, tile=16, seed=4)
+    config = UpscaleConfig(policy="uniform", interval=250, tile=16, seed=4)
     first = upscaler(image, config)
     second = upscaler(image, config)
     assert first.image.size == (120, 80)
@@ -30,7 +31,7 @@ def test_load_once_upscale_many(tmp_path, monkeypatch):
     assert first.report["nfe"] == 4 * first.report["num_tiles"]
     assert first.report["settings"]["device"] == "cpu"
     assert first.step_map().width >= 512
-    other = upscaler(SAMPLE, UpscaleConfig(sampler="uniform", interval=500, outscale=2.5, color_fix="wavelet"))
+    other = upscaler(SAMPLE, UpscaleConfig(policy="uniform", interval=500, outscale=2.5, color_fix="wavelet"))
     assert other.image.size == (375, 250)
 
 
@@ -40,20 +41,24 @@ def test_missing_default_model_says_what_to_do(tmp_path, monkeypatch):
         Upscaler.from_pretrained(device="cpu")
 
 
-def test_config_is_validated():
-    upscaler = Upscaler(tiny_compact(), "cpu")
-    image = Image.new("RGB", (8, 8))
-    for bad in (UpscaleConfig(sampler="magic"), UpscaleConfig(batch_tiles=-1), UpscaleConfig(sampler="uniform", interval=0),
-                UpscaleConfig(outscale=-1.0), UpscaleConfig(rule="euler")):  # type: ignore[arg-type]
-        with pytest.raises(ConfigError):
-            upscaler(image, bad)
+def test_config_is_validated_when_made():
+    """A bad setting fails where the config is made, in one line naming it, not at the first image."""
+    bad = [(dict(policy="magic"), "unknown policy 'magic'"), (dict(batch_tiles=-1), "batch-tiles"),
+           (dict(policy="uniform", interval=0), "interval must be"), (dict(outscale=-1.0), "scale must be"),
+           (dict(rule="euler"), "update rule 'euler'"), (dict(gain="guess"), "gain 'guess'"),
+           (dict(spacing="middle"), "spacing 'middle'"), (dict(fusion="blend"), "fusion 'blend'"),
+           (dict(policy="adaptive", intervals=(20, 5)), "intervals"), (dict(policy="grouped", interval=20), "uniform")]
+    for fields, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            UpscaleConfig(**fields)  # type: ignore[arg-type]
+    assert UpscaleConfig(gain="none").gain == "auto"  # the old spelling of auto still works
     with pytest.raises(ConfigError):
         Upscaler(tiny_compact(), "cpu", dtype="fp8")
 
 
 def test_bf16_autocast_runs_close_to_fp32():
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 16, 16))
-    config = UpscaleConfig(sampler="uniform", interval=250, tile=16)
+    config = UpscaleConfig(policy="uniform", interval=250, tile=16)
     full = np.asarray(Upscaler(tiny_compact(), "cpu")(image, config).image, dtype=np.float64)
     half = np.asarray(Upscaler(tiny_compact(), "cpu", dtype="bf16")(image, config).image, dtype=np.float64)
     assert np.abs(full - half).mean() < 3.0  # mean error under 3 of 255 levels
@@ -63,7 +68,7 @@ def test_gain_exact_and_learned_are_timed_in_the_report(tmp_path):
     from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig
 
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 48, 48))
-    config = dict(sampler="uniform", interval=250, tile=48)
+    config = dict(policy="uniform", interval=250, tile=48)
     plain = Upscaler(tiny_compact(tile_size=48), "cpu")
     with pytest.raises(WeightsError, match="regressor"):
         plain(image, UpscaleConfig(gain="learned", **config))
@@ -85,13 +90,13 @@ def test_the_report_says_which_files_ran_and_the_tiling_as_resolved(tmp_path):
     save_backbone(tiny_compact(), weights)
     save_regressor(QualityRegressor(RegressorConfig()), regressor_path_for(weights))
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 30, 20))
-    report = Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(sampler="adaptive")).report
+    report = Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(policy="adaptive")).report
     settings = report["settings"]
     assert settings["files"] == {"weights": str(weights), "regressor": str(regressor_path_for(weights)), "pfj": None}
     assert settings["gain"] == "learned"  # asked for "none": the adaptive sampler took the regressor
     assert (settings["tile"], settings["overlap"]) == (16, 4)  # the tiny model's native tile, a quarter of it
     bare = Upscaler.from_pretrained(weights, device="cpu", regressor=False)
-    assert bare(image, UpscaleConfig(sampler="adaptive")).report["settings"]["gain"] == "exact"
+    assert bare(image, UpscaleConfig(policy="adaptive")).report["settings"]["gain"] == "exact"
     assert bare.files["regressor"] is None
 
 
@@ -99,8 +104,8 @@ def test_an_interval_means_uniform_sampling_at_it_and_is_never_dropped():
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 16, 16))
     upscaler = Upscaler(tiny_compact(), "cpu")  # its default sampler is the adaptive one
     at_20 = upscaler(image, UpscaleConfig(interval=20)).report
-    assert at_20["settings"]["sampler"] == "uniform" and at_20["nfe"] == 50  # one tile, 1000 / 20 steps
+    assert at_20["settings"]["policy"] == "uniform" and at_20["nfe"] == 50  # one tile, 1000 / 20 steps
     assert upscaler(image, UpscaleConfig(interval=250)).report["nfe"] == 4
-    assert upscaler(image, UpscaleConfig(sampler="uniform")).report["nfe"] == 50  # the uniform default, 20
+    assert upscaler(image, UpscaleConfig(policy="uniform")).report["nfe"] == 50  # the uniform default, 20
     with pytest.raises(ConfigError, match="interval"):
-        upscaler(image, UpscaleConfig(sampler="adaptive", interval=20))
+        upscaler(image, UpscaleConfig(policy="adaptive", interval=20))

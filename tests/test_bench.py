@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from adadiffsr.backbones import save_backbone
 from adadiffsr.bench.methods import parse_spec, split_methods
 from adadiffsr.cli import main
 from adadiffsr.errors import ConfigError
-from adadiffsr.weights import save_backbone
 
 from .conftest import tiny_compact
 

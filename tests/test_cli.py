@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
-from adadiffsr.weights import save_backbone
 
 from .conftest import tiny_compact
 
@@ -53,19 +53,25 @@ def test_upscale_writes_image_report_and_step_map(capsys, tmp_path, photo, weigh
 
 
 def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, photo, weights):
+    """No --gain given: auto, which for the adaptive policy without a regressor file runs the exact
+    metrics, and the report says so (it said "none" once)."""
     reports = {}
-    for name, extra in (("default", []), ("steps", ["--steps", "4"])):
+    for name, extra in (("default", []), ("steps", ["--steps", "4"]), ("old-gain", ["--gain", "none"])):
         code, err = run(capsys, "upscale", photo, "-o", tmp_path / f"{name}.png", "--weights", weights, "--tile", "16",
-                        "--gain", "exact", "--report", tmp_path / f"{name}.json", "-q", *extra)
+                        "--report", tmp_path / f"{name}.json", *extra)
         assert code == 0, err
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
-    assert reports["default"]["settings"]["sampler"] == "adaptive"
+    assert "computed the metrics themselves" in err  # the note on the missing regressor
+    assert reports["default"]["settings"]["policy"] == "adaptive" and reports["default"]["settings"]["gain"] == "exact"
     assert reports["default"]["intervals"] == [20, 50, 100] and reports["default"]["settings"]["fr_change"] == "any"
-    assert reports["steps"]["settings"]["sampler"] == "uniform" and reports["steps"]["nfe"] == 4 * reports["steps"]["num_tiles"]
-    # --steps with an explicit --sampler adaptive is refused in one line instead of being dropped
-    code, err = run(capsys, "upscale", photo, "-o", tmp_path / "both.png", "--weights", weights, "--steps", "4",
-                    "--sampler", "adaptive")
-    assert code == 2 and "pace of the uniform sampler" in err and err.count("\n") == 1
+    assert reports["steps"]["settings"]["policy"] == "uniform" and reports["steps"]["nfe"] == 4 * reports["steps"]["num_tiles"]
+    assert reports["steps"]["settings"]["gain"] == "none"  # uniform sampling needs no gain: none ran
+    assert reports["old-gain"]["settings"]["gain"] == "exact" and reports["old-gain"]["nfe"] == reports["default"]["nfe"]
+    # --steps with an explicit policy is refused in one line instead of being dropped, in both spellings
+    for flag in ("--policy", "--sampler"):
+        code, err = run(capsys, "upscale", photo, "-o", tmp_path / "both.png", "--weights", weights, "--steps", "4",
+                        flag, "adaptive")
+        assert code == 2 and "pace of the uniform policy" in err and err.count("\n") == 1
     assert not (tmp_path / "both.png").exists()
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from adadiffsr.backbones import save_backbone
 from adadiffsr.distributed import Rank, current_rank, shard
-from adadiffsr.weights import save_backbone
 
 from .conftest import tiny_compact
 

@@ -61,9 +61,8 @@ def test_thresholds_apply_to_the_gain_per_timestep():
     gain = torch.tensor([[0.0, 0.002], [0.0, 0.002], [0.0, 0.002]])
     t, t_next = torch.tensor([300, 300, 4]), torch.tensor([280, 295, -1])
     assert gain_rate(gain, t, t_next, 20)[:, 1].tolist() == pytest.approx([0.002, 0.008, 0.008])
-    obs = StepObservation(tile=torch.arange(3), t=t, t_next=t_next, steps=torch.tensor([3, 3, 3]),
-                          x0=torch.zeros(3, 1, 2, 2), x0_prev=None, cond=torch.zeros(3, 1, 2, 2), gain=gain,
-                          gain_sum=torch.zeros(3, 2), best_sum=torch.zeros(3))
+    obs = StepObservation(tile=torch.arange(3), t=t, t_next=t_next, steps=torch.tensor([3, 3, 3]), gain=gain,
+                          gain_sum=torch.zeros(3, 2), best_sum=torch.zeros(3), late=t < 500)
     assert DTSSPolicy(tau=TAU)(obs).category.tolist() == [STABLE, GROWING, GROWING]
     assert DTSSPolicy(tau=TAU, rate=False)(obs).category.tolist() == [STABLE, STABLE, STABLE]
 
@@ -73,16 +72,15 @@ def test_policy_decisions_and_validation():
     assert policy.initial(torch.full((3,), 999)).tolist() == [3, 3, 3]  # start at the largest interval
     obs = StepObservation(
         tile=torch.arange(2), t=torch.tensor([300, 300]), t_next=torch.tensor([280, 280]), steps=torch.tensor([9, 9]),
-        x0=torch.zeros(2, 1, 2, 2), x0_prev=None, cond=torch.zeros(2, 1, 2, 2),
         gain=torch.tensor([[0.0, 0.03], [0.0, -0.01]]), gain_sum=torch.tensor([[0.0, 0.2], [0.0, 0.05]]),
-        best_sum=torch.tensor([0.17, 0.2]),
+        best_sum=torch.tensor([0.17, 0.2]), late=torch.tensor([True, True]),
     )
     decision = policy(obs)
     assert decision.interval.tolist() == [0, 3]
     assert decision.exit.tolist() == [False, True]
     assert decision.keep.tolist() == [True, False]  # a new best NR sum is kept
     with pytest.raises(ConfigError, match="gain function"):
-        policy(StepObservation(obs.tile, obs.t, obs.t_next, obs.steps, obs.x0, None, obs.cond, None))
+        policy(StepObservation(obs.tile, obs.t, obs.t_next, obs.steps))
     with pytest.raises(ConfigError):
         DTSSPolicy(intervals=(10, 5))
 
@@ -126,7 +124,7 @@ def test_saturated_tiles_exit_with_their_best_state_and_cost_nothing_more():
 def test_adaptive_through_the_api_reports_savings():
     image = Image.open(Path(__file__).parents[1] / "assets" / "coffee-lr.png").convert("RGB").crop((0, 0, 32, 32))
     upscaler = Upscaler(tiny_compact(), "cpu")
-    result = upscaler(image, UpscaleConfig(sampler="adaptive", tile=16, gain="exact"))
+    result = upscaler(image, UpscaleConfig(policy="adaptive", tile=16, gain="exact"))
     report = result.report
     assert report["nfe_uniform"] == 50 * report["num_tiles"]  # uniform at the finest interval, 20
     assert report["nfe"] < report["nfe_uniform"] and report["nfe_saved"] == report["nfe_uniform"] - report["nfe"]
@@ -134,7 +132,7 @@ def test_adaptive_through_the_api_reports_savings():
     assert report["seconds"]["gain"] > 0
     assert np.asarray(result.step_map()).shape[2] == 3
     with pytest.raises(ConfigError):
-        upscaler(image, UpscaleConfig(sampler="adaptive", intervals=(20, 5)))
+        upscaler(image, UpscaleConfig(policy="adaptive", intervals=(20, 5)))
 
 
 def test_the_late_half_starts_where_the_nr_gain_does_at_the_steps_own_timestep():
@@ -142,6 +140,6 @@ def test_the_late_half_starts_where_the_nr_gain_does_at_the_steps_own_timestep()
     from 510 to 490 is judged by its FR gain (its NR gain is still 0)."""
     gain = torch.tensor([[0.03, 0.0], [0.03, 0.0]])
     obs = StepObservation(tile=torch.arange(2), t=torch.tensor([510, 490]), t_next=torch.tensor([490, 470]),
-                          steps=torch.tensor([3, 3]), x0=torch.zeros(2, 1, 2, 2), x0_prev=None,
-                          cond=torch.zeros(2, 1, 2, 2), gain=gain, gain_sum=torch.zeros(2, 2), best_sum=torch.zeros(2))
+                          steps=torch.tensor([3, 3]), gain=gain, gain_sum=torch.zeros(2, 2), best_sum=torch.zeros(2),
+                          late=torch.tensor([510, 490]) < 500)
     assert DTSSPolicy(tau=TAU, intervals=(20,))(obs).category.tolist() == [GROWING, STABLE]

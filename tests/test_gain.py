@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.core.gain import information_gain
 from adadiffsr.errors import ConfigError
 from adadiffsr.gain.exact import ExactPerformance
 from adadiffsr.gain.quality import GainConfig, components, normalise
 from adadiffsr.gain.traces import fit_ranges, trace_tile
-from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
+from adadiffsr.weights import DEFAULT_WEIGHTS_NAME
 
 from .conftest import tiny_compact
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adadiffsr.api import Upscaler
+from adadiffsr.backbones import save_backbone
 from adadiffsr.errors import ConfigError
 from adadiffsr.policies.groups import (
     GroupSettings,
@@ -17,7 +18,6 @@ from adadiffsr.policies.groups import (
     tile_texture,
     walk_starts,
 )
-from adadiffsr.weights import save_backbone
 
 from .conftest import tiny_refiner
 
@@ -101,14 +101,14 @@ def test_grouped_sampler_through_the_api_spends_steps_on_texture_only(refiner_up
     image = _half_flat_image()
     walk = (399, 149, 29)
     base = dict(timesteps=walk, tile=32, overlap=0, rule="ddim")
-    result = upscaler.run(image * 2 - 1, UpscaleConfig(sampler="grouped", group_thresholds=(0.001, 0.002, 0.003), **base))
+    result = upscaler.run(image * 2 - 1, UpscaleConfig(policy="grouped", group_thresholds=(0.001, 0.002, 0.003), **base))
     steps = result.run.steps.view(2, 4)
     assert steps[:, :2].sum() == 0  # the flat half: the prior's estimate, no step
     assert bool((steps[:, 2:] == 3).all())  # the textured half: the whole walk
     assert result.run.nfe == 12
     # a flat tile is exactly the prior's estimate; a textured one is exactly the full walk's tile
     prior = upscaler.run(image * 2 - 1, UpscaleConfig(steps=0, tile=32, overlap=0))
-    full = upscaler.run(image * 2 - 1, UpscaleConfig(sampler="timesteps", **base))
+    full = upscaler.run(image * 2 - 1, UpscaleConfig(policy="timesteps", **base))
     assert torch.equal(result.image[..., :, :128], prior.image[..., :, :128])
     assert torch.equal(result.image[..., :, 256:], full.image[..., :, 256:])
     # a budget of 1 step per tile: 8 evaluations, all on the textured half
@@ -132,7 +132,7 @@ def test_budget_through_the_cli_reports_the_groups(tmp_path, capsys, refiner_wei
     assert main([*args, "--budget", "0.5"]) == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["nfe"] == 4 and report["nfe_uniform"] == 24  # 8 tiles through the 3-step walk
-    assert report["settings"]["sampler"] == "grouped" and report["settings"]["budget"] == 0.5
+    assert report["settings"]["policy"] == "grouped" and report["settings"]["budget"] == 0.5
     assert all("difficulty" in tile for tile in report["tiles"])
     assert Image.open(tmp_path / "out.png").size == (512, 256)
     capsys.readouterr()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "adadiffsr"
 
 # Bottom to top. A module may import from its own layer and the layers below it, never above.
@@ -18,10 +16,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("core",),  # schedule, backbone contract, policy contract, gain eq. 1, one step's arithmetic
     ("io", "color", "metrics", "policies"),
-    ("engine",),  # the sampling loop, tiling and fusion, the image pipeline
+    ("engine", "weights"),  # the sampling loop, tiling and fusion, the image pipeline; safetensors files
     ("prior",),
     ("backbones",),
-    ("weights", "data"),
+    ("data",),
     ("pfj", "gain"),
     ("report", "runtime"),
     ("api",),

@@ -48,7 +48,7 @@ def test_uniform_sampler_reproduces_the_diffusers_pipeline(pipeline_folder):
     reference = pipe(image, num_inference_steps=4, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
 
     upscaler = Upscaler(load_ldm_sr(pipeline_folder, tile_size=32), "cpu")
-    ours = upscaler(image, UpscaleConfig(sampler="uniform", interval=250, spacing="leading", seed=3))
+    ours = upscaler(image, UpscaleConfig(policy="uniform", interval=250, spacing="leading", seed=3))
     assert ours.report["nfe"] == 4 and ours.report["num_tiles"] == 1
     assert ours.picture.rgb.shape == reference.shape == (128, 128, 3)
     # bit-exact on this machine (max difference 0.0 at 4 and 20 steps); 1e-4 leaves room for other BLAS

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from adadiffsr.api import UpscaleConfig, Upscaler
+from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.errors import ConfigError, WeightsError
 from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig, regressor_path_for, save_regressor
 from adadiffsr.pfj import FeatureInjection, PFJConfig, pfj_path_for, save_pfj
-from adadiffsr.weights import save_backbone
 
 from .conftest import tiny_refiner
 

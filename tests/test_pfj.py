@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from adadiffsr.api import UpscaleConfig, Upscaler
+from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.errors import ConfigError
 from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig, regressor_path_for, save_regressor
 from adadiffsr.pfj import FeatureInjection, PFJConfig, load_pfj, pfj_path_for, save_pfj
-from adadiffsr.weights import DEFAULT_WEIGHTS_NAME, save_backbone
+from adadiffsr.weights import DEFAULT_WEIGHTS_NAME
 
 from .conftest import tiny_compact
 

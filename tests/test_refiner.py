@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from adadiffsr.api import UpscaleConfig, Upscaler
+from adadiffsr.backbones import load_backbone, save_backbone
 from adadiffsr.cli import main
 from adadiffsr.core.step import strength_timestep
 from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
@@ -19,7 +20,6 @@ from adadiffsr.data.degradations import DEGRADATIONS
 from adadiffsr.errors import ConfigError
 from adadiffsr.prior import load_prior
 from adadiffsr.train.backbone import warm_start
-from adadiffsr.weights import load_backbone, save_backbone
 
 from .conftest import tiny_compact, tiny_refiner
 
@@ -42,7 +42,7 @@ def test_untrained_refiner_returns_the_prior_exactly():
     upscaler = Upscaler(tiny_refiner(), "cpu")
     image = _lr()
     prior = _prior_output(image)
-    for config in (UpscaleConfig(steps=0), UpscaleConfig(steps=3, strength=0.5, sampler="uniform"), UpscaleConfig(sampler="uniform"),
+    for config in (UpscaleConfig(steps=0), UpscaleConfig(steps=3, strength=0.5, policy="uniform"), UpscaleConfig(policy="uniform"),
                    UpscaleConfig(gain="exact", intervals=(200, 500))):
         result = upscaler(image, config)
         assert result.picture.rgb.shape == (92, 148, 3)
@@ -59,7 +59,7 @@ def test_a_trained_refiner_moves_away_from_the_prior_and_steps_zero_costs_nothin
     assert zero.report["nfe"] == 0 and zero.report["nfe_uniform"] == 0
     assert all(t["steps"] == 0 for t in zero.report["tiles"])
     assert np.abs(zero.picture.rgb - _prior_output(image)).max() < 1e-5
-    moved = upscaler(image, UpscaleConfig(steps=2, strength=0.4, sampler="uniform"))
+    moved = upscaler(image, UpscaleConfig(steps=2, strength=0.4, policy="uniform"))
     assert np.abs(moved.picture.rgb - zero.picture.rgb).max() > 1e-3
     assert all(t["steps"] == 2 for t in moved.report["tiles"])
     assert moved.report["settings"]["prior"] == "tiny-test" and moved.report["seconds"]["prior"] > 0
@@ -71,7 +71,7 @@ def test_steps_n_takes_exactly_n_steps_from_the_start(strength):
     image = _lr((16, 16))
     start = strength_timestep(strength, 1000)
     for n in (1, 2, 3, 4, 7, 10, 13, 20):
-        result = upscaler(image, UpscaleConfig(steps=n, strength=strength, sampler="uniform"))
+        result = upscaler(image, UpscaleConfig(steps=n, strength=strength, policy="uniform"))
         steps = {t["steps"] for t in result.report["tiles"]}
         assert steps == {n}, (strength, n, steps)
         assert result.report["nfe_uniform"] == result.report["nfe"]
@@ -197,7 +197,7 @@ def test_timesteps_policy_walks_the_listed_timesteps_then_the_clean_sample():
     model.predict = lambda x, t, c: (calls.append(t.tolist()), predict(x, t, c))[1]  # type: ignore[method-assign]
     result = Upscaler(model, "cpu")(_lr((16, 16)), UpscaleConfig(timesteps=(399, 149, 29)))
     assert [c[0] for c in calls] == [399, 149, 29]
-    assert result.report["settings"]["sampler"] == "timesteps" and result.report["settings"]["strength"] == 0.4
+    assert result.report["settings"]["policy"] == "timesteps" and result.report["settings"]["strength"] == 0.4
 
 
 def test_a_model_ships_its_sampling_defaults_and_flags_override_them(tmp_path, capsys):
@@ -207,13 +207,13 @@ def test_a_model_ships_its_sampling_defaults_and_flags_override_them(tmp_path, c
     upscaler = Upscaler.from_pretrained(path, device="cpu")
     image = _lr((16, 16))
     default = upscaler(image).report
-    assert default["settings"]["sampler"] == "timesteps" and list(default["settings"]["timesteps"]) == [299, 49]
+    assert default["settings"]["policy"] == "timesteps" and list(default["settings"]["timesteps"]) == [299, 49]
     assert default["settings"]["rule"] == "ddpm" and default["nfe"] == 2 * default["num_tiles"]
     uniform = upscaler(image, UpscaleConfig(steps=3)).report  # a step count means uniform sampling at it
-    assert uniform["settings"]["sampler"] == "uniform" and uniform["nfe"] == 3 * uniform["num_tiles"]
+    assert uniform["settings"]["policy"] == "uniform" and uniform["nfe"] == 3 * uniform["num_tiles"]
     assert uniform["settings"]["strength"] == 0.3 and uniform["settings"]["rule"] == "ddpm"
     ddim = upscaler(image, UpscaleConfig(rule="ddim")).report
-    assert ddim["settings"]["rule"] == "ddim" and ddim["settings"]["sampler"] == "timesteps"
+    assert ddim["settings"]["rule"] == "ddim" and ddim["settings"]["policy"] == "timesteps"
     out = tmp_path / "o.png"
     code = main(["upscale", str(tmp_path / "in.png") if (image.save(tmp_path / "in.png") or True) else "", "-o", str(out),
                  "--weights", str(path), "--timesteps", "199,19", "--report", str(tmp_path / "r.json"), "-q"])
@@ -242,8 +242,8 @@ def test_the_report_names_the_gain_that_ran():
     torch.manual_seed(0)
     regressor = QualityRegressor(RegressorConfig(in_channels=model.spec.latent_channels))
     image = _lr((16, 16))
-    with_regressor = Upscaler(model, "cpu", regressor=regressor)(image, UpscaleConfig(sampler="adaptive")).report
-    without = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(sampler="adaptive", intervals=(200, 400))).report
+    with_regressor = Upscaler(model, "cpu", regressor=regressor)(image, UpscaleConfig(policy="adaptive")).report
+    without = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(policy="adaptive", intervals=(200, 400))).report
     uniform = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(steps=1)).report
     assert with_regressor["settings"]["gain"] == "learned"
     assert without["settings"]["gain"] == "exact" and uniform["settings"]["gain"] == "none"

@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 
 from adadiffsr import UpscaleConfig, Upscaler
+from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.engine.pipeline import TilingSettings, upscale_tensor
 from adadiffsr.engine.sampler import SamplerSettings
 from adadiffsr.errors import InputImageError, NumericalError
 from adadiffsr.io import read_picture
 from adadiffsr.policies.uniform import UniformPolicy
-from adadiffsr.weights import save_backbone
 
 from .conftest import FunctionBackbone, tiny_compact
 
@@ -172,7 +172,7 @@ def test_decompression_bomb_is_refused_with_a_way_out(capsys, tmp_path, weights)
 def test_nan_from_the_backbone_is_a_clear_error():
     backbone = FunctionBackbone(lambda x, t, c: x * float("nan"))
     with pytest.raises(NumericalError, match="NaN"):
-        Upscaler(backbone, "cpu")(photo((8, 8)), UpscaleConfig(sampler="uniform", interval=500))
+        Upscaler(backbone, "cpu")(photo((8, 8)), UpscaleConfig(policy="uniform", interval=500))
 
 
 def test_streaming_groups_equal_one_group():

@@ -126,3 +126,40 @@ def test_steps_n_runs_n_steps_for_every_n_through_the_api():
         assert result.report["nfe_uniform"] == n
         assert len(result.report["settings"]["timesteps"]) == n
         assert result.report["tiles"][0]["steps"] == n
+
+
+def test_the_callback_sees_every_step_and_the_policy_the_gain_functions_late_half():
+    """k-diffusion's callback: one call per batch step with the estimates; and the observation's
+    ``late`` is the gain function's own ``t < nr_start``, so DTSS and the gain agree by construction."""
+    backbone = FunctionBackbone(smooth_fn)
+    x_T, cond = inputs(n=3)
+
+    class Performance:
+        nr_start = 430.0
+
+        def __call__(self, x0, c, t):
+            return torch.stack([x0.mean((1, 2, 3)), x0.std((1, 2, 3))], 1)
+
+    lates: list[tuple[list[int], list[bool]]] = []
+
+    @dataclass(frozen=True)
+    class Watch:
+        intervals: tuple[int, ...] = (100,)
+
+        def initial(self, t):
+            return torch.zeros_like(t, dtype=torch.long)
+
+        def __call__(self, obs: StepObservation) -> Decision:
+            lates.append((obs.t.tolist(), obs.late.tolist()))
+            return UniformPolicy(100)(obs)
+
+    seen: list[dict[str, torch.Tensor]] = []
+    run = sample_tiles(backbone, x_T, cond, Watch(), SamplerSettings(batch_tiles=2), tile_generators(0, 3, x_T.device),
+                       performance=Performance(), callback=seen.append)
+    assert len(seen) == 2 * 10  # 10 steps, two batches (2 + 1 tiles) each
+    assert sum(len(s["tile"]) for s in seen) == run.nfe == 30
+    assert all(set(s) == {"tile", "t", "t_next", "x", "denoised", "cond", "gain"} for s in seen)
+    assert torch.equal(seen[-1]["x"], run.x0[seen[-1]["tile"]])  # the last states are the results
+    for ts, late in lates:
+        assert late == [t < 430 for t in ts]
+    assert any(any(late) for _, late in lates) and not all(all(late) for _, late in lates)

@@ -81,7 +81,7 @@ def test_uniform_sampler_reproduces_the_diffusers_pipeline(pipeline_folder, guid
 
     backbone = load_sd_upscale(pipeline_folder, prompt="a cat", negative_prompt="dog", guidance_scale=guidance,
                                noise_level=20, noise_seed=0, tile_size=16)
-    ours = Upscaler(backbone, "cpu")(image, UpscaleConfig(sampler="uniform", interval=250, spacing="leading", seed=3))
+    ours = Upscaler(backbone, "cpu")(image, UpscaleConfig(policy="uniform", interval=250, spacing="leading", seed=3))
     assert ours.report["nfe"] == 4 and ours.report["num_tiles"] == 1
     assert ours.picture.rgb.shape == reference.shape == (64, 64, 3)
     assert np.abs(ours.picture.rgb - reference).max() < 1e-4

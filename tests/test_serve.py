@@ -152,7 +152,7 @@ def test_zip_holds_every_output_and_describe_names_the_costs(upscaler, tmp_path)
     assert "walk 399 -> 149 -> 29" in text
     flat = Image.new("RGB", (48, 24), (120, 120, 120))  # no texture at all: the grouped sampler skips it
     flat.save(tmp_path / "flat.png")
-    grouped = upscale_uploads(upscaler, [("flat.png", tmp_path / "flat.png")], UpscaleConfig(sampler="grouped"),
+    grouped = upscale_uploads(upscaler, [("flat.png", tmp_path / "flat.png")], UpscaleConfig(policy="grouped"),
                               folder)[0].report
     words = describe(grouped)
     assert grouped["nfe"] == 0 and "all flat, each kept the prior's estimate" in words
@@ -160,7 +160,7 @@ def test_zip_holds_every_output_and_describe_names_the_costs(upscaler, tmp_path)
     half[:, 24:] = np.random.default_rng(0).integers(0, 256, (24, 24, 3))  # texture on the right only
     Image.fromarray(half).save(tmp_path / "half.png")
     mixed = upscale_uploads(upscaler, [("half.png", tmp_path / "half.png")],
-                            UpscaleConfig(sampler="grouped", group_thresholds=(0.001, 0.002, 0.003)), folder)[0].report
+                            UpscaleConfig(policy="grouped", group_thresholds=(0.001, 0.002, 0.003)), folder)[0].report
     skipped = sum(1 for tile in mixed["tiles"] if tile["steps"] == 0)
     assert 0 < skipped < mixed["num_tiles"] and f"{skipped} flat tile" in describe(mixed)
 

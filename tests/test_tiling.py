@@ -95,7 +95,7 @@ def test_fusion_none_through_the_api():
 
     image = Image.new("RGB", (40, 24), (120, 80, 200))
     upscaler = Upscaler(tiny_compact(tile_size=16), "cpu")
-    base = dict(sampler="uniform", interval=500, tile=16, overlap=8)
+    base = dict(policy="uniform", interval=500, tile=16, overlap=8)
     hard = upscaler(image, UpscaleConfig(fusion="none", **base))
     soft = upscaler(image, UpscaleConfig(**base))
     assert hard.image.size == soft.image.size == (160, 96)

@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image
 from safetensors import safe_open
 
+from adadiffsr.backbones import load_backbone
 from adadiffsr.cli import main
-from adadiffsr.weights import load_backbone
 
 SAMPLE = Path(__file__).parents[1] / "assets" / "coffee-lr.png"
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from adadiffsr.backbones import load_backbone, save_backbone
 from adadiffsr.errors import WeightsError
-from adadiffsr.weights import load_backbone, read_metadata, save_backbone
+from adadiffsr.weights import read_metadata
 
 from .conftest import tiny_compact
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,47 +19,38 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .backbones import BACKBONES
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
+from .core.pixels import denormalize
 from .core.policy import Policy
-from .core.schedule import UpdateRule
+from .core.schedule import UPDATE_RULES, UpdateRule
 from .core.step import InjectFn, ProgressFn, strength_timestep
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import PipelineOutput, PlanFn, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import SamplerSettings
+from .engine.pipeline import FUSIONS, PipelineOutput, PlanFn, TilingSettings, resolve_tiling, upscale_tensor
+from .engine.sampler import SPACINGS, SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
-from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings, group_steps, walk_starts
+from .policies.registry import POLICIES, WALK_POLICIES
 from .policies.timesteps import TimestepsPolicy, even_walk
-from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .runtime import RUNTIMES
-from .weights import default_weights_path, load_backbone
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-GAINS: tuple[str, ...] = ("none", "exact", "learned")
-BACKBONES: tuple[str, ...] = ("compact", "ldm-sr-x4", "sd-x4-upscaler")
+GAINS: tuple[str, ...] = ("auto", "exact", "learned")  # auto: the gain the policy or PFJ needs, none otherwise
+LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called auto
 
 # What an upscale runs when neither the call nor the model's weights file says otherwise. A model
 # ships its own sampling defaults in its config (``BackboneSpec.sampling``: the refiner's steps,
 # strength and update rule, say), which take precedence over these.
-SAMPLING_FALLBACK: dict[str, Any] = {"sampler": "adaptive", "rule": "ddim", "eta": 0.0}
+SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0}
+LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
-# sampler name -> policy factory
-SAMPLERS: dict[str, Callable[[UpscaleConfig], Policy]] = {
-    "uniform": lambda c: TimestepsPolicy(tuple(c.timesteps)) if c.timesteps else UniformPolicy(c.interval),
-    "timesteps": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),
-    "grouped": lambda c: TimestepsPolicy(tuple(c.timesteps or ())),  # the walk; the groups pick where each tile joins it
-    "adaptive": lambda c: DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop,
-                                      fr_change=c.fr_change),  # type: ignore[arg-type]
-}
-
-WALK_SAMPLERS: tuple[str, ...] = ("timesteps", "grouped")  # the samplers that follow a fixed timestep walk
 DEFAULT_INTERVAL = 20  # uniform sampling's jump when neither an interval nor a step count is given
 
 
@@ -68,12 +58,12 @@ DEFAULT_INTERVAL = 20  # uniform sampling's jump when neither an interval nor a 
 class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
-    sampler: str | None = None  # "adaptive" (DTSS), "grouped" (PGS), "timesteps" or "uniform"; None = the model's default
+    policy: str | None = None  # the region policy: a name in POLICIES ("grouped", "adaptive", ...); None = the model's
     interval: int | None = None  # DDPM steps per jump for uniform sampling; None = DEFAULT_INTERVAL (20: 50 steps)
     steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
     # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
     strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
-    timesteps: tuple[int, ...] | None = None  # the "timesteps" sampler's walk, e.g. (399, 149, 29); starts at its first
+    timesteps: tuple[int, ...] | None = None  # the "timesteps" policy's walk, e.g. (399, 149, 29); starts at its first
     # patch-adaptive groups ("grouped"): a tile of difficulty past k of the thresholds takes the walk's last k
     # timesteps (0: the prior's estimate as it is); a budget (mean steps per tile) overrides the thresholds
     budget: float | None = None
@@ -88,52 +78,54 @@ class UpscaleConfig:
     outscale: float | None = None  # final scale; None = the backbone's own
     fusion_sigma: float = 0.25
     fusion: str = "gaussian"  # region integration of overlapping tiles; "none" = hard seams (an ablation)
-    gain: str = "none"  # information gain per step: none, exact (metrics) or learned (the regressor)
+    gain: str = "auto"  # information gain per step (MMLE): auto, exact (the metrics) or learned (the regressor)
     spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
     # DTSS, tuned for the shipped model on training photos (docs/benchmarks.md); the paper's
     # preset is intervals (5, 10, 15, 20), tau 5e-3, fr_change "rise" (DTSSPolicy's defaults)
-    intervals: tuple[int, ...] = (20, 50, 100)  # the adaptive sampler's interval set
+    intervals: tuple[int, ...] = (20, 50, 100)  # the adaptive policy's interval set
     tau: float = 0.02  # DTSS gain threshold
     drop: float = 0.05  # DTSS: NR fall below its best that makes a tile saturated (0.02 traded NIQE away)
     fr_change: str = "any"  # DTSS: an FR gain of either sign counts as information arriving ("rise": the paper's)
     fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
 
-    def validate(self) -> None:
-        if self.sampler is not None and self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.rule is not None and self.rule not in ("ddim", "ddpm"):
-            raise ConfigError(f"unknown update rule {self.rule!r}; choose ddim or ddpm")
+    def __post_init__(self) -> None:
+        """Every field checked once, when the config is made (``replace`` makes a new one)."""
+        if self.policy is not None and self.policy not in POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.rule is not None and self.rule not in UPDATE_RULES:
+            raise ConfigError(f"unknown update rule {self.rule!r}; choose one of {', '.join(UPDATE_RULES)}")
         if self.interval is not None and not 1 <= self.interval <= 1000:
             raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
-        if self.interval is not None and self.sampler not in (None, "uniform"):
-            raise ConfigError(f"interval={self.interval} sets the pace of the uniform sampler; pass sampler='uniform' "
-                              f"(the {self.sampler} sampler sets its own)")
+        if self.interval is not None and self.policy not in (None, "uniform"):
+            raise ConfigError(f"interval={self.interval} sets the pace of the uniform policy; pass policy='uniform' "
+                              f"(the {self.policy} policy sets its own)")
         if self.steps is not None and not 0 <= self.steps <= 1000:
             raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
         GroupSettings(tuple(self.group_thresholds), self.budget)  # checks them
-        if self.budget is not None and self.sampler not in (None, "grouped"):
-            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass sampler='grouped' "
-                              f"(the {self.sampler} sampler sets its own)")
-        if self.steps and self.sampler not in (None, "uniform"):
-            raise ConfigError(f"steps={self.steps} sets the pace of the uniform sampler; pass sampler='uniform' "
-                              f"(the {self.sampler} sampler sets its own)")
+        if self.budget is not None and self.policy not in (None, "grouped"):
+            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy='grouped' "
+                              f"(the {self.policy} policy sets its own)")
+        if self.steps and self.policy not in (None, "uniform"):
+            raise ConfigError(f"steps={self.steps} sets the pace of the uniform policy; pass policy='uniform' "
+                              f"(the {self.policy} policy sets its own)")
         if self.strength is not None and not 0 <= self.strength <= 1:
             raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if self.eta is not None and not 0 <= self.eta <= 1:
             raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
-        if self.spacing not in ("trailing", "leading"):
-            raise ConfigError(f"unknown spacing {self.spacing!r}; choose trailing or leading")
-        if self.sampler == "adaptive":
-            DTSSPolicy(intervals=tuple(self.intervals), tau=self.tau, drop=self.drop,
-                       fr_change=self.fr_change)  # type: ignore[arg-type]  # checks them
+        if self.spacing not in SPACINGS:
+            raise ConfigError(f"unknown spacing {self.spacing!r}; choose one of {', '.join(SPACINGS)}")
+        if self.policy == "adaptive":
+            POLICIES["adaptive"].build(self)  # checks the DTSS settings
+        if self.gain in LEGACY_GAINS:
+            object.__setattr__(self, "gain", LEGACY_GAINS[self.gain])
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
-        if self.fusion not in ("gaussian", "none"):
-            raise ConfigError(f"unknown fusion {self.fusion!r}; choose gaussian or none")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
         if not 0 <= self.fidelity <= 4:
             raise ConfigError(f"fidelity must be in [0, 4], got {self.fidelity}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
@@ -240,24 +232,14 @@ class Upscaler:
             raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if runtime == "onnx" and dtype != "fp32":
             raise ConfigError(f"--runtime onnx runs the fp32 exports; --dtype {dtype} is for --runtime torch")
+        kind = BACKBONES[backbone]
+        unknown = sorted(set(pipeline_options) - set(kind.options))
+        if unknown:
+            raise ConfigError(f"--backbone {backbone} takes no option {unknown[0]!r}"
+                              + (f" (it takes {', '.join(kind.options)})" if kind.options else ""))
         resolved = resolve_device(device)
-        if backbone == "compact":
-            if weights is None:
-                weights = default_weights_path()
-                if not weights.is_file():
-                    raise WeightsError(f"no default model at {weights}; pass --weights PATH (see the README)")
-            model = load_backbone(weights, device=resolved)
-        else:
-            if weights is None:
-                raise WeightsError(f"--backbone {backbone} needs --weights: the pipeline folder or its Hugging Face id")
-            if backbone == "ldm-sr-x4":
-                from .backbones.ldm_sr import load_ldm_sr
-
-                model = load_ldm_sr(weights, resolved)
-            else:
-                from .backbones.sd_upscale import load_sd_upscale
-
-                model = load_sd_upscale(weights, resolved, **pipeline_options)
+        weights = kind.resolve_weights(weights)
+        model = kind.load(weights, resolved, **pipeline_options)
         regressor_file, pfj_file = regressor_path_for(weights), pfj_path_for(weights)
         gain_model = load_regressor(regressor_file, resolved) if regressor and regressor_file.is_file() else None
         injection = load_pfj(pfj_file, resolved) if pfj and pfj_file.is_file() else None
@@ -278,18 +260,18 @@ class Upscaler:
             return None
         return injector(self.pfj, fidelity)
 
-    def gain_kind(self, kind: str, sampler: str = "uniform", needed: bool = False) -> str:
-        """The gain that runs for a requested ``kind``: ``none`` becomes ``learned`` (or ``exact``
-        without a regressor) where the adaptive sampler or PFJ needs one."""
-        if kind == "none" and (sampler == "adaptive" or needed):
-            return "learned" if self.regressor is not None else "exact"
+    def gain_kind(self, kind: str, policy: str = "uniform", needed: bool = False) -> str:
+        """The gain that runs for a requested ``kind``: ``auto`` is ``learned`` (``exact`` without a
+        regressor) where the adaptive policy or PFJ needs a gain, and ``none`` (no gain runs) elsewhere."""
+        if kind == "auto":
+            needed = needed or policy == "adaptive"
+            return ("learned" if self.regressor is not None else "exact") if needed else "none"
         return kind
 
-    def gain_function(self, kind: str, sampler: str = "uniform", needed: bool = False) -> PerformanceFn | None:
-        """What the sampler's gain comes from: none, the exact metrics, or the learned regressor. The
-        adaptive sampler (and PFJ: ``needed``) needs one: with ``none`` it takes the regressor, or
-        the metrics without it."""
-        kind = self.gain_kind(kind, sampler, needed)
+    def gain_function(self, kind: str, policy: str = "uniform", needed: bool = False) -> PerformanceFn | None:
+        """What the sampler's gain comes from (``gain_kind``): nothing, the exact metrics, or the
+        learned regressor."""
+        kind = self.gain_kind(kind, policy, needed)
         if kind == "none":
             return None
         if kind == "exact":
@@ -302,20 +284,18 @@ class Upscaler:
         """``config`` with the model's defaults filled in: the strength from the backbone's spec (or the
         walk's first timestep), the uniform interval, and ``steps`` turned into an evenly spaced walk of
         exactly that many steps from the start (with trailing spacing; the nearest interval otherwise)."""
-        config.validate()
-        model_defaults = {**SAMPLING_FALLBACK, **self.backbone.spec.sampling}
-        if config.sampler is None and config.budget is not None:
-            config = replace(config, sampler="grouped")  # a budget was asked for: the groups meet it
-        if config.sampler is None and config.timesteps is not None:
-            config = replace(config, sampler="timesteps")  # a walk was asked for
-        if config.sampler is None and (config.steps is not None or config.interval is not None):
-            config = replace(config, sampler="uniform")  # a pace was asked for: uniform sampling at it
+        model_defaults = {**SAMPLING_FALLBACK, **{LEGACY_SAMPLING_KEYS.get(k, k): v for k, v in self.backbone.spec.sampling.items()}}
+        if config.policy is None and config.budget is not None:
+            config = replace(config, policy="grouped")  # a budget was asked for: the groups meet it
+        if config.policy is None and config.timesteps is not None:
+            config = replace(config, policy="timesteps")  # a walk was asked for
+        if config.policy is None and (config.steps is not None or config.interval is not None):
+            config = replace(config, policy="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
-        walks = WALK_SAMPLERS  # the samplers that follow a walk share the model's
-        if config.sampler is not None and config.sampler != model_defaults["sampler"]:
+        if config.policy is not None and config.policy != model_defaults["policy"]:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
-            if not (config.sampler in walks and model_defaults["sampler"] in walks):
+            if not (config.policy in WALK_POLICIES and model_defaults["policy"] in WALK_POLICIES):
                 unset.pop("timesteps", None)
         if unset.get("steps") is not None and config.interval is not None:
             unset.pop("steps")  # an explicit interval wins over the model's step count
@@ -323,19 +303,18 @@ class Upscaler:
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
         config = replace(config, **unset)
-        if config.sampler in walks and not config.timesteps:
-            raise ConfigError(f"the {config.sampler} sampler needs a timestep list (--timesteps 399,149,29)")
-        config.validate()
+        if config.policy in WALK_POLICIES and not config.timesteps:
+            raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
-        if config.sampler in walks and config.steps != 0:
+        if config.policy in WALK_POLICIES and config.steps != 0:
             strength = (config.timesteps[0] + 1) / self.backbone.spec.schedule.num_train_timesteps  # type: ignore[index]
         if config.steps == 0:
             strength = 0.0
         total = self.backbone.spec.schedule.num_train_timesteps
         interval, walk = config.interval, config.timesteps
-        if config.sampler == "uniform" and interval is None:
+        if config.policy == "uniform" and interval is None:
             interval = DEFAULT_INTERVAL
-        if config.sampler == "uniform":
+        if config.policy == "uniform":
             walk = None
         if config.steps:
             first = strength_timestep(strength, total)
@@ -350,10 +329,11 @@ class Upscaler:
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
         and tiling as ``config`` says (what ``__call__`` and the benchmark run)."""
-        return self._sample(lr, self.resolve(config), progress)
+        config = self.resolve(config)
+        return self._sample(lr, config, POLICIES[str(config.policy)].build(config), progress)
 
-    def _sample(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None) -> PipelineOutput:
-        """``run`` on a config ``resolve`` has already filled in."""
+    def _sample(self, lr: Tensor, config: UpscaleConfig, policy: Policy, progress: ProgressFn | None) -> PipelineOutput:
+        """``run`` on a config ``resolve`` has already filled in, with its policy built once."""
         inject = self.injection(config.fidelity)
         tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma,
                                 fusion=config.fusion)
@@ -361,16 +341,16 @@ class Upscaler:
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=config.spacing, strength=float(config.strength))
         return upscale_tensor(
-            self.backbone, lr, SAMPLERS[config.sampler](config), settings, tiling, seed=config.seed,
+            self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
-            performance=self.gain_function(config.gain, config.sampler, needed=inject is not None),
+            performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
             progress=progress, inject=inject, plan=self.plan(config),
         )
 
     @staticmethod
     def plan(config: UpscaleConfig) -> PlanFn | None:
         """The grouped sampler's start per tile from its difficulty (``policies/groups.py``)."""
-        if config.sampler != "grouped":
+        if config.policy != "grouped":
             return None
         walk, groups = tuple(config.timesteps or ()), GroupSettings(tuple(config.group_thresholds), config.budget)
         return lambda difficulty: walk_starts(walk, group_steps(difficulty, groups, len(walk)))
@@ -389,8 +369,9 @@ class Upscaler:
             picture = image
         else:
             picture = read_picture(image)
-        out = self._sample(picture_to_tensor(picture, self.device), config, progress)
-        rgb = (out.image.float() + 1) / 2
+        policy = POLICIES[str(config.policy)].build(config)
+        out = self._sample(picture_to_tensor(picture, self.device), config, policy, progress)
+        rgb = denormalize(out.image.float())
         w, h = picture.size
         if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:
             size = (max(1, round(h * config.outscale)), max(1, round(w * config.outscale)))
@@ -400,7 +381,7 @@ class Upscaler:
         result = Picture(rgb_array, alpha, picture.bits, picture.gray, list(picture.notes))
         settings_dict = {
             **asdict(config),
-            "gain": self.gain_kind(config.gain, str(config.sampler), self.injection(config.fidelity) is not None),
+            "gain": self.gain_kind(config.gain, str(config.policy), self.injection(config.fidelity) is not None),
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(getattr(self.backbone, "inner", self.backbone)).__name__,
@@ -413,9 +394,9 @@ class Upscaler:
         settings_dict.update(tile=tile, overlap=overlap)  # as resolved, not None
         total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(
-            out, SAMPLERS[config.sampler](config).intervals, total, settings_dict,
+            out, policy.intervals, total, settings_dict,
             start_timestep=strength_timestep(float(config.strength), total),
-            walk_steps=len(config.timesteps) if config.sampler != "adaptive" and config.timesteps else None,
+            walk_steps=len(config.timesteps) if config.policy != "adaptive" and config.timesteps else None,
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from .core.pixels import normalize
 from .errors import InputImageError, OutputError
 
 WriteFn = Callable[[Path], None]
@@ -29,7 +30,9 @@ MAX_INPUT_PIXELS = 64 * 1024 * 1024  # larger inputs are refused unless the call
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
             ".tiff": "TIFF"}
-IMAGE_SUFFIXES = tuple(_FORMATS) + (".gif",)
+IMAGE_SUFFIXES = tuple(_FORMATS) + (".gif",)  # what is read as an image in a folder
+OUTPUT_EXTENSIONS: tuple[str, ...] = tuple(  # one per format, as --ext takes them: png, jpg, webp, ...
+    next(k.lstrip(".") for k, v in _FORMATS.items() if v == fmt) for fmt in dict.fromkeys(_FORMATS.values()))
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "BMP"}
 _16BIT_FORMATS = {"PNG", "TIFF"}
 
@@ -158,7 +161,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_INPUT_
 
 def picture_to_tensor(picture: Picture, device: torch.device | str = "cpu") -> Tensor:
     """``(1, 3, H, W)`` float32 in ``[-1, 1]``."""
-    return torch.from_numpy(np.ascontiguousarray(picture.rgb) * 2 - 1).permute(2, 0, 1)[None].to(device)
+    return normalize(torch.from_numpy(np.ascontiguousarray(picture.rgb))).permute(2, 0, 1)[None].to(device)
 
 
 def to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> Tensor:

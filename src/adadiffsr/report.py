@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .engine.pipeline import PipelineOutput
 from .engine.sampler import uniform_nfe
 from .engine.tiling import dominant_tile
+from .policies.dtss import CATEGORY_NAMES
 
 # A few stops of matplotlib's viridis, interpolated linearly (dark = few steps, yellow = many).
 _VIRIDIS = np.array(
@@ -31,13 +32,12 @@ def build_report(
     else:
         nfe_uniform = uniform_nfe(len(grid), min(intervals), num_train_timesteps, start_timestep)
     tiles = []
-    names = ("growing", "stable", "saturated")
     for box, steps, exit_t, cat in zip(grid.boxes, run.steps.tolist(), run.exit_t.tolist(), run.category.tolist(),
                                        strict=True):
         bw, bh = min(box.width, w - box.left), min(box.height, h - box.top)
         tile = {"box": [box.left, box.top, bw, bh], "steps": steps, "exit_t": exit_t}
         if cat >= 0:
-            tile["category"] = names[cat]
+            tile["category"] = CATEGORY_NAMES[cat]
         tiles.append(tile)
     if out.difficulty is not None:
         for tile, value in zip(tiles, out.difficulty.tolist(), strict=True):

@@ -1,4 +1,6 @@
-"""Backbone weights as safetensors with the architecture config inside, and the shipped default."""
+"""Networks as safetensors files with their architecture and config inside, and where the shipped
+default model lives. Backbones (``backbones/registry.py``), the gain regressor and PFJ are all
+written and read through ``save_module`` / ``load_module``."""
 
 from __future__ import annotations
 
@@ -12,50 +14,17 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .backbones.compact import CompactConfig, CompactSR
-from .core.backbone import Backbone
 from .errors import WeightsError
 from .io import atomic_write
 
 FORMAT_VERSION = "1"
 DEFAULT_WEIGHTS_NAME = "realesrgan-refiner-x4.safetensors"
 
-# architecture name -> (class, config class); a weights file names its architecture
-ARCHITECTURES: dict[str, tuple[type[Backbone], Any]] = {"compact": (CompactSR, CompactConfig)}
-
-
 def default_weights_path() -> Path:
     """Where the shipped default model lives: ``$ADADIFFSR_WEIGHTS_DIR`` or the repository's ``weights/``."""
     folder = os.environ.get("ADADIFFSR_WEIGHTS_DIR")
     base = Path(folder) if folder else Path(__file__).resolve().parents[2] / "weights"
     return base / DEFAULT_WEIGHTS_NAME
-
-
-def save_backbone(
-    backbone: Backbone,
-    path: str | os.PathLike[str],
-    metadata: dict[str, str] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> None:
-    """Write the backbone's weights and config (``config.to_dict()``) to a safetensors file.
-
-    ``dtype=torch.float16`` halves the file; weights are cast back to the model's dtype on load.
-    """
-    config = getattr(backbone, "config", None)
-    name = getattr(backbone, "architecture", None)
-    if name not in ARCHITECTURES or config is None:
-        raise WeightsError(f"{type(backbone).__name__} cannot be saved as an adadiffsr weights file")
-    meta = {
-        "adadiffsr.format": FORMAT_VERSION,
-        "adadiffsr.architecture": name,
-        "adadiffsr.config": json.dumps(config.to_dict()),
-        **(metadata or {}),
-    }
-    state = {
-        k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
-        for k, v in backbone.state_dict().items()
-    }
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -67,27 +36,16 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise WeightsError(f"{path}: not a valid safetensors file ({_first_line(e)})") from e
 
 
-def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Backbone:
-    """Build the architecture the file names, load its weights strictly, return it in eval mode."""
-    path = _existing(path)
-    meta = read_metadata(path)
-    name = meta.get("adadiffsr.architecture")
-    if name is None:
-        raise WeightsError(f"{path}: not an adadiffsr weights file (no architecture in its metadata)")
-    if name not in ARCHITECTURES:
-        raise WeightsError(f"{path}: unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-    cls, config_cls = ARCHITECTURES[name]
-    return load_module(path, name, lambda config: cls(config_cls.from_dict(config)), device)
-
-
 def save_module(
     module: torch.nn.Module, path: str | os.PathLike[str], architecture: str, config: dict[str, Any],
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None,
 ) -> None:
-    """Write a small companion network (gain regressor, PFJ) with its architecture and config."""
+    """Write a network with its architecture and config, atomically. ``dtype=torch.float16`` halves
+    the file (floating tensors are cast back to the model's dtype on load)."""
     meta = {"adadiffsr.format": FORMAT_VERSION, "adadiffsr.architecture": architecture,
             "adadiffsr.config": json.dumps(config), **(metadata or {})}
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+             for k, v in module.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 

@@ -1,6 +1,6 @@
-"""Diffusion backbones behind the engine's contract."""
+"""Diffusion backbones behind the engine's contract (``core/backbone.py``), named in ``BACKBONES``."""
 
-from ..core.backbone import Backbone, BackboneSpec
 from .compact import CompactConfig, CompactSR
+from .registry import ARCHITECTURES, BACKBONES, BackboneKind, load_backbone, save_backbone
 
-__all__ = ["Backbone", "BackboneSpec", "CompactConfig", "CompactSR"]
+__all__ = ["ARCHITECTURES", "BACKBONES", "BackboneKind", "CompactConfig", "CompactSR", "load_backbone", "save_backbone"]

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.pixels import denormalize, normalize
 from ..errors import ConfigError
 
 
@@ -40,7 +41,7 @@ class RealESRGAN:
     label: str = "realesrgan"
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
-        return (self.model(lr * 2 - 1) + 1) / 2, 0  # the Prior: [-1, 1] in and out
+        return denormalize(self.model(normalize(lr))), 0  # the Prior: [-1, 1] in and out
 
 
 @dataclass
@@ -53,9 +54,9 @@ class Engine:
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # of the last call: prior, sampling, ...
 
     def __call__(self, lr: Tensor) -> tuple[Tensor, int]:
-        out = self.upscaler.run(lr.to(self.upscaler.device) * 2 - 1, self.config)
+        out = self.upscaler.run(normalize(lr.to(self.upscaler.device)), self.config)
         self.stage_seconds = dict(out.seconds)
-        return ((out.image.float().cpu() + 1) / 2).clamp(0, 1), out.run.nfe
+        return denormalize(out.image.float().cpu()).clamp(0, 1), out.run.nfe
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -88,7 +89,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
     """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
     An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
     ``runtime`` and ``dtype`` for it."""
-    from ..api import SAMPLERS, UpscaleConfig, Upscaler
+    from ..api import UpscaleConfig, Upscaler
+    from ..policies.registry import POLICIES
     from ..runtime import RUNTIMES
 
     methods: list[Method] = []
@@ -114,7 +116,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
 
                 prior = load_prior("realesrgan-x4plus", runtime=prior_runtime).to(resolve_device(device))
             methods.append(RealESRGAN(prior, label="realesrgan" if prior_runtime == "torch" else f"realesrgan-{prior_runtime}"))
-        elif name in SAMPLERS:
+        elif name in POLICIES:
             engine_runtime, engine_dtype = params.pop("runtime", runtime), params.pop("dtype", dtype)
             if engine_runtime not in RUNTIMES:
                 raise ConfigError(f"method {spec!r}: runtime must be one of {', '.join(RUNTIMES)}")
@@ -123,9 +125,9 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 upscalers[loaded] = Upscaler.from_pretrained(weights, device=device, dtype=engine_dtype,
                                                              runtime=engine_runtime)
             upscaler = upscalers[loaded]
-            values: dict[str, Any] = {"sampler": name}
+            values: dict[str, Any] = {"policy": name}
             for key, raw in params.items():
-                if key not in fields or key in ("sampler", "outscale"):
+                if key not in fields or key in ("policy", "outscale"):
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
                 if key in ("intervals", "timesteps"):
                     values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
@@ -134,14 +136,13 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 else:
                     values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)
-            config.validate()
             label = spec.replace(":", "-").replace(",", "-").replace("=", "")
             label += "".join(f"-{value}" for value, default, setting in ((engine_runtime, "torch", "runtime="),
                                                                           (engine_dtype, "fp32", "dtype="))
                              if value != default and setting not in spec)
             methods.append(Engine(upscaler, config, label=label))
         else:
-            known = ", ".join(["bicubic", "realesrgan", *SAMPLERS])
+            known = ", ".join(["bicubic", "realesrgan", *POLICIES])
             raise ConfigError(f"unknown method {spec!r}; known: {known} (engine ones take key=value settings)")
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):

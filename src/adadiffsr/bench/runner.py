@@ -20,13 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.pixels import normalize
 from ..data.degradations import DEGRADATIONS
 from ..errors import ConfigError, InputImageError
-from ..io import atomic_write, read_image, save_image, to_image
+from ..io import IMAGE_SUFFIXES, atomic_write, read_image, save_image, to_image
 from ..metrics.registry import METRICS, create_metric
 from .methods import Method
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -150,7 +149,7 @@ def run_bench(
             if save_images:
                 folder = out / "images" / method.label
                 folder.mkdir(parents=True, exist_ok=True)
-                save_image(to_image(output * 2 - 1), folder / f"{pair.name}.png")
+                save_image(to_image(normalize(output)), folder / f"{pair.name}.png")
         if save_images:
             _comparison_sheet(pair, out, [m.label for m in methods])
     summary = _summarise(rows, [m.label for m in methods], [m.name for m in metrics])
@@ -236,10 +235,10 @@ def _comparison_sheet(pair: Pair, out: Path, labels: list[str], size: int = 128)
     """Side by side crops (centre ``size`` px of the output): HR, input (nearest), every method."""
     from PIL import ImageDraw, ImageFont
 
-    hr = to_image(pair.hr * 2 - 1)
+    hr = to_image(normalize(pair.hr))
     s = min(size, hr.width, hr.height)
     box = ((hr.width - s) // 2, (hr.height - s) // 2, (hr.width - s) // 2 + s, (hr.height - s) // 2 + s)
-    lr = to_image(pair.lr * 2 - 1).resize(hr.size, Image.Resampling.NEAREST)
+    lr = to_image(normalize(pair.lr)).resize(hr.size, Image.Resampling.NEAREST)
     tiles = [("ground truth", hr), ("input", lr)]
     tiles += [(label, Image.open(out / "images" / label / f"{pair.name}.png")) for label in labels]
     sheet = Image.new("RGB", (len(tiles) * (s + 4), s + 16), "white")

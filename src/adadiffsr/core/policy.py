@@ -20,12 +20,10 @@ class StepObservation:
     t: Tensor  # (n,) timestep the step started from
     t_next: Tensor  # (n,) timestep reached; -1 means the tile reached the clean sample
     steps: Tensor  # (n,) steps taken so far, this one included
-    x0: Tensor  # (n, C, h, w) denoised estimate at this step, working space
-    x0_prev: Tensor | None  # (n, C, h, w) the estimate of the previous step; None on the first
-    cond: Tensor  # (n, ...) the backbone's condition (input feature) for these tiles
-    gain: Tensor | None  # (n, G) information gain components, if a gain function is set
+    gain: Tensor | None = None  # (n, G) information gain components, if a gain function is set
     gain_sum: Tensor | None = None  # (n, G) gains summed over the tile's steps, this one included
     best_sum: Tensor | None = None  # (n,) the NR gain sum when the tile's best state was kept
+    late: Tensor | None = None  # (n,) bool: the NR gain counts at this step (t below the gain function's nr_start)
 
 
 @dataclass(frozen=True)

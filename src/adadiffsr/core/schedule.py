@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -26,6 +26,7 @@ from ..errors import ConfigError
 
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
 UpdateRule = Literal["ddim", "ddpm"]
+UPDATE_RULES: tuple[str, ...] = get_args(UpdateRule)
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 
 DEFAULT_INTERVALS: tuple[int, ...] = (5, 10, 15, 20)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..core.pixels import denormalize, normalize
 from ..errors import ConfigError, InputImageError
 from ..io import atomic_write
 from .degradations import DEGRADATIONS
@@ -91,7 +92,7 @@ def build_cache(
         for i in range(shard * cfg.shard_size, (shard + 1) * cfg.shard_size):
             hr, lr, name = make_crop(files, images, cfg, i)
             with torch.no_grad():
-                estimate = (prior(lr[None] * 2 - 1)[0].float() + 1) / 2
+                estimate = denormalize(prior(normalize(lr[None]))[0].float())
             lrs.append(_to_u8(lr))
             priors.append(_to_u8(estimate))
             hrs.append(_to_u8(hr))

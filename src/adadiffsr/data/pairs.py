@@ -14,9 +14,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .degradations import RealESRGANDegradation, bicubic_degrade, degrade
-
-DEGRADATIONS = ("realesrgan", "bicubic")
+from ..errors import ConfigError
+from .degradations import DEGRADATIONS
 
 
 def load_rgb(path: Path) -> Tensor:
@@ -25,12 +24,11 @@ def load_rgb(path: Path) -> Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def make_lr(hr: Tensor, degradation: str, seed: int, scale: int = 4) -> Tensor:
-    if degradation == "realesrgan":
-        return degrade(hr, seed, RealESRGANDegradation(scale=scale))
-    if degradation == "bicubic":
-        return bicubic_degrade(hr, scale)
-    raise ValueError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
+def make_lr(hr: Tensor, degradation: str, seed: int) -> Tensor:
+    """The degradation named ``degradation`` (``DEGRADATIONS``) of ``hr``."""
+    if degradation not in DEGRADATIONS:
+        raise ConfigError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
+    return DEGRADATIONS[degradation](hr, seed)
 
 
 def random_crop(image: Tensor, rng: np.random.Generator, crop: int, scale: int = 4) -> Tensor:
@@ -48,11 +46,13 @@ class PairDataset(Dataset[tuple[Tensor, Tensor]]):
     """``(lr, hr)`` pairs in ``[0, 1]``: ``hr`` a ``crop x crop`` patch, ``lr`` its degraded ``1/scale``."""
 
     def __init__(
-        self, files: list[Path], crop: int = 256, scale: int = 4, degradation: str = "realesrgan",
+        self, files: list[Path], crop: int = 256, scale: int = 4, degradation: str = "realesrgan-x4",
         seed: int = 0, length: int = 10**9,
     ) -> None:
         if degradation not in DEGRADATIONS:
-            raise ValueError(f"unknown degradation {degradation!r}")
+            raise ConfigError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
+        if scale != 4:
+            raise ConfigError(f"the named degradations are x4; a x{scale} backbone needs its own")
         self.files, self.crop, self.scale, self.degradation = files, crop, scale, degradation
         self.seed, self.length = seed, length
         self._images: dict[int, Tensor] = {}  # loaded lazily, per worker
@@ -69,4 +69,4 @@ class PairDataset(Dataset[tuple[Tensor, Tensor]]):
         rng = np.random.default_rng([self.seed, i])
         image = self.image(int(rng.integers(len(self.files))))
         hr = random_crop(image, rng, self.crop, self.scale)
-        return make_lr(hr, self.degradation, int(rng.integers(2**62)), self.scale), hr
+        return make_lr(hr, self.degradation, int(rng.integers(2**62))), hr

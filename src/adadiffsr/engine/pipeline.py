@@ -40,6 +40,9 @@ PlanFn = Callable[[Tensor], Tensor]
 """``difficulty (N,) -> start timestep (N,)`` per tile, -1 for no step: patch-adaptive groups."""
 
 
+FUSIONS: tuple[str, ...] = ("gaussian", "none")  # region integration: Gaussian-weighted, or hard seams (an ablation)
+
+
 @dataclass(frozen=True)
 class TilingSettings:
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
@@ -133,8 +136,8 @@ def upscale_tensor(
         (1, spec.latent_channels, latent_grid.height, latent_grid.width), generator=generator, device=device
     )
     generators = tile_generators(seed, len(grid), device)
-    if tiling.fusion not in ("gaussian", "none"):
-        raise ConfigError(f"unknown fusion {tiling.fusion!r}; choose gaussian or none")
+    if tiling.fusion not in FUSIONS:
+        raise ConfigError(f"unknown fusion {tiling.fusion!r}; choose one of {', '.join(FUSIONS)}")
     total = weight_total(latent_grid, tiling.fusion_sigma, device)
     owner = dominant_tile(latent_grid, tiling.fusion_sigma).to(device) if tiling.fusion == "none" else None
     canvas = torch.zeros_like(noise)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +24,8 @@ from ..core.precision import autocast
 from ..core.schedule import SkipCodebook, UpdateRule, add_noise
 from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
+
+SPACINGS: tuple[str, ...] = ("trailing", "leading")  # where a walk starts: T - 1, or diffusers' default
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,70 @@ def tile_generators(seed: int, num_tiles: int, device: torch.device) -> list[tor
     return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in range(num_tiles)]
 
 
+StepCallback = Callable[[dict[str, Tensor]], None]
+"""k-diffusion's ``callback``: called after every batch step with ``tile`` (indices), ``t``, ``t_next``,
+``x`` (the states at ``t_next``), ``denoised`` (the estimates ``x0``), ``cond`` and, with a gain
+function, ``gain``. It only watches; what it returns is ignored."""
+
+
+@dataclass
+class GainTracker:
+    """Each tile's gain bookkeeping (eq. 1): its last performance ``R``, its latest gain (what PFJ
+    modulates with), the sum of its gains and the NR sum where its best state was kept."""
+
+    r_prev: Tensor  # (N, 2)
+    last: Tensor  # (N, 2)
+    total: Tensor  # (N, 2)
+    best_nr: Tensor  # (N,)
+
+    @classmethod
+    def start(cls, n: int, device: torch.device) -> GainTracker:
+        return cls(*(torch.zeros(n, 2, device=device) for _ in range(3)), torch.zeros(n, device=device))
+
+    def observe(self, chunk: Tensor, r: Tensor, t: Tensor, first: Tensor, nr_start: float) -> Tensor:
+        """The gains of eq. 1 of ``chunk`` from their new performance ``r``; 0 at a tile's first step."""
+        gain = information_gain(r, self.r_prev[chunk], t, nr_start)
+        gain[first] = 0  # a tile's first estimate has nothing to gain against
+        self.r_prev[chunk] = r
+        self.total[chunk] += gain
+        self.last[chunk] = gain
+        return gain
+
+
+@dataclass
+class BestStates:
+    """The estimate a policy asked to keep per tile (``Decision.keep``): what an early exit returns."""
+
+    x0: Tensor | None = None  # (N, C, h, w), allocated when a policy first keeps a state
+    kept: Tensor | None = None  # (N,) bool
+
+    def keep(self, tiles: Tensor, x0: Tensor, n: int) -> None:
+        if self.x0 is None or self.kept is None:
+            self.x0 = torch.zeros((n, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
+            self.kept = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        self.x0[tiles] = x0
+        self.kept[tiles] = True
+
+    def exit_states(self, tiles: Tensor, x0: Tensor) -> Tensor:
+        """What tiles leaving early end with: their kept best, or this step's estimate without one."""
+        if self.x0 is None or self.kept is None:
+            return x0
+        return torch.where(self.kept[tiles].view(-1, 1, 1, 1), self.x0[tiles], x0)
+
+
+@dataclass
+class TileStates:
+    """Where every tile is: its state, timestep, next interval, and what it has spent."""
+
+    x: Tensor  # (N, C, h, w) x_t of active tiles; the final state of finished ones
+    t: Tensor  # (N,) current timestep; -1 once finished
+    k_idx: Tensor  # (N,) interval index of the next jump
+    active: Tensor  # (N,) bool
+    steps: Tensor  # (N,) backbone evaluations so far
+    exit_t: Tensor  # (N,) timestep where a tile stopped early; -1 where it ran to the end
+    category: Tensor  # (N,) last category the policy gave (-1: none)
+
+
 def sample_tiles(
     backbone: Backbone,
     x_T: Tensor,
@@ -67,18 +133,84 @@ def sample_tiles(
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
     start: Tensor | None = None,
+    callback: StepCallback | None = None,
 ) -> TileRun:
     """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring.
     ``start (N,)`` caps each tile's first timestep (patch-adaptive groups): it starts there from the
     backbone's estimate noised, and with -1 it takes no step (the estimate is its result)."""
-    spec = backbone.spec
-    device = x_T.device
+    spec, device, n = backbone.spec, x_T.device, x_T.shape[0]
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
-    n, total_t = x_T.shape[0], codebook.num_train_timesteps
+    total_t = codebook.num_train_timesteps
     stochastic = settings.rule == "ddpm" or settings.eta > 0
+    tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
+    gains = GainTracker.start(n, device) if performance is not None else None
+    best = BestStates()
+    seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0, "pfj": 0.0}
+    nfe = 0
 
-    x = x_T.float().clone()  # current x_t of active tiles; the final state of finished ones
-    x0_prev = torch.zeros_like(x)
+    while bool(tiles.active.any()):
+        for chunk in tiles.active.nonzero().flatten().split(settings.batch_tiles):
+            x_t, t_now, k_now, c = tiles.x[chunk], tiles.t[chunk], tiles.k_idx[chunk], cond[chunk]
+            c_in = c
+            if inject is not None:  # PFJ modulates with each tile's latest gain (0 before its first)
+                with _timed(seconds, "pfj", device):
+                    c_in = inject(c, gains.last[chunk] if gains is not None else torch.zeros(len(chunk), 2, device=device))
+            with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
+                out = backbone.predict(x_t, t_now, c_in).float()
+            nfe += len(chunk)
+            if not bool(torch.isfinite(out).all()):
+                raise NumericalError(f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
+                                     "try --dtype fp32 or check the weights")
+            t_next = codebook.next_timestep(t_now, k_now)
+            noise = _noise(x_t, chunk, t_next, generators) if stochastic else None
+            x0, x_new = denoise_step(codebook, spec, out, x_t, t_now, k_now, settings.rule, noise, settings.eta)
+            tiles.steps[chunk] += 1
+
+            gain = None
+            if performance is not None and gains is not None:
+                with _timed(seconds, "gain", device):
+                    r = performance(x0, c, t_now).float().to(device)
+                    gain = gains.observe(chunk, r, t_now, tiles.steps[chunk] == 1, performance.nr_start)
+            obs = StepObservation(
+                tile=chunk, t=t_now, t_next=t_next, steps=tiles.steps[chunk], gain=gain,
+                gain_sum=None if gains is None else gains.total[chunk],
+                best_sum=None if gains is None else gains.best_nr[chunk],
+                late=None if performance is None else t_now < performance.nr_start,
+            )
+            with _timed(seconds, "policy", device):
+                decision = policy(obs)
+
+            if bool(decision.keep.any()):
+                best.keep(chunk[decision.keep], x0[decision.keep], n)
+                if gains is not None:
+                    gains.best_nr[chunk[decision.keep]] = gains.total[chunk[decision.keep], -1]
+            if decision.category is not None:
+                tiles.category[chunk] = decision.category.to(device)
+            finished = t_next < 0
+            leaving = decision.exit & ~finished
+            if bool(leaving.any()):
+                x_new[leaving] = best.exit_states(chunk[leaving], x0[leaving])
+                tiles.exit_t[chunk[leaving]] = t_next[leaving]
+            tiles.x[chunk] = x_new
+            tiles.t[chunk] = t_next
+            tiles.k_idx[chunk] = decision.interval.to(device)
+            tiles.active[chunk[finished | leaving]] = False
+            if callback is not None:
+                callback({"tile": chunk, "t": t_now, "t_next": t_next, "x": x_new, "denoised": x0, "cond": c,
+                          **({} if gain is None else {"gain": gain})})
+        if progress is not None:
+            walked = torch.where(tiles.active, (total_t - 1 - tiles.t).float() / total_t, torch.ones(()))
+            progress(float(walked.mean()), nfe)
+    return TileRun(x0=tiles.x, steps=tiles.steps, exit_t=tiles.exit_t, category=tiles.category, nfe=nfe,
+                   seconds=seconds)
+
+
+def initial_states(backbone: Backbone, x_T: Tensor, cond: Tensor, policy: Policy, settings: SamplerSettings,
+                   codebook: SkipCodebook, start: Tensor | None) -> TileStates:
+    """Every tile at its first timestep: ``T - 1`` (or the leading spacing's) from ``x_T``, or from the
+    backbone's estimate noised at ``strength`` or at the tile's own ``start``; -1 takes no step."""
+    n, device, total_t = x_T.shape[0], x_T.device, codebook.num_train_timesteps
+    x = x_T.float().clone()
     t = start_timesteps(codebook, policy.initial(torch.full((n,), total_t - 1, device=device)), settings.spacing)
     active = torch.ones(n, dtype=torch.bool, device=device)
     if settings.strength < 1 or start is not None:
@@ -89,96 +221,14 @@ def sample_tiles(
         t = t.clamp(max=strength_timestep(settings.strength, total_t))
         if start is not None:
             t = torch.minimum(t, start.to(device=device, dtype=t.dtype))
-        x = torch.where((t >= 0).view(-1, 1, 1, 1), add_noise(spec.schedule, base.float(), t.clamp(min=0), x), base.float())
+        x = torch.where((t >= 0).view(-1, 1, 1, 1), add_noise(backbone.spec.schedule, base.float(), t.clamp(min=0), x),
+                        base.float())
         active &= t >= 0
     k_idx = torch.zeros(n, dtype=torch.long, device=device)  # tiles that take no step need none
     k_idx[active] = policy.initial(t[active]).to(device)
-    steps = torch.zeros(n, dtype=torch.long, device=device)
-    exit_t = torch.full((n,), -1, dtype=torch.long, device=device)
-    best: Tensor | None = None  # allocated when a policy first keeps a state
-    has_best = torch.zeros(n, dtype=torch.bool, device=device)
-    gain_sum = torch.zeros(n, 2, device=device) if performance is not None else None  # gains summed per tile
-    r_prev = torch.zeros(n, 2, device=device)  # each tile's last performance R
-    last_gain = torch.zeros(n, 2, device=device)  # each tile's latest gain: what PFJ modulates with
-    best_sum = torch.zeros(n, device=device)
-    category = torch.full((n,), -1, dtype=torch.long, device=device)
-    seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0, "pfj": 0.0}
-    nfe = 0
-
-    while bool(active.any()):
-        for chunk in active.nonzero().flatten().split(settings.batch_tiles):
-            x_t, t_now, k_now, c = x[chunk], t[chunk], k_idx[chunk], cond[chunk]
-            if inject is not None:
-                with _timed(seconds, "pfj", device):
-                    c_in = inject(c, last_gain[chunk])
-            else:
-                c_in = c
-            with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
-                out = backbone.predict(x_t, t_now, c_in).float()
-            nfe += len(chunk)
-            if not bool(torch.isfinite(out).all()):
-                raise NumericalError(
-                    f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
-                    "try --dtype fp32 or check the weights"
-                )
-            t_next = codebook.next_timestep(t_now, k_now)
-            noise = _noise(x_t, chunk, t_next, generators) if stochastic else None
-            x0, x_new = denoise_step(codebook, spec, out, x_t, t_now, k_now, settings.rule, noise, settings.eta)
-            steps[chunk] += 1
-            first = steps[chunk] == 1
-
-            gain = None
-            if performance is not None:
-                with _timed(seconds, "gain", device):
-                    r = performance(x0, c, t_now).float().to(device)
-                    gain = information_gain(r, r_prev[chunk], t_now, performance.nr_start)
-                    gain[first] = 0  # a tile's first estimate has nothing to gain against
-                    r_prev[chunk] = r
-                gain_sum[chunk] += gain  # type: ignore[index]
-                last_gain[chunk] = gain
-            obs = StepObservation(
-                tile=chunk,
-                t=t_now,
-                t_next=t_next,
-                steps=steps[chunk],
-                x0=x0,
-                x0_prev=None if bool(first.all()) else x0_prev[chunk],
-                cond=c,
-                gain=gain,
-                gain_sum=None if gain_sum is None else gain_sum[chunk],
-                best_sum=None if gain_sum is None else best_sum[chunk],
-            )
-            with _timed(seconds, "policy", device):
-                decision = policy(obs)
-
-            if bool(decision.keep.any()):
-                if best is None:
-                    best = torch.zeros_like(x)
-                best[chunk[decision.keep]] = x0[decision.keep]
-                has_best[chunk[decision.keep]] = True
-                if gain_sum is not None:
-                    best_sum[chunk[decision.keep]] = gain_sum[chunk[decision.keep], -1]
-            if decision.category is not None:
-                category[chunk] = decision.category.to(device)
-            finished = t_next < 0
-            leaving = decision.exit & ~finished
-            if bool(leaving.any()):
-                keep_best = has_best[chunk] & leaving
-                x_new[leaving] = x0[leaving]
-                if best is not None and bool(keep_best.any()):
-                    x_new[keep_best] = best[chunk[keep_best]]
-                exit_t[chunk[leaving]] = t_next[leaving]
-            x[chunk] = x_new
-            x0_prev[chunk] = x0
-            t[chunk] = t_next
-            k_idx[chunk] = decision.interval.to(device)
-            active[chunk[finished | leaving]] = False
-        if progress is not None:
-            walked = torch.where(active, (total_t - 1 - t).float() / total_t, torch.ones(()))
-            progress(float(walked.mean()), nfe)
-    return TileRun(x0=x, steps=steps, exit_t=exit_t, category=category, nfe=nfe, seconds=seconds)
-
-
+    none = torch.full((n,), -1, dtype=torch.long, device=device)
+    return TileStates(x=x, t=t, k_idx=k_idx, active=active, steps=torch.zeros(n, dtype=torch.long, device=device),
+                      exit_t=none, category=none.clone())
 
 
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:
@@ -189,7 +239,7 @@ def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tens
     if spacing == "leading":
         ks = torch.tensor(codebook.intervals, device=k_idx.device)[k_idx]
         return (total - 1) // ks * ks
-    raise ConfigError(f"unknown timestep spacing {spacing!r}; use trailing or leading")
+    raise ConfigError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
 
 
 def uniform_nfe(num_tiles: int, interval: int, num_train_timesteps: int = 1000, start: int | None = None) -> int:

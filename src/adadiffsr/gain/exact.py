@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..core.backbone import Backbone
+from ..core.pixels import denormalize
 from .quality import GainConfig, components, measure, normalise
 
 
@@ -23,7 +24,7 @@ class ExactPerformance:
 
     @torch.no_grad()
     def __call__(self, x0: Tensor, cond: Tensor, t: Tensor) -> Tensor:
-        estimate = ((self.backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
-        reference = (self.backbone.decode(self.backbone.reference_feature(cond)).float() + 1) / 2
+        estimate = denormalize(self.backbone.decode(x0).float()).clamp(0, 1).cpu()
+        reference = denormalize(self.backbone.decode(self.backbone.reference_feature(cond)).float())
         raw = measure(self.config, estimate, reference.clamp(0, 1).cpu())
         return components(self.config, normalise(self.config, raw)).float().to(x0.device)

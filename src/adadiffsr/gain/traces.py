@@ -17,7 +17,10 @@ from torch import Tensor
 
 from ..core.backbone import Backbone
 from ..core.gain import information_gain
+from ..core.pixels import denormalize
+from ..engine.pipeline import pad_to_multiple
 from ..engine.sampler import SamplerSettings, sample_tiles, tile_generators
+from ..engine.tiling import Box, TileGrid
 from ..io import atomic_write
 from ..policies.uniform import UniformPolicy
 from .quality import GainConfig, components, measure, normalise
@@ -46,7 +49,7 @@ def trace_tile(
     with torch.no_grad():
         cond = backbone.condition(lr)
         feature = backbone.reference_feature(cond)
-        reference = ((backbone.decode(feature).float() + 1) / 2).clamp(0, 1).cpu()
+        reference = denormalize(backbone.decode(feature).float()).clamp(0, 1).cpu()
     side = (lr.shape[-2] * spec.latent_scale, lr.shape[-1] * spec.latent_scale)
     noise = torch.randn((1, spec.latent_channels, *side), generator=torch.Generator(device=device).manual_seed(seed),
                         device=device)
@@ -54,8 +57,7 @@ def trace_tile(
     with torch.no_grad():
         strength = backbone.spec.default_strength if backbone.starts_from_estimate else 1.0
         sample_tiles(backbone, noise, cond, UniformPolicy(interval), SamplerSettings(strength=strength),
-                     tile_generators(seed, 1, device),
-                     performance=recorder)
+                     tile_generators(seed, 1, device), callback=recorder)
     rows, steps, kept = recorder.rows, recorder.steps, recorder.kept
     raw = torch.stack(rows)
     performance = components(config, normalise(config, raw))
@@ -68,9 +70,7 @@ def trace_tile(
 
 
 class _Recorder:
-    """A ``PerformanceFn`` that only watches: scores each estimate exactly and keeps what it saw."""
-
-    nr_start = 0.0
+    """The sampler's step callback: scores each estimate exactly and keeps what it saw."""
 
     def __init__(self, backbone: Backbone, config: GainConfig, reference: Tensor, feature: Tensor,
                  pool: int | None) -> None:
@@ -79,13 +79,26 @@ class _Recorder:
         self.rows: list[Tensor] = []
         self.kept: list[Tensor] = []
 
-    def __call__(self, x0: Tensor, cond: Tensor, t: Tensor) -> Tensor:
-        estimate = ((self.backbone.decode(x0).float() + 1) / 2).clamp(0, 1).cpu()
+    def __call__(self, step: dict[str, Tensor]) -> None:
+        x0 = step["denoised"]
+        estimate = denormalize(self.backbone.decode(x0).float()).clamp(0, 1).cpu()
         self.rows.append(measure(self.config, estimate, self.reference)[0])
-        self.steps.append(int(t[0]))
+        self.steps.append(int(step["t"][0]))
         if self.pool is not None:
             self.kept.append(regressor_inputs(x0, self.feature, self.pool)[0].half().cpu())
-        return torch.zeros(1, 2, device=x0.device)
+
+
+def flat_and_textured(backbone: Backbone, lr: Tensor) -> list[tuple[str, Box, Tensor]]:
+    """The flattest and the most textured tile of ``lr (1, 3, H, W)`` in ``[-1, 1]`` at the backbone's
+    tile size (by mean absolute pixel difference): ``(label, box, tile)`` each, as the paper's Fig. 3 shows."""
+    lr = pad_to_multiple(lr, backbone.spec.size_multiple)
+    tile = backbone.spec.tile_size
+    grid = TileGrid.build(lr.shape[-2], lr.shape[-1], tile, tile // 4)
+    tiles = grid.crop(lr)
+    detail = (tiles[..., 1:, :] - tiles[..., :-1, :]).abs().mean((1, 2, 3)) + (
+        tiles[..., 1:] - tiles[..., :-1]).abs().mean((1, 2, 3))
+    return [(label, grid.boxes[k], tiles[k : k + 1]) for label, k in
+            (("flat", int(detail.argmin())), ("textured", int(detail.argmax())))]
 
 
 def fit_ranges(config: GainConfig, raw: Tensor, low: float = 0.01, high: float = 0.99) -> dict[str, tuple[float, float]]:

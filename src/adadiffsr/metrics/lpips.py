@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..core.pixels import normalize
 from ..errors import WeightsError
 from . import local_weights, vgg
 
@@ -68,4 +69,4 @@ def lpips(output: Tensor, target: Tensor) -> Tensor:
     """LPIPS-VGG of ``(B, 3, H, W)`` batches in ``[0, 1]``: lower is more similar."""
     model = local_weights.loaded(load_lpips).to(output.device)
     with torch.no_grad():
-        return model(output.float() * 2 - 1, target.float() * 2 - 1).to(output.dtype)
+        return model(normalize(output.float()), normalize(target.float())).to(output.dtype)

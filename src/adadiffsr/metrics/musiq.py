@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.pixels import normalize
 from ..errors import WeightsError
 from . import local_weights
 
@@ -246,4 +247,4 @@ def musiq(output: Tensor) -> Tensor:
     """MUSIQ (KonIQ-10k) of ``(B, 3, H, W)`` batches in ``[0, 1]``: higher is better."""
     model = local_weights.loaded(load_musiq).to(output.device)
     with torch.no_grad():
-        return model(output.float() * 2 - 1).to(output.dtype)
+        return model(normalize(output.float())).to(output.dtype)

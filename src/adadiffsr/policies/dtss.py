@@ -24,7 +24,7 @@ stable at its next step and speed up again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from ..core.policy import Decision, StepObservation
 from ..errors import ConfigError
 
 FRChange = Literal["rise", "any"]
+FR_CHANGES: tuple[str, ...] = get_args(FRChange)
 GROWING, STABLE, SATURATED = 0, 1, 2
 CATEGORY_NAMES = ("growing", "stable", "saturated")
 
@@ -78,16 +79,14 @@ class DTSSPolicy:
     intervals: tuple[int, ...] = (5, 10, 15, 20)
     tau: float = 5e-3
     drop: float = 0.05
-    num_train_timesteps: int = 1000
-    nr_from: float = 0.5
     fr_change: FRChange = "rise"  # "any": an FR gain of either sign means information arrives
     rate: bool = True  # thresholds on the gain per timestep (x the largest interval), not per step
 
     def __post_init__(self) -> None:
         if list(self.intervals) != sorted(set(self.intervals)) or not self.intervals or self.intervals[0] < 1:
             raise ConfigError(f"intervals must be increasing positive integers, got {self.intervals}")
-        if self.fr_change not in ("rise", "any"):
-            raise ConfigError(f"fr_change must be 'rise' or 'any', got {self.fr_change!r}")
+        if self.fr_change not in FR_CHANGES:
+            raise ConfigError(f"fr_change must be one of {', '.join(FR_CHANGES)}, got {self.fr_change!r}")
         if self.tau < 0 or self.drop < 0:
             raise ConfigError("tau and drop must not be negative")
 
@@ -96,9 +95,9 @@ class DTSSPolicy:
         return torch.full_like(t, len(self.intervals) - 1, dtype=torch.long)
 
     def __call__(self, obs: StepObservation) -> Decision:
-        if obs.gain is None or obs.gain_sum is None or obs.best_sum is None:
+        if obs.gain is None or obs.gain_sum is None or obs.best_sum is None or obs.late is None:
             raise ConfigError("the adaptive sampler needs a gain function (--gain exact or learned)")
-        late = obs.t < self.nr_from * self.num_train_timesteps  # where the sampler's NR gain starts, from the same t
+        late = obs.late  # the second half of the path, where the gain function's NR part starts
         gain = gain_rate(obs.gain, obs.t, obs.t_next, max(self.intervals)) if self.rate else obs.gain
         category = classify(gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)
         return Decision(

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ..core.pixels import denormalize, normalize
 from ..core.precision import autocast
 from ..engine.tiling import apply_tiled
 from ..errors import ConfigError
@@ -97,7 +98,7 @@ class Prior(nn.Module):
 
     @torch.no_grad()
     def forward(self, lr: Tensor) -> Tensor:
-        rgb = (lr.float() + 1) / 2
+        rgb = denormalize(lr.float())
         if self.dtype != torch.float32:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
         h, w = rgb.shape[-2:]
@@ -110,7 +111,7 @@ class Prior(nn.Module):
                 else:
                     out = torch.cat([apply_tiled(self.network, image[None], self.tile, self.overlap, self.scale).float()
                                      for image in rgb])
-        return (out.clamp(0, 1) * 2 - 1).to(lr.dtype)
+        return normalize(out.clamp(0, 1)).to(lr.dtype)
 
 
 RUNTIMES = ("auto", "torch", "ncnn")

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.backbone import Backbone
+from ..core.pixels import denormalize
 from ..core.schedule import add_noise
 from ..errors import ConfigError, WeightsError
 from ..gain.regressor import QualityRegressor, regressor_inputs, tile_statistics
@@ -116,7 +117,7 @@ def _jobs(upscaler: Networks, image: Tensor) -> list[_Job]:
     estimate = None
     if backbone.prior is not None:
         network = backbone.prior.network
-        rgb = (lr + 1) / 2
+        rgb = denormalize(lr)
         estimate = backbone.prior(lr)
         jobs.append(_Job("prior", network, (["lr"], ["sr"]), _image_axes("lr", "sr"), (rgb,),
                          (torch.rand(2, 3, side // 2 + 3, side + 5, generator=g),), state_sha256(network)))

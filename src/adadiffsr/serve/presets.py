@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..api import WALK_SAMPLERS, UpscaleConfig, Upscaler
+from ..api import UpscaleConfig, Upscaler
+from ..policies.registry import WALK_POLICIES
 
 
 @dataclass(frozen=True)
@@ -74,25 +75,25 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
         base = replace(base, rule=chosen.rule)  # type: ignore[arg-type]
     if spend.step_factor is None:
         if upscaler.backbone.prior is not None:
-            return replace(base, sampler="uniform", steps=0, fidelity=fidelity)
-        return replace(base, sampler="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
+            return replace(base, policy="uniform", steps=0, fidelity=fidelity)
+        return replace(base, policy="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
     strength = float(resolved.strength)  # type: ignore[arg-type]
     if upscaler.backbone.starts_from_estimate:
         strength = min(1.0, strength * chosen.start)
-    if resolved.sampler in WALK_SAMPLERS and spend.step_factor == 1.0:
+    if resolved.policy in WALK_POLICIES and spend.step_factor == 1.0:
         walk = scale_walk(tuple(resolved.timesteps or ()), chosen.start, total)
-        return replace(base, sampler=resolved.sampler, timesteps=walk, fidelity=fidelity)
+        return replace(base, policy=resolved.policy, timesteps=walk, fidelity=fidelity)
     if spend.step_factor == 1.0:
-        return replace(base, sampler=resolved.sampler, strength=strength, fidelity=fidelity)
+        return replace(base, policy=resolved.policy, strength=strength, fidelity=fidelity)
     steps = model_steps(resolved, total)
-    return replace(base, sampler="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
+    return replace(base, policy="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
                    fidelity=fidelity)
 
 
 def model_steps(resolved: UpscaleConfig, num_train_timesteps: int) -> int:
     """How many steps a resolved config walks per tile (the adaptive sampler: at its coarsest pace)."""
-    if resolved.sampler in WALK_SAMPLERS:
+    if resolved.policy in WALK_POLICIES:
         return len(resolved.timesteps or ())
     start = round(float(resolved.strength) * num_train_timesteps)  # type: ignore[arg-type]
-    pace = resolved.interval if resolved.sampler == "uniform" else max(resolved.intervals)
+    pace = resolved.interval if resolved.policy == "uniform" else max(resolved.intervals)
     return max(1, -(-start // pace))

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
+from ..backbones import save_backbone
 from ..backbones.compact import CompactConfig, CompactSR
+from ..core.pixels import denormalize, normalize
 from ..core.schedule import add_noise, prediction_target
 from ..data.pairs import PairDataset, load_rgb, make_lr
 from ..data.photos import split_files
@@ -34,7 +36,6 @@ from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
-from ..weights import save_backbone
 from .checkpoint import load_training_state, save_training_state
 
 
@@ -49,7 +50,7 @@ class BackboneTrainConfig:
     lr: float = 2e-4
     warmup: int = 500
     crop: int = 256  # ground-truth crop side (the input tile is crop / scale)
-    degradation: str = "realesrgan"
+    degradation: str = "realesrgan-x4"  # a name in data.degradations.DEGRADATIONS
     ema_decay: float = 0.999
     seed: int = 0
     workers: int = 2
@@ -78,8 +79,8 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """MSE of the backbone's prediction at a uniform random timestep in ``[0, max_timestep]``
     (inputs in ``[0, 1]``; ``prior``: the prior's output for a refiner)."""
-    x0 = model.encode(hr * 2 - 1)
-    cond = model.condition(lr * 2 - 1, None if prior is None else prior * 2 - 1)
+    x0 = model.encode(normalize(hr))
+    cond = model.condition(normalize(lr), None if prior is None else normalize(prior))
     schedule = model.spec.schedule
     top = schedule.num_train_timesteps if max_timestep is None else max_timestep + 1
     t = torch.randint(0, top, (hr.shape[0],), device=hr.device, generator=generator)
@@ -92,7 +93,7 @@ def warm_start(model: CompactSR, path: str) -> int:
     """Copy the tensors of ``path`` that fit ``model`` (a wider first layer gets the overlapping
     input channels, the rest stay zero); a zero-initialised output layer stays zero. Returns the
     number of tensors copied."""
-    from ..weights import load_backbone
+    from ..backbones import load_backbone
 
     source = load_backbone(path).state_dict()
     target = model.state_dict()
@@ -126,11 +127,11 @@ def validate(model: CompactSR, files: list[Path], crop: int, interval: int, degr
         hr = image[:, (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
         lr = make_lr(hr, degradation, seed=10_000 + k)
         out = upscale_tensor(
-            model, (lr[None] * 2 - 1).to(device), UniformPolicy(interval), SamplerSettings(strength=strength),
+            model, normalize(lr[None]).to(device), UniformPolicy(interval), SamplerSettings(strength=strength),
             TilingSettings(), seed=k,
         )
         up = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False)
-        ours.append(float(psnr_y((out.image.cpu() + 1) / 2, hr[None])))
+        ours.append(float(psnr_y(denormalize(out.image.cpu()), hr[None])))
         bicubic.append(float(psnr_y(up, hr[None])))
     return {"psnr_y": sum(ours) / len(ours), "psnr_y_bicubic": sum(bicubic) / len(bicubic)}
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..core.backbone import Backbone
 from ..core.gain import information_gain
+from ..core.pixels import normalize
 from ..core.schedule import SkipCodebook, add_noise, prediction_target, split_prediction
 from ..core.step import denoise_step, strength_timestep
 from ..data.pairs import PairDataset
@@ -50,7 +51,7 @@ class PFJTrainConfig:
     lr: float = 1e-3
     intervals: tuple[int, ...] = (20, 50, 100)
     width: int = 32
-    degradation: str = "realesrgan"
+    degradation: str = "realesrgan-x4"  # a name in data.degradations.DEGRADATIONS
     val_crops: int = 16
     seed: int = 0
     device: str = "auto"
@@ -64,7 +65,7 @@ class PFJTrainConfig:
 def _working_space(backbone: Backbone, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``[0, 1]`` pair as the backbone sees it: the input's feature (condition) and the target."""
     device = next(backbone.parameters()).device
-    return backbone.condition(lr.to(device) * 2 - 1), backbone.encode(hr.to(device) * 2 - 1)
+    return backbone.condition(normalize(lr.to(device))), backbone.encode(normalize(hr.to(device)))
 
 
 def _batch_loss(backbone: Backbone, learned: LearnedPerformance, pfj: FeatureInjection | None, lr: torch.Tensor,

@@ -22,12 +22,11 @@ from safetensors.torch import load_file
 
 from ..core.backbone import Backbone
 from ..core.gain import information_gain
+from ..core.pixels import normalize
 from ..errors import DataError
 from ..gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
-from ..policies.dtss import GROWING, STABLE, activity, pace
-
-CATEGORIES = ("growing", "stable", "saturated")
+from ..policies.dtss import CATEGORY_NAMES, GROWING, STABLE, activity, pace
 
 
 @dataclass
@@ -101,7 +100,7 @@ def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: 
         a, b = exact[late, k], learned[late, k]
         corr[name] = float(torch.corrcoef(torch.stack([a, b]))[0, 1]) if a.std() > 0 and b.std() > 0 else None
     same = category(exact[late], tau) == category(learned[late], tau)
-    counts = {name: int((category(exact[late], tau) == i).sum()) for i, name in enumerate(CATEGORIES)}
+    counts = {name: int((category(exact[late], tau) == i).sum()) for i, name in enumerate(CATEGORY_NAMES)}
     return {"correlation": corr, "category_agreement": float(same.float().mean()), "steps": int(late.sum()),
             "exact_category_counts": counts, "pace_agreement": pace_agreement}
 
@@ -131,7 +130,7 @@ def overhead(backbone: Backbone, model: QualityRegressor, batch: int = 8, repeat
     spec = backbone.spec
     side = spec.tile_size * spec.latent_scale
     x = torch.randn(batch, spec.latent_channels, side, side)
-    lr = torch.rand(batch, 3, spec.tile_size, spec.tile_size) * 2 - 1
+    lr = normalize(torch.rand(batch, 3, spec.tile_size, spec.tile_size))
     t = torch.full((batch,), 300)
     learned = LearnedPerformance(backbone, model)
 

@@ -1,0 +1,90 @@
+"""The backbones a user picks by name (``--backbone``), and the architectures a weights file names.
+
+``BACKBONES`` is the one list the CLI, the API and the page read. ``compact`` loads an adadiffsr
+safetensors file (the shipped default when none is given); the diffusers adapters load a pipeline
+folder, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.backbone import Backbone
+from ..errors import WeightsError
+from ..weights import default_weights_path, load_module, read_metadata, save_module
+from .compact import CompactConfig, CompactSR
+
+# architecture name in a weights file -> (class, config class)
+ARCHITECTURES: dict[str, tuple[type[Backbone], Any]] = {"compact": (CompactSR, CompactConfig)}
+
+
+def save_backbone(
+    backbone: Backbone, path: str | os.PathLike[str], metadata: dict[str, str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> None:
+    """Write the backbone's weights and config (``config.to_dict()``) to a safetensors file.
+    ``dtype=torch.float16`` halves the file; weights are cast back to the model's dtype on load."""
+    config = getattr(backbone, "config", None)
+    name = getattr(backbone, "architecture", None)
+    if name not in ARCHITECTURES or config is None:
+        raise WeightsError(f"{type(backbone).__name__} cannot be saved as an adadiffsr weights file")
+    save_module(backbone, path, name, config.to_dict(), metadata, dtype)
+
+
+def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Backbone:
+    """Build the architecture the file names, load its weights strictly, return it in eval mode."""
+    name = read_metadata(path).get("adadiffsr.architecture")
+    if name is None:
+        raise WeightsError(f"{path}: not an adadiffsr weights file (no architecture in its metadata)")
+    if name not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    cls, config_cls = ARCHITECTURES[name]
+    return load_module(path, name, lambda config: cls(config_cls.from_dict(config)), device)
+
+
+@dataclass(frozen=True)
+class BackboneKind:
+    """A backbone a user can name: how it loads and what its weights are."""
+
+    name: str
+    load: Callable[..., Backbone]  # (weights, device, **options) -> the backbone in eval mode
+    weights: str  # what --weights takes, for messages
+    default_weights: Callable[[], Path] | None = None  # used when --weights is not given
+    options: tuple[str, ...] = ()  # the keyword options ``load`` takes besides weights and device
+
+    def resolve_weights(self, weights: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+        if weights is not None:
+            return weights
+        if self.default_weights is None:
+            raise WeightsError(f"--backbone {self.name} needs --weights: {self.weights}")
+        path = self.default_weights()
+        if not path.is_file():
+            raise WeightsError(f"no default model at {path}; pass --weights PATH (see the README)")
+        return path
+
+
+def _load_ldm_sr(weights: str | os.PathLike[str], device: torch.device | str) -> Backbone:
+    from .ldm_sr import load_ldm_sr
+
+    return load_ldm_sr(weights, device)
+
+
+def _load_sd_upscale(weights: str | os.PathLike[str], device: torch.device | str, **options: Any) -> Backbone:
+    from .sd_upscale import load_sd_upscale
+
+    return load_sd_upscale(weights, device, **options)
+
+
+BACKBONES: dict[str, BackboneKind] = {
+    "compact": BackboneKind("compact", load_backbone, "an adadiffsr .safetensors file", default_weights_path),
+    "ldm-sr-x4": BackboneKind("ldm-sr-x4", _load_ldm_sr, "the pipeline folder or its cached Hugging Face id"),
+    "sd-x4-upscaler": BackboneKind("sd-x4-upscaler", _load_sd_upscale,
+                                   "the pipeline folder or its cached Hugging Face id",
+                                   options=("prompt", "negative_prompt", "guidance_scale", "noise_level")),
+}

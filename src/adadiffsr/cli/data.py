@@ -1,0 +1,58 @@
+"""``adadiffsr data``: ground-truth photos and the prior cache for training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..data.cache import CacheConfig, build_cache
+from ..data.photos import prepare, split_files
+from ..errors import ConfigError
+from ..prior import PRIORS
+from .options import DEBUG
+
+C = CacheConfig  # the defaults below are its fields'
+
+
+@click.group()
+def data() -> None:
+    """Assemble training and validation data."""
+
+
+@data.command("photos")
+@click.option("--out", default="data/photos", show_default=True, help="Folder for train/ and val/ ground truth.")
+@click.option("--max-side", type=click.IntRange(min=64), default=1024, show_default=True)
+@DEBUG
+def data_photos(out: str, max_side: int, debug: bool) -> None:
+    """Write ground truth of the real photos listed in the manifest (Debian wallpaper packages)."""
+    files = prepare(Path(out), max_side=max_side)
+    click.echo(f"{len(files)} photos under {out}", err=True)
+
+
+@data.command("cache")
+@click.option("--photos", default="data/photos", show_default=True, help="Ground truth from `adadiffsr data photos`.")
+@click.option("--out", default="data/cache", show_default=True, help="Cache folder (a rerun resumes or extends it).")
+@click.option("--count", type=click.IntRange(min=1), default=512, show_default=True, help="Crops in the cache.")
+@click.option("--crop", type=click.IntRange(min=16), default=C.crop, show_default=True, help="Ground-truth crop side.")
+@click.option("--mix", default=",".join(f"{name}:{w:g}" for name, w in C.mix), show_default=True,
+              help="Degradations and their weights.")
+@click.option("--prior", type=click.Choice(tuple(PRIORS)), default=C.prior, show_default=True)
+@click.option("--seed", type=int, default=C.seed, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
+@DEBUG
+def data_cache(photos: str, out: str, count: int, crop: int, mix: str, prior: str, seed: int,
+               threads: int | None, debug: bool) -> None:
+    """Cache (input, prior output, ground truth) crops of the training photos for `train backbone --cache`."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        pairs = tuple((name.strip(), float(w)) for name, _, w in (m.partition(":") for m in mix.split(",") if m))
+    except ValueError as e:
+        raise ConfigError(f"--mix: expected NAME:WEIGHT,... ({e})") from e
+    cfg = CacheConfig(prior=prior, crop=crop, mix=pairs, seed=seed)
+    written = build_cache(split_files(Path(photos), "train"), Path(out), count, cfg,
+                          log=lambda m: click.echo(m, err=True))
+    click.echo(f"{written} new crops under {out}", err=True)

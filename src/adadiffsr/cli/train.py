@@ -1,0 +1,131 @@
+"""``adadiffsr train``: the refiner (or compact backbone), the gain regressor and PFJ."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..api import Upscaler
+from ..data.degradations import DEGRADATIONS
+from ..errors import WeightsError
+from ..train.backbone import BackboneTrainConfig, train_backbone
+from ..train.pfj import PFJTrainConfig, train_pfj
+from ..train.regressor import RegressorTrainConfig, train_regressor
+from .options import DEBUG, backbone_option, device_option, int_list, joined
+
+B, R, P = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig  # the defaults below are their fields'
+
+
+@click.group()
+def train() -> None:
+    """Train the parts of the model."""
+
+
+@train.command("backbone")
+@click.option("--photos", default=B.photos, show_default=True)
+@click.option("--out", default=B.out, show_default=True, help="Run folder (resumes from it).")
+@click.option("--steps", type=click.IntRange(min=1), default=B.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=B.batch_size, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=B.lr, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=B.crop, show_default=True)
+@click.option("--degradation", type=click.Choice(tuple(DEGRADATIONS)), default=B.degradation, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=B.workers, show_default=True)
+@device_option(B.device)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
+@click.option("--val-every", type=click.IntRange(min=1), default=B.val_every, show_default=True)
+@click.option("--save-every", type=click.IntRange(min=1), default=B.save_every, show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=B.ema_decay, show_default=True,
+              help="EMA of the weights (lower for short runs).")
+@click.option("--seed", type=int, default=B.seed, show_default=True)
+@click.option("--model", "model_json", default="{}", help='CompactConfig overrides as JSON, e.g. \'{"tile_size": 64}\'.')
+@click.option("--cache", help="A prior cache (`adadiffsr data cache`): train a refiner over its prior.")
+@click.option("--max-timestep", type=click.IntRange(0, 999), help="Train on timesteps 0..N only (a refiner's range).")
+@click.option("--init", help="Weights file to warm-start from (tensors that fit are copied).")
+@DEBUG
+def train_backbone_cmd(
+    photos: str, out: str, steps: int, batch_size: int, learning_rate: float, crop: int, degradation: str,
+    workers: int, device: str, max_minutes: float | None, val_every: int, save_every: int, ema_decay: float,
+    seed: int, model_json: str, cache: str | None, max_timestep: int | None, init: str | None, debug: bool,
+) -> None:
+    """Train the compact backbone, or a refiner over a prior with --cache (resumable, EMA, safetensors)."""
+    try:
+        model = json.loads(model_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e.msg})", param_hint="--model") from e
+    cfg = BackboneTrainConfig(
+        photos=photos, out=out, steps=steps, batch_size=batch_size, lr=learning_rate, crop=crop,
+        degradation=degradation, workers=workers, device=device,
+        max_minutes=max_minutes, val_every=val_every, save_every=save_every, ema_decay=ema_decay, seed=seed,
+        model=model, cache=cache, max_timestep=max_timestep, init=init,
+    )
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                   TimeRemainingColumn(), console=Console(stderr=True))
+    task = bar.add_task("train", total=steps, loss="-")
+
+    def on_step(step: int, loss: float) -> None:
+        if not bar.live.is_started:  # shown from the first step, so set-up errors print alone
+            bar.start()
+        bar.update(task, completed=step, loss=f"{loss:.5f}")
+
+    try:
+        path = train_backbone(cfg, log=lambda line: bar.console.print(line, highlight=False), on_step=on_step)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    click.echo(f"EMA weights: {path}", err=True)
+
+
+@train.command("regressor")
+@click.option("--traces", default=R.traces, show_default=True,
+              help="Traces of training photos (`adadiffsr analyze traces --split train`).")
+@click.option("--val-traces", default=R.val_traces, show_default=True,
+              help="Traces of validation photos, for the agreement report.")
+@click.option("--out", default=R.out, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=R.epochs, show_default=True)
+@click.option("--weights", help="Backbone weights the traces were made with (default: the shipped model).")
+@backbone_option("backbone_name")
+@click.option("--seed", type=int, default=R.seed, show_default=True)
+@DEBUG
+def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, weights: str | None, backbone_name: str,
+                        seed: int, debug: bool) -> None:
+    """Train the MMLE gain regressor on traced exact gains; report agreement and cost."""
+    backbone = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone_name, regressor=False, pfj=False).backbone
+    cfg = RegressorTrainConfig(traces=traces, val_traces=val_traces, out=out, epochs=epochs, seed=seed)
+    report = train_regressor(backbone, cfg, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps({k: report[k] for k in ("train", "val", "overhead")}, indent=2))
+
+
+@train.command("pfj")
+@click.option("--photos", default=P.photos, show_default=True)
+@click.option("--out", default=P.out, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=P.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=P.batch_size, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=P.crop, show_default=True, help="Ground-truth crop side.")
+@click.option("--objective", type=click.Choice(("chain", "step")), default=P.objective, show_default=True,
+              help="chain: loss on the final output of a sampled walk; step: one backbone call.")
+@click.option("--chain-interval", type=click.IntRange(1, 1000), default=P.chain_interval, show_default=True,
+              help="Uniform interval of the training walk (chain objective).")
+@click.option("--intervals", default=joined(P.intervals), show_default=True,
+              help="Intervals the previous estimates are drawn at (step objective).")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=P.lr, show_default=True)
+@click.option("--weights", help="Backbone weights, with its regressor beside it (default: the shipped model).")
+@backbone_option()
+@device_option(P.device)
+@click.option("--seed", type=int, default=P.seed, show_default=True)
+@DEBUG
+def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int, objective: str, chain_interval: int,
+                  intervals: str, learning_rate: float, weights: str | None, backbone: str, device: str, seed: int,
+                  debug: bool) -> None:
+    """Train PFJ (progressive feature injection) with the backbone and regressor frozen."""
+    upscaler = Upscaler.from_pretrained(weights, device="cpu", backbone=backbone, pfj=False)
+    if upscaler.regressor is None:
+        raise WeightsError("PFJ is trained on the learned gain: train the regressor first (adadiffsr train regressor)")
+    cfg = PFJTrainConfig(photos=photos, out=out, steps=steps, batch_size=batch_size, crop=crop,
+                         objective=objective, chain_interval=chain_interval,
+                         intervals=int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
+    report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))

@@ -1,0 +1,65 @@
+"""The region policies a user picks by name (``--policy``): how each is built from the settings.
+
+``POLICIES`` is the one list the CLI, the API, the benchmark and the page read. A policy is built
+once per upscale from an object holding the fields of ``PolicyFields`` (``UpscaleConfig`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.policy import Policy
+from .dtss import DTSSPolicy, FRChange
+from .timesteps import TimestepsPolicy
+from .uniform import UniformPolicy
+
+
+class PolicyFields(Protocol):
+    """The settings policies are built from."""
+
+    @property
+    def interval(self) -> int | None: ...
+    @property
+    def timesteps(self) -> tuple[int, ...] | None: ...
+    @property
+    def intervals(self) -> tuple[int, ...]: ...
+    @property
+    def tau(self) -> float: ...
+    @property
+    def drop(self) -> float: ...
+    @property
+    def fr_change(self) -> FRChange: ...
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """A policy a user can name."""
+
+    name: str
+    build: Callable[[PolicyFields], Policy]
+    walk: bool  # follows a fixed timestep walk (``timesteps``), shared with the model's default
+    help: str
+
+
+def _uniform(c: PolicyFields) -> Policy:
+    return TimestepsPolicy(tuple(c.timesteps)) if c.timesteps else UniformPolicy(c.interval or UniformPolicy.interval)
+
+
+def _walk(c: PolicyFields) -> Policy:
+    return TimestepsPolicy(tuple(c.timesteps or ()))
+
+
+def _dtss(c: PolicyFields) -> Policy:
+    return DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop, fr_change=c.fr_change)
+
+
+POLICIES: dict[str, PolicyKind] = {
+    "grouped": PolicyKind("grouped", _walk, True,
+                          "each region joins the walk where its difficulty says (0 steps for flat ones)"),
+    "adaptive": PolicyKind("adaptive", _dtss, False, "DTSS: each region at its own pace from its information gain"),
+    "timesteps": PolicyKind("timesteps", _walk, True, "one walk for all regions"),
+    "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions"),
+}
+WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)

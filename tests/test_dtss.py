@@ -76,7 +76,7 @@ def test_policy_decisions_and_validation():
         best_sum=torch.tensor([0.17, 0.2]), late=torch.tensor([True, True]),
     )
     decision = policy(obs)
-    assert decision.interval.tolist() == [0, 3]
+    assert decision.interval_index.tolist() == [0, 3]
     assert decision.exit.tolist() == [False, True]
     assert decision.keep.tolist() == [True, False]  # a new best NR sum is kept
     with pytest.raises(ConfigError, match="gain function"):
@@ -143,3 +143,35 @@ def test_the_late_half_starts_where_the_nr_gain_does_at_the_steps_own_timestep()
                           steps=torch.tensor([3, 3]), gain=gain, gain_sum=torch.zeros(2, 2), best_sum=torch.zeros(2),
                           late=torch.tensor([510, 490]) < 500)
     assert DTSSPolicy(tau=TAU, intervals=(20,))(obs).category.tolist() == [GROWING, STABLE]
+
+
+def test_steps_follow_content_through_the_image_pipeline():
+    """DTSS over a whole image whose left half is flat and right half textured, with a gain that
+    reads each tile's content (flat: the NR performance peaks, then falls; textured: it keeps rising):
+    flat tiles exit early with fewer steps, textured ones walk to the end, and the report says so."""
+    from adadiffsr.engine.pipeline import TilingSettings, upscale_tensor
+    from adadiffsr.report import build_report
+
+    backbone = FunctionBackbone(lambda x, t, c: 0.5 * c + 0.1 * torch.tanh(x), tile_size=8)
+    lr = torch.zeros(1, 3, 8, 32)
+    lr[..., 16:] = torch.rand(1, 3, 8, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    class ContentGain:
+        nr_start = 500.0
+
+        def __call__(self, x0, cond, t):
+            texture = (cond[..., 1:] - cond[..., :-1]).abs().mean((1, 2, 3)).clamp(max=1)
+            done = 1 - t.float() / 1000
+            nr = torch.where(texture > 0.1, done, 0.8 * done - torch.relu(done - 0.6) * 2)
+            return torch.stack([torch.full_like(nr, 0.5), nr], 1)
+
+    policy = DTSSPolicy(intervals=(20, 50, 100), tau=0.02, drop=0.05, fr_change="any")
+    out = upscale_tensor(backbone, lr, policy, SamplerSettings(), TilingSettings(tile=8, overlap=0),
+                         performance=ContentGain())
+    steps, exits = out.run.steps.tolist(), out.run.exit_t.tolist()
+    assert len(steps) == 4, steps  # tiles at x = 0, 8 (flat), 16, 24 (textured)
+    assert max(steps[:2]) < min(steps[2:])
+    assert all(e >= 0 for e in exits[:2]) and exits[2:] == [-1, -1]
+    report = build_report(out, policy.intervals, 1000, {})
+    assert [t["category"] for t in report["tiles"][:2]] == ["saturated", "saturated"]
+    assert report["nfe"] == sum(steps) < report["nfe_uniform"]

@@ -121,7 +121,7 @@ def test_train_regressor_from_traces_reports_agreement_and_overhead(tmp_path, mo
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert set(report["val"]) >= {"correlation", "category_agreement", "pace_agreement", "steps", "level_correlation"}
-    assert 0 <= report["val"]["pace_agreement"] <= 1
+    assert 0 <= report["val"]["pace_agreement"] <= 1  # its value is tested on known gains below
     assert report["val"]["steps"] == 2 * 5  # t = 499 ... 99 at interval 100, two tiles
     assert report["overhead"]["fraction"] > 0  # (a toy backbone: the fraction means nothing here)
     model = load_regressor(out)
@@ -188,3 +188,19 @@ def test_traces_refuse_a_missing_output_folder_before_any_work(tmp_path, capsys)
     code = main(["analyze", "traces", "--photos", str(tmp_path), "--out", str(tmp_path / "no" / "t.safetensors")])
     err = capsys.readouterr().err
     assert code != 0 and "output folder does not exist" in err and err.count("\n") == 1
+
+
+def test_agreement_of_known_gains():
+    """The agreement report on gains whose DTSS decisions are known: identical gains agree fully;
+    learned NR gains of the wrong sign disagree on exactly the late growing steps."""
+    from adadiffsr.train.regressor import agreement
+
+    t = torch.tensor([900, 700, 400, 300, 200, 100])
+    exact = torch.tensor([[0.03, 0.0], [0.0, 0.0], [0.0, 0.05], [0.0, 0.05], [0.0, 0.0], [0.0, 0.0]])
+    same = agreement(exact, exact.clone(), t, tau=0.02, nr_start=500, fr_change="rise")
+    assert same["pace_agreement"] == 1.0 and same["category_agreement"] == 1.0 and same["steps"] == 4
+    flipped = exact.clone()
+    flipped[:, 1] = -flipped[:, 1]  # the two growing late steps now look stable to the learned gain
+    wrong = agreement(exact, flipped, t, tau=0.02, nr_start=500, fr_change="rise")
+    assert wrong["pace_agreement"] == pytest.approx(4 / 6) and wrong["category_agreement"] == pytest.approx(2 / 4)
+    assert agreement(exact, exact, t, tau=0.02, nr_start=800, fr_change="rise")["steps"] == 5  # the late half moves

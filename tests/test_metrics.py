@@ -32,10 +32,18 @@ REFERENCE = {  # name: (niqe, psnr_y, ssim_y) from BasicSR 1.4.2
     "chelsea-288.png": (2.7099122081666827, 33.1459107980921, 0.9626501861353549),
     "coffee-288x192.png": (6.995544038779316, 31.056761735335737, 0.9451120738864237),
 }
-NR_REFERENCE = {  # name: (brisque from brisque 0.2.0, piqe from pypiqe 1.2)
-    "chelsea-288.png": (2.481257658826138, 32.099401020173715),
-    "coffee-288x192.png": (7.785628804129232, 28.140546914704778),
-    "chelsea-24.png": (None, 51.65343465259144),
+MS_SSIM_REFERENCE = {  # name: ms_ssim of pytorch-msssim 1.0.0 on the same border-cropped 8-bit luma (data_range 255)
+    "chelsea-288.png": 0.9501916291580624,
+    "coffee-288x192.png": 0.9403375622806485,
+}
+BRISQUE_REFERENCE = {  # name: brisque from brisque 0.2.0 (it gives no score for the 24 px image)
+    "chelsea-288.png": 2.481257658826138,
+    "coffee-288x192.png": 7.785628804129232,
+}
+PIQE_REFERENCE = {  # name: piqe from pypiqe 1.2
+    "chelsea-288.png": 32.099401020173715,
+    "coffee-288x192.png": 28.140546914704778,
+    "chelsea-24.png": 51.65343465259144,
 }
 
 
@@ -55,14 +63,26 @@ def test_calibrated_against_basicsr(name):
     assert abs(ssim_y(distorted, ref).item() - want_ssim) < 1e-5
 
 
-@pytest.mark.parametrize("name", sorted(NR_REFERENCE))
-def test_brisque_and_piqe_calibrated(name):
+@pytest.mark.parametrize("name", sorted(MS_SSIM_REFERENCE))
+def test_ms_ssim_against_pytorch_msssim(name):
+    """Within 2e-4: pytorch-msssim pads odd sides before each 2x average pooling, we crop them."""
+    ref, distorted = load(name)
+    assert abs(ms_ssim_y(distorted, ref).item() - MS_SSIM_REFERENCE[name]) < 2e-4
+
+
+def load_unit(name):
     image = torch.from_numpy(np.asarray(Image.open(FIXTURES / name).convert("RGB"), dtype=np.float64) / 255)
-    image = image.permute(2, 0, 1)[None]
-    want_brisque, want_piqe = NR_REFERENCE[name]
-    if want_brisque is not None:
-        assert abs(brisque(image).item() - want_brisque) < 1e-6
-    assert abs(piqe(image).item() - want_piqe) < 1e-3  # OpenCV's blur rounds slightly differently
+    return image.permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("name", sorted(BRISQUE_REFERENCE))
+def test_brisque_calibrated(name):
+    assert abs(brisque(load_unit(name)).item() - BRISQUE_REFERENCE[name]) < 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(PIQE_REFERENCE))
+def test_piqe_calibrated(name):
+    assert abs(piqe(load_unit(name)).item() - PIQE_REFERENCE[name]) < 1e-3  # OpenCV's blur rounds slightly differently
 
 
 def test_nlpd_pyramid_inverts_and_distance_grows():

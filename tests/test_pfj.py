@@ -93,6 +93,7 @@ def test_train_pfj_cli_then_upscale_loads_it_beside_the_weights(tmp_path, monkey
         outputs.append(np.asarray(Image.open(target)))
         assert json.loads((tmp_path / f"r-{fidelity}.json").read_text())["settings"]["fidelity"] == float(fidelity)
     assert outputs[0].shape == (128, 128, 3) and outputs[0].shape == outputs[1].shape
+    assert not np.array_equal(outputs[0], outputs[1])  # the trained PFJ at fidelity 1 changes the output
     # a corrupt PFJ file beside the weights: one clear line, no output
     out.write_bytes(b"\x00" * 40)
     code = main(["upscale", str(image), "-o", str(tmp_path / "bad.png"), "-q"])

@@ -23,7 +23,7 @@ from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.engine.pipeline import TilingSettings, upscale_tensor
 from adadiffsr.engine.sampler import SamplerSettings
-from adadiffsr.errors import InputImageError, NumericalError
+from adadiffsr.errors import ConfigError, InputImageError, NumericalError
 from adadiffsr.io import read_picture
 from adadiffsr.policies.uniform import UniformPolicy
 
@@ -253,3 +253,26 @@ def test_fuzzed_files_through_the_cli_give_one_line(capsys, tmp_path, weights):
         code, err = run(capsys, "upscale", tmp_path / name, "-o", tmp_path / "o.png", *upscale_args(weights))
         assert code == 1 and err.count("\n") == 1 and err.startswith("error:")
         assert not (tmp_path / "o.png").exists()
+
+
+def test_auto_batch_tiles_follows_the_backbones_own_memory(monkeypatch):
+    """Not CompactSR's figure for every backbone: a backbone that declares 4x the bytes per element
+    gets a quarter of the tiles, and one that declares none is refused on a CPU in one line."""
+    from dataclasses import replace
+
+    from adadiffsr.engine import memory
+
+    from .conftest import tiny_compact
+
+    device = torch.device("cpu")
+    small = tiny_compact()
+    heavy, unknown = tiny_compact(), tiny_compact()
+    heavy.spec = replace(small.spec, bytes_per_element=4 * small.spec.bytes_per_element)
+    unknown.spec = replace(small.spec, bytes_per_element=None)
+    one_tile = 16 * 16 * small.spec.latent_channels * small.spec.bytes_per_element
+    monkeypatch.setattr(memory, "free_memory", lambda device: 4 * 512 * one_tile)  # a quarter holds 512 tiles
+    assert memory.auto_batch_tiles(small, 16, device, cap=1000) == 512
+    assert memory.auto_batch_tiles(heavy, 16, device, cap=1000) == 128
+    assert memory.auto_batch_tiles(small, 16, device) == 64  # capped
+    with pytest.raises(ConfigError, match="does not declare"):
+        memory.auto_batch_tiles(unknown, 16, device)

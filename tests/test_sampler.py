@@ -34,7 +34,7 @@ class StopOddTiles:
     def __call__(self, obs: StepObservation) -> Decision:
         odd = obs.tile % 2 == 1
         return Decision(
-            interval=torch.where(obs.tile == 2, 0, 1),
+            interval_index=torch.where(obs.tile == 2, 0, 1),
             exit=odd & (obs.steps >= self.stop_after),
             keep=obs.steps == 1,
         )
@@ -43,6 +43,12 @@ class StopOddTiles:
 def inputs(n=6, size=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, size, size, generator=gen), torch.rand(n, 3, size, size, generator=gen) * 2 - 1
+
+
+def timed_fn(x_t, t, cond):
+    """Depends on each tile's own timestep and condition, so a tile routed to the wrong row of a
+    batch, or handed another tile's t, changes the result (smooth_fn ignores t)."""
+    return 0.5 * torch.tanh(x_t) + 0.5 * cond * torch.cos(t.float() / 300).view(-1, 1, 1, 1)
 
 
 def test_uniform_every_tile_takes_the_same_steps():
@@ -77,15 +83,21 @@ def test_batches_mix_timesteps():
 
 
 def test_result_does_not_depend_on_batch_size():
+    """Mixed timesteps and intervals in one batch (tile 2 walks at 5, the rest at 20, odd ones exit),
+    stochastic DDPM: batches of 1, 4 and 6 give the same tiles, for a function of each tile's own t
+    and condition and for a real (tiny) conv network."""
     x_T, cond = inputs()
-    results = []
-    for batch in (1, 4, 6):
-        run = sample_tiles(
-            FunctionBackbone(smooth_fn), x_T, cond, StopOddTiles(), SamplerSettings(rule="ddpm", batch_tiles=batch),
-            tile_generators(3, 6, x_T.device),
-        )
-        results.append(run.x0)
-    assert torch.allclose(results[0], results[1], atol=1e-6) and torch.allclose(results[0], results[2], atol=1e-6)
+    compact = tiny_compact(tile_size=16)
+    with torch.no_grad():
+        latents = torch.randn(6, compact.spec.latent_channels, 4, 4, generator=torch.Generator().manual_seed(5))
+        cases = ((FunctionBackbone(timed_fn), x_T, cond), (compact, latents, compact.condition(cond)))
+        for backbone, states, conditions in cases:
+            results = [sample_tiles(backbone, states, conditions, StopOddTiles(),
+                                    SamplerSettings(rule="ddpm", batch_tiles=batch), tile_generators(3, 6, x_T.device)).x0
+                       for batch in (1, 4, 6)]
+            assert torch.allclose(results[0], results[1], atol=1e-5)
+            assert torch.allclose(results[0], results[2], atol=1e-5)
+            assert not torch.allclose(results[0][0], results[0][2], atol=1e-3)  # tiles differ: a swap would show
 
 
 def test_progress_reaches_one():

@@ -102,3 +102,27 @@ def test_codebook_rejects_bad_intervals():
         SkipCodebook.build(NoiseSchedule.from_betas(), ())
     with pytest.raises(ConfigError):
         SkipCodebook.build(NoiseSchedule.from_betas(), (5,)).interval_index(7)
+
+
+@pytest.mark.parametrize("rule", ["ddim", "ddpm"])
+def test_a_batch_of_mixed_jumps_matches_diffusers_step_by_step(rule):
+    """Each tile of one batch (its own t and interval k) against diffusers' scheduler stepping that
+    tile alone from t to t - k: an independent reference, not our own code called twice."""
+    intervals = (5, 10, 20, 50)
+    book = SkipCodebook.build(NoiseSchedule.from_betas(), intervals)
+    gen = torch.Generator().manual_seed(0)
+    x_t, out = torch.randn(4, 3, 6, 6, generator=gen), torch.randn(4, 3, 6, 6, generator=gen)
+    t, k = torch.tensor([999, 512, 37, 3]), torch.tensor([3, 1, 2, 0])
+    noise = torch.stack([torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(10 + i)) for i in range(4)])
+    x0, eps = split_prediction(book, out, x_t, t, "epsilon")
+    ours = skip_step(book, rule, x_t, x0, eps, t, k, noise)
+    for i in range(4):
+        scheduler = (DDIMScheduler if rule == "ddim" else DDPMScheduler)(num_train_timesteps=1000, clip_sample=False)
+        jump = intervals[int(k[i])]
+        if rule == "ddim":
+            scheduler.set_timesteps(1000 // jump)  # its step goes from t to t - 1000 / steps
+        else:  # DDPM steps to the next of its timesteps: this one walk, or the clean sample after t
+            scheduler.set_timesteps(timesteps=[int(t[i]), int(t[i]) - jump] if t[i] >= jump else [int(t[i])])
+        kwargs = {} if rule == "ddim" else {"generator": torch.Generator().manual_seed(10 + i)}
+        theirs = scheduler.step(out[i : i + 1], int(t[i]), x_t[i : i + 1], **kwargs).prev_sample
+        assert torch.allclose(ours[i : i + 1], theirs, atol=1e-5), (i, (ours[i : i + 1] - theirs).abs().max())

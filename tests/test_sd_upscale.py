@@ -96,6 +96,12 @@ def test_adapter_geometry_and_batch_independent_condition(pipeline_folder):
     lr = torch.rand(3, 3, 16, 16) * 2 - 1
     together = backbone.condition(lr)
     assert torch.equal(together[1:2], backbone.condition(lr[1:2]))  # a tile's condition ignores its batch
+    # the augmentation noise is drawn once per image: two overlapping tiles agree where they overlap
+    image = torch.rand(1, 3, 16, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    prepared = backbone.prepare(image)
+    assert torch.equal(prepared, backbone.prepare(image)) and (prepared - image).abs().mean() > 1e-3  # seeded, noised
+    left, right = backbone.condition(prepared[..., :16]), backbone.condition(prepared[..., 12:])
+    assert torch.equal(left[..., 12:], right[..., :4])
     t = torch.tensor([10, 500, 990])  # mixed timesteps in one batch
     with torch.no_grad():
         out = backbone.predict(torch.randn(3, 4, 16, 16), t, together)

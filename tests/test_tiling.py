@@ -87,18 +87,26 @@ def test_hard_stitching_takes_each_pixel_from_its_owner_tile():
 
 
 def test_fusion_none_through_the_api():
+    """Hard seams against Gaussian fusion on the same tiles: equal where one tile covers a pixel,
+    different in the overlap, where "none" takes each pixel from one tile only."""
+    import numpy as np
     from PIL import Image
 
     from adadiffsr import UpscaleConfig, Upscaler
 
     from .conftest import tiny_compact
 
-    image = Image.new("RGB", (40, 24), (120, 80, 200))
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (16, 28, 3), dtype=np.uint8))  # tiles at x = 0 and 12
     upscaler = Upscaler(tiny_compact(tile_size=16), "cpu")
-    base = dict(policy="uniform", interval=500, tile=16, overlap=8)
+    base = dict(policy="uniform", interval=500, tile=16, overlap=4)
     hard = upscaler(image, UpscaleConfig(fusion="none", **base))
     soft = upscaler(image, UpscaleConfig(**base))
-    assert hard.image.size == soft.image.size == (160, 96)
+    assert hard.image.size == soft.image.size == (112, 64)
     assert hard.report["settings"]["fusion"] == "none"
+    a, b = hard.picture.rgb, soft.picture.rgb
+    single = np.r_[0:48, 64:112]  # output columns one tile covers; 48..63 is the overlap
+    assert np.array_equal(a[:, single], b[:, single])
+    assert np.abs(a[:, 48:64] - b[:, 48:64]).max() > 1e-3
     with pytest.raises(ConfigError, match="fusion"):
         upscaler(image, UpscaleConfig(fusion="blend", **base))

@@ -94,13 +94,13 @@ class UpscaleConfig:
             raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         if self.rule is not None and self.rule not in UPDATE_RULES:
             raise ConfigError(f"unknown update rule {self.rule!r}; choose one of {', '.join(UPDATE_RULES)}")
-        if self.interval is not None and not 1 <= self.interval <= 1000:
-            raise ConfigError(f"interval must be in 1..1000, got {self.interval}")
+        if self.interval is not None and self.interval < 1:
+            raise ConfigError(f"interval must be at least 1, got {self.interval}")
         if self.interval is not None and self.policy not in (None, "uniform"):
             raise ConfigError(f"interval={self.interval} sets the pace of the uniform policy; pass policy='uniform' "
                               f"(the {self.policy} policy sets its own)")
-        if self.steps is not None and not 0 <= self.steps <= 1000:
-            raise ConfigError(f"steps must be in 0..1000, got {self.steps}")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError(f"steps must not be negative, got {self.steps}")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
         GroupSettings(tuple(self.group_thresholds), self.budget)  # checks them
@@ -284,6 +284,10 @@ class Upscaler:
         """``config`` with the model's defaults filled in: the strength from the backbone's spec (or the
         walk's first timestep), the uniform interval, and ``steps`` turned into an evenly spaced walk of
         exactly that many steps from the start (with trailing spacing; the nearest interval otherwise)."""
+        total = self.backbone.spec.schedule.num_train_timesteps  # T is the backbone's
+        for name, value in (("interval", config.interval), ("steps", config.steps)):
+            if value is not None and value > total:
+                raise ConfigError(f"{name} must be at most {total} (the backbone's training timesteps), got {value}")
         model_defaults = {**SAMPLING_FALLBACK, **{LEGACY_SAMPLING_KEYS.get(k, k): v for k, v in self.backbone.spec.sampling.items()}}
         if config.policy is None and config.budget is not None:
             config = replace(config, policy="grouped")  # a budget was asked for: the groups meet it
@@ -307,10 +311,9 @@ class Upscaler:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
         if config.policy in WALK_POLICIES and config.steps != 0:
-            strength = (config.timesteps[0] + 1) / self.backbone.spec.schedule.num_train_timesteps  # type: ignore[index]
+            strength = (config.timesteps[0] + 1) / total  # type: ignore[index]
         if config.steps == 0:
             strength = 0.0
-        total = self.backbone.spec.schedule.num_train_timesteps
         interval, walk = config.interval, config.timesteps
         if config.policy == "uniform" and interval is None:
             interval = DEFAULT_INTERVAL

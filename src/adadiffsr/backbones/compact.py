@@ -101,6 +101,7 @@ class CompactSR(Backbone):
                 config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule
             ),
             default_strength=config.default_strength,
+            bytes_per_element=400,  # fp32 on a CPU measured 45-80 (peak RSS of a warm call, 1-8 64x64x48 tiles); slack
             sampling=dict(config.sampling),
         )
         self.unet = UNet2DModel(

@@ -9,9 +9,9 @@ prompt (empty by default) as its cross-attention context. With ``guidance_scale 
 runs the UNet twice (negative prompt and prompt) and mixes them as the pipeline does, so a tile
 evaluation then costs two UNet passes.
 
-The augmentation noise of every tile is drawn from the same seed, so a tile's condition does not
-depend on how tiles are batched; on one tile it is the pipeline's own draw for ``generator =
-torch.Generator().manual_seed(noise_seed)``.
+The augmentation noise is drawn once per image (``prepare``) and cropped with the tiles, so
+overlapping tiles agree and nothing depends on batching; on one tile it is the pipeline's own draw
+for ``generator = torch.Generator().manual_seed(noise_seed)``.
 
 Text encoding needs ``transformers`` (``pip install "adadiffsr[sd]"``).
 """
@@ -64,14 +64,16 @@ class StableDiffusionUpscale(Backbone):
             schedule=schedule_from_config(scheduler_config),
         )
 
-    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
-        noise = torch.cat([
-            torch.randn(tile.shape, generator=torch.Generator(device=lr.device).manual_seed(self.noise_seed),
-                        device=lr.device, dtype=lr.dtype)
-            for tile in lr.split(1)
-        ])
+    def prepare(self, lr: Tensor) -> Tensor:
+        """The pipeline's noise augmentation, drawn once for the whole image from ``noise_seed`` and
+        cropped with it, so overlapping tiles see the same noise (on one tile: the pipeline's draw)."""
+        noise = torch.randn(lr.shape, generator=torch.Generator(device=lr.device).manual_seed(self.noise_seed),
+                            device=lr.device, dtype=lr.dtype)
         level = torch.full((lr.shape[0],), self.noise_level, dtype=torch.long, device=lr.device)
         return self.low_res_scheduler.add_noise(lr, noise, level)
+
+    def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:
+        return lr  # tiles of the prepared (noise-augmented) input
 
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         n = x_t.shape[0]

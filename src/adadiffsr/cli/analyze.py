@@ -36,7 +36,7 @@ def analyze() -> None:
 @analyze.command("gain")
 @click.argument("image")
 @click.option("-o", "--output", required=True, help="Plot (.png).")
-@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--interval", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fr", default=FR_DEFAULT, show_default=True, help="Full-reference measures.")
 @click.option("--nr", default=NR_DEFAULT, show_default=True, help="No-reference measures.")
 @click.option("--weights", help="Backbone weights (default: the shipped model).")
@@ -54,14 +54,14 @@ def analyze_gain(image: str, output: str, interval: int, fr: str, nr: str, weigh
         panels.append((f"{label} tile at ({box.left}, {box.top}), {box.width}x{box.height} input px", trace))
         click.echo(f"{label} tile: R full-ref {trace.performance[0, 0]:.3f} -> {trace.performance[-1, 0]:.3f}, "
                    f"no-ref {trace.performance[0, 1]:.3f} -> {trace.performance[-1, 1]:.3f}", err=True)
-    save_image(plot_traces(panels, config), output)
+    save_image(plot_traces(panels, config, backbone.spec.schedule.num_train_timesteps), output)
 
 
 @analyze.command("traces")
 @click.option("--photos", default="data/photos", show_default=True)
 @click.option("--split", type=click.Choice(("train", "val")), default="train", show_default=True)
 @click.option("--tiles", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--interval", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--interval", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fr", default=FR_DEFAULT, show_default=True)
 @click.option("--nr", default=NR_DEFAULT, show_default=True)
 @click.option("--pool", type=click.IntRange(min=1), default=4, show_default=True,

@@ -30,11 +30,11 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
 @click.option("--policy", "--sampler", "policy", type=click.Choice(tuple(POLICIES)),
               help=f"The region policy: {POLICY_HELP}. [default: the model's] (--sampler: its old name)")
-@click.option("--interval", type=click.IntRange(1, 1000), help="DDPM steps per jump (the uniform policy). [default: 20]")
-@click.option("--steps", type=click.IntRange(0, 1000),
+@click.option("--interval", type=click.IntRange(min=1), help="DDPM steps per jump (the uniform policy). [default: 20]")
+@click.option("--steps", type=click.IntRange(min=0),
               help="Uniform sampling in exactly N steps instead of --interval; 0 = the prior's output alone.")
 @click.option("--strength", type=click.FloatRange(0, 1),
-              help="Start at timestep strength*1000 from the noised prior estimate (default: the model's).")
+              help="Start at timestep strength*T (T = 1000 for the shipped model) from the noised prior estimate (default: the model's).")
 @click.option("--timesteps", "timestep_list", help="A fixed walk for every tile, e.g. 399,149,29 (the timesteps policy).")
 @click.option("--budget", type=click.FloatRange(min=0),
               help="Mean diffusion steps per region, met on every image (the grouped policy): the steps go "

@@ -31,6 +31,9 @@ class BackboneSpec:
     clip_sample: bool  # clip x0 to [-1, 1] at every step (pixel-space models)
     schedule: NoiseSchedule
     default_strength: float = 1.0  # where sampling starts by default (1: pure noise at T - 1)
+    # peak bytes of one tile evaluation per working-space element, where known (``--batch-tiles auto``
+    # on a CPU); None: measured on a CUDA device, not guessed elsewhere
+    bytes_per_element: int | None = None
     sampling: dict[str, Any] = field(default_factory=dict)  # the model's own UpscaleConfig defaults (sampler, steps, rule, ...)
 
 
@@ -41,6 +44,11 @@ class Backbone(nn.Module, ABC):
     starts_from_estimate: bool = False  # ``estimate`` gives a starting point (strength < 1, zero steps)
     costly_reference: bool = False  # reference_feature runs a network (an encoder): worth caching
     prior: nn.Module | None = None  # stage 1: run once over the whole image, its output passed to ``condition``
+
+    def prepare(self, lr: Tensor) -> Tensor:
+        """The whole input ``(1, 3, H, W)`` in ``[-1, 1]``, once per image before it is cut into tiles
+        (what must agree where tiles overlap, such as noise augmentation); as it is by default."""
+        return lr
 
     @abstractmethod
     def condition(self, lr: Tensor, estimate: Tensor | None = None) -> Tensor:

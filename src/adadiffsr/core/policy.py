@@ -30,7 +30,7 @@ class StepObservation:
 class Decision:
     """The policy's answer for the same ``n`` tiles."""
 
-    interval: Tensor  # (n,) long, index into the policy's interval set for the next jump
+    interval_index: Tensor  # (n,) long: which of the policy's ``intervals`` the next jump takes
     exit: Tensor  # (n,) bool, stop now and keep the tile's best state
     keep: Tensor  # (n,) bool, record this step's x0 as the tile's best state
     category: Tensor | None = None  # (n,) long, the policy's label for the step map and report

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..core.backbone import Backbone
-
-# Peak bytes of one tile evaluation per working-space element. CompactSR in fp32 on CPU measured
-# 45-80 (peak RSS growth of a warm call, batches of 1-8 tiles of 64x64x48); 400 leaves room for
-# larger backbones and allocator slack.
-BYTES_PER_ELEMENT = 400
+from ..errors import ConfigError
 
 
 def free_memory(device: torch.device) -> int:
@@ -26,9 +22,28 @@ def free_memory(device: torch.device) -> int:
     return 4 * 2**30
 
 
-def auto_batch_tiles(backbone: Backbone, tile: int, device: torch.device, budget: float = 0.25, cap: int = 64) -> int:
-    """Tiles per call so that one call takes at most ``budget`` of the free memory (1..``cap``)."""
+def tile_bytes(backbone: Backbone, tile: int, device: torch.device) -> int:
+    """Peak bytes of one tile evaluation: measured on a CUDA device (one call on one tile), else the
+    backbone's declared ``bytes_per_element`` times the tile's working-space elements."""
     spec = backbone.spec
     side = tile * spec.latent_scale
-    per_tile = side * side * spec.latent_channels * BYTES_PER_ELEMENT
-    return max(1, min(cap, int(free_memory(device) * budget // per_tile)))
+    if device.type == "cuda":
+        lr = torch.zeros(1, 3, tile, tile, device=device)
+        with torch.no_grad():
+            cond = backbone.condition(lr, None if backbone.prior is None else backbone.prior(lr))
+            x = torch.zeros(1, spec.latent_channels, side, side, device=device)
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            backbone.predict(x, torch.zeros(1, dtype=torch.long, device=device), cond)
+            torch.cuda.synchronize(device)
+        return max(1, torch.cuda.max_memory_allocated(device) - before)
+    if spec.bytes_per_element is None:
+        raise ConfigError(f"--batch-tiles auto on {device.type} needs the memory per tile of "
+                          f"{type(backbone).__name__}, which it does not declare; give a number of tiles")
+    return side * side * spec.latent_channels * spec.bytes_per_element
+
+
+def auto_batch_tiles(backbone: Backbone, tile: int, device: torch.device, budget: float = 0.25, cap: int = 64) -> int:
+    """Tiles per call so that one call takes at most ``budget`` of the free memory (1..``cap``)."""
+    return max(1, min(cap, int(free_memory(device) * budget // tile_bytes(backbone, tile, device))))

@@ -124,7 +124,7 @@ def upscale_tensor(
     spec = backbone.spec
     tile, overlap = resolve_tiling(backbone, tiling)
     h, w = lr.shape[-2:]
-    padded = pad_to_multiple(lr, spec.size_multiple)
+    padded = backbone.prepare(pad_to_multiple(lr, spec.size_multiple))
     grid = TileGrid.build(padded.shape[-2], padded.shape[-1], tile, overlap)
     latent_grid = grid.scaled(spec.latent_scale)
     device = lr.device

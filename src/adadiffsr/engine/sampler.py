@@ -193,7 +193,7 @@ def sample_tiles(
                 tiles.exit_t[chunk[leaving]] = t_next[leaving]
             tiles.x[chunk] = x_new
             tiles.t[chunk] = t_next
-            tiles.k_idx[chunk] = decision.interval.to(device)
+            tiles.k_idx[chunk] = decision.interval_index.to(device)
             tiles.active[chunk[finished | leaving]] = False
             if callback is not None:
                 callback({"tile": chunk, "t": t_now, "t_next": t_next, "x": x_new, "denoised": x0, "cond": c,

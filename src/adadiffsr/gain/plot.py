@@ -11,7 +11,8 @@ _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (227, 119, 194), (127, 127, 127)]
 
 
-def plot_traces(panels: list[tuple[str, Trace]], config: GainConfig, width: int = 520, height: int = 300) -> Image.Image:
+def plot_traces(panels: list[tuple[str, Trace]], config: GainConfig, num_train_timesteps: int, width: int = 520,
+                height: int = 300) -> Image.Image:
     """One panel per ``(title, trace)``: thin lines per measure, thick lines for R (FR and NR)."""
     font = ImageFont.load_default()
     legend_w = 130
@@ -29,7 +30,7 @@ def plot_traces(panels: list[tuple[str, Trace]], config: GainConfig, width: int 
 
         draw.rectangle([left, oy + top, right, oy + bottom], outline="black")
         draw.text((left, oy + 4), title, fill="black", font=font)
-        half = next((i for i, t in enumerate(steps) if t < config.nr_from * 1000), n - 1)
+        half = next((i for i, t in enumerate(steps) if t < config.nr_from * num_train_timesteps), n - 1)
         draw.line([xy(half, 0), xy(half, 1)], fill=(180, 180, 180), width=1)
         for label, v in (("1", 1.0), ("0", 0.0)):
             draw.text((left - 12, xy(0, v)[1] - 6), label, fill="black", font=font)

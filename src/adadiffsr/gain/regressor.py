@@ -37,7 +37,7 @@ class RegressorConfig:
     pool: int = 4  # statistics cell: cost grows with (h / pool) * (w / pool)
     outputs: int = 2  # FR and NR performance
     nr_from: float = 0.5  # the NR gain counts once t < nr_from * num_train_timesteps
-    num_train_timesteps: int = 1000
+    num_train_timesteps: int = 1000  # of the backbone it was trained for (a record; the backbone's spec rules)
 
 
 def tile_statistics(x: Tensor, pool: int) -> Tensor:
@@ -88,7 +88,7 @@ class LearnedPerformance:
 
     def __init__(self, backbone: Backbone, model: QualityRegressor, cache_size: int = 256) -> None:
         self.backbone, self.model = backbone, model
-        self.nr_start = model.config.nr_from * model.config.num_train_timesteps
+        self.nr_start = model.config.nr_from * backbone.spec.schedule.num_train_timesteps  # T is the backbone's
         self.cache: OrderedDict[str, Tensor] = OrderedDict()
         self.cache_size = cache_size
 

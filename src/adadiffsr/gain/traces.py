@@ -47,7 +47,7 @@ def trace_tile(
     spec = backbone.spec
     device = lr.device
     with torch.no_grad():
-        cond = backbone.condition(lr)
+        cond = backbone.condition(backbone.prepare(lr))
         feature = backbone.reference_feature(cond)
         reference = denormalize(backbone.decode(feature).float()).clamp(0, 1).cpu()
     side = (lr.shape[-2] * spec.latent_scale, lr.shape[-1] * spec.latent_scale)

@@ -101,7 +101,7 @@ class DTSSPolicy:
         gain = gain_rate(obs.gain, obs.t, obs.t_next, max(self.intervals)) if self.rate else obs.gain
         category = classify(gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)
         return Decision(
-            interval=pace(gain, late, category, self.tau, len(self.intervals), self.fr_change),
+            interval_index=pace(gain, late, category, self.tau, len(self.intervals), self.fr_change),
             exit=category == SATURATED,
             keep=(obs.gain_sum[:, 1] >= obs.best_sum) | (obs.steps == 1),
             category=category,

@@ -66,4 +66,4 @@ class TimestepsPolicy:
         done = obs.t_next < 0  # reached the clean sample: no next jump to look up
         index = self._index(torch.where(done, torch.full_like(obs.t_next, self.timesteps[0]), obs.t_next))
         index = torch.where(done, torch.zeros_like(index), index)
-        return Decision(interval=index, exit=none, keep=~none)
+        return Decision(interval_index=index, exit=none, keep=~none)

@@ -31,4 +31,4 @@ class UniformPolicy:
     def __call__(self, obs: StepObservation) -> Decision:
         n = obs.t.shape[0]
         none = torch.zeros(n, dtype=torch.bool, device=obs.t.device)
-        return Decision(interval=torch.zeros(n, dtype=torch.long, device=obs.t.device), exit=none, keep=~none)
+        return Decision(interval_index=torch.zeros(n, dtype=torch.long, device=obs.t.device), exit=none, keep=~none)

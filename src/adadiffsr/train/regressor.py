@@ -82,12 +82,12 @@ def _gains(performance: torch.Tensor, t: torch.Tensor, nr_start: float) -> torch
     return information_gain(performance.flatten(0, 1), previous.flatten(0, 1), t.flatten(), nr_start).view_as(performance)
 
 
-def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: float, fr_change: str = "any",
-              num_intervals: int = 3) -> dict[str, Any]:
+def agreement(exact: torch.Tensor, learned: torch.Tensor, t: torch.Tensor, tau: float, nr_start: float,
+              fr_change: str = "any", num_intervals: int = 3) -> dict[str, Any]:
     """Correlation per component and agreement of the NR category over the second half of the path
-    (where the NR gain counts), and agreement of the pace DTSS would pick (growing or stable, and
+    (``t < nr_start``, where the NR gain counts), and agreement of the pace DTSS would pick (growing or stable, and
     which interval) over the whole path; ``(n, 2)`` gains and ``(n,)`` timesteps."""
-    half = t < 500
+    half = t < nr_start
 
     def paces(gain: torch.Tensor) -> torch.Tensor:
         kind = torch.where(activity(gain, half, fr_change) > tau, GROWING, STABLE)  # type: ignore[arg-type]
@@ -114,7 +114,7 @@ def evaluate(model: QualityRegressor, data: dict[str, torch.Tensor], tau: float,
     nr_start = cfg.nr_from * cfg.num_train_timesteps
     exact = _gains(data["performance"].float(), data["t"], nr_start)
     learned = _gains(predicted, data["t"], nr_start)
-    report = agreement(exact.flatten(0, 1), learned.flatten(0, 1), data["t"].flatten(), tau, fr_change)
+    report = agreement(exact.flatten(0, 1), learned.flatten(0, 1), data["t"].flatten(), tau, nr_start, fr_change)
     levels = {}
     for k, name in enumerate(("fr", "nr")):
         a, b = data["performance"][..., k].flatten().float(), predicted[..., k].flatten()

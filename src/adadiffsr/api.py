@@ -34,9 +34,11 @@ from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
+from .policies.dtss import SHIPPED as DTSS_SHIPPED
 from .policies.groups import GroupSettings, group_steps, walk_starts
 from .policies.registry import POLICIES, WALK_POLICIES
 from .policies.timesteps import TimestepsPolicy, even_walk
+from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .runtime import RUNTIMES
 
@@ -51,7 +53,6 @@ LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called a
 SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0}
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
-DEFAULT_INTERVAL = 20  # uniform sampling's jump when neither an interval nor a step count is given
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class UpscaleConfig:
     """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
 
     policy: str | None = None  # the region policy: a name in POLICIES ("grouped", "adaptive", ...); None = the model's
-    interval: int | None = None  # DDPM steps per jump for uniform sampling; None = DEFAULT_INTERVAL (20: 50 steps)
+    interval: int | None = None  # DDPM steps per jump for uniform sampling; None = UniformPolicy's (20: 50 steps)
     steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
     # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
     strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
@@ -80,12 +81,11 @@ class UpscaleConfig:
     fusion: str = "gaussian"  # region integration of overlapping tiles; "none" = hard seams (an ablation)
     gain: str = "auto"  # information gain per step (MMLE): auto, exact (the metrics) or learned (the regressor)
     spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
-    # DTSS, tuned for the shipped model on training photos (docs/benchmarks.md); the paper's
-    # preset is intervals (5, 10, 15, 20), tau 5e-3, fr_change "rise" (DTSSPolicy's defaults)
-    intervals: tuple[int, ...] = (20, 50, 100)  # the adaptive policy's interval set
-    tau: float = 0.02  # DTSS gain threshold
-    drop: float = 0.05  # DTSS: NR fall below its best that makes a tile saturated (0.02 traded NIQE away)
-    fr_change: str = "any"  # DTSS: an FR gain of either sign counts as information arriving ("rise": the paper's)
+    # DTSS (the adaptive policy), as tuned for the shipped model: ``policies.dtss.SHIPPED``
+    intervals: tuple[int, ...] = DTSS_SHIPPED.intervals  # the adaptive policy's interval set
+    tau: float = DTSS_SHIPPED.tau  # DTSS gain threshold
+    drop: float = DTSS_SHIPPED.drop  # DTSS: NR fall below its best that makes a tile saturated
+    fr_change: str = DTSS_SHIPPED.fr_change  # DTSS: an FR gain of either sign counts as information arriving
     fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
 
     def __post_init__(self) -> None:
@@ -316,7 +316,7 @@ class Upscaler:
             strength = 0.0
         interval, walk = config.interval, config.timesteps
         if config.policy == "uniform" and interval is None:
-            interval = DEFAULT_INTERVAL
+            interval = UniformPolicy.interval
         if config.policy == "uniform":
             walk = None
         if config.steps:

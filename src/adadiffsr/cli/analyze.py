@@ -16,6 +16,7 @@ from ..gain.plot import plot_traces
 from ..gain.quality import GainConfig
 from ..gain.traces import flat_and_textured, save_traces, trace_tile
 from ..io import output_format, picture_to_tensor, read_picture, save_image
+from ..policies.uniform import UniformPolicy
 from .options import DEBUG, backbone_option, device_option
 
 FR_DEFAULT, NR_DEFAULT = ",".join(GainConfig.fr_metrics), ",".join(GainConfig.nr_metrics)
@@ -36,7 +37,7 @@ def analyze() -> None:
 @analyze.command("gain")
 @click.argument("image")
 @click.option("-o", "--output", required=True, help="Plot (.png).")
-@click.option("--interval", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--interval", type=click.IntRange(min=1), default=UniformPolicy.interval, show_default=True)
 @click.option("--fr", default=FR_DEFAULT, show_default=True, help="Full-reference measures.")
 @click.option("--nr", default=NR_DEFAULT, show_default=True, help="No-reference measures.")
 @click.option("--weights", help="Backbone weights (default: the shipped model).")
@@ -61,7 +62,7 @@ def analyze_gain(image: str, output: str, interval: int, fr: str, nr: str, weigh
 @click.option("--photos", default="data/photos", show_default=True)
 @click.option("--split", type=click.Choice(("train", "val")), default="train", show_default=True)
 @click.option("--tiles", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--interval", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--interval", type=click.IntRange(min=1), default=UniformPolicy.interval, show_default=True)
 @click.option("--fr", default=FR_DEFAULT, show_default=True)
 @click.option("--nr", default=NR_DEFAULT, show_default=True)
 @click.option("--pool", type=click.IntRange(min=1), default=4, show_default=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..io import MAX_INPUT_PIXELS
 from ..weights import default_weights_path
 from .options import DEBUG, load_upscaler, model_options
 
@@ -20,7 +21,7 @@ from .options import DEBUG, load_upscaler, model_options
               help="Jobs run at once (1 on a CPU; more on a GPU with memory to spare).")
 @click.option("--queue-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Jobs that may wait; more are refused with 'queue is full'.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=64 * 1024 * 1024, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_INPUT_PIXELS, show_default=True,
               help="Refuse larger input images.")
 @click.option("--max-file-size", default="100mb", show_default=True, help="Refuse larger uploads (e.g. 20mb).")
 @DEBUG

@@ -13,7 +13,7 @@ from ..core.schedule import UPDATE_RULES
 from ..distributed import current_rank, gather_counts, rank_device, shard, share_cpu
 from ..engine.sampler import SPACINGS
 from ..files import plan_jobs, run_jobs, summary_line
-from ..io import OUTPUT_EXTENSIONS
+from ..io import MAX_INPUT_PIXELS, OUTPUT_EXTENSIONS
 from ..policies.dtss import FR_CHANGES
 from ..policies.groups import GroupSettings
 from ..policies.registry import POLICIES
@@ -72,7 +72,7 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
               help="Output format in folder mode.")
 @click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a run).")
-@click.option("--max-pixels", type=click.IntRange(min=0), default=64 * 1024 * 1024, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=0), default=MAX_INPUT_PIXELS, show_default=True,
               help="Refuse larger inputs (decompression bombs); 0 = no limit.")
 @click.option("--report", "report_path", help="JSON report (NFE, seconds, tiles); a folder in folder mode.")
 @click.option("--step-map", "step_map_path", help="Picture of steps per region; a folder in folder mode.")

@@ -29,8 +29,6 @@ UpdateRule = Literal["ddim", "ddpm"]
 UPDATE_RULES: tuple[str, ...] = get_args(UpdateRule)
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 
-DEFAULT_INTERVALS: tuple[int, ...] = (5, 10, 15, 20)
-
 
 @dataclass(frozen=True)
 class NoiseSchedule:
@@ -85,7 +83,7 @@ class SkipCodebook:
     ddpm_std: Tensor  # (K, T) posterior standard deviation
 
     @classmethod
-    def build(cls, schedule: NoiseSchedule, intervals: tuple[int, ...] = DEFAULT_INTERVALS) -> SkipCodebook:
+    def build(cls, schedule: NoiseSchedule, intervals: tuple[int, ...]) -> SkipCodebook:
         intervals = tuple(int(k) for k in intervals)
         n = schedule.num_train_timesteps
         if not intervals or any(k < 1 or k > n for k in intervals):

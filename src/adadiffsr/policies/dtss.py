@@ -106,3 +106,9 @@ class DTSSPolicy:
             keep=(obs.gain_sum[:, 1] >= obs.best_sum) | (obs.steps == 1),
             category=category,
         )
+
+
+SHIPPED: DTSSPolicy = DTSSPolicy(intervals=(20, 50, 100), tau=0.02, drop=0.05, fr_change="any")
+"""DTSS as tuned for the shipped model on training photos (docs/benchmarks.md): the defaults of
+``UpscaleConfig`` and of the training commands that mimic its decisions. The paper's preset is
+``DTSSPolicy()``: intervals (5, 10, 15, 20), tau 5e-3, fr_change "rise" (drop 0.02 traded NIQE away)."""

@@ -39,6 +39,7 @@ from ..errors import ConfigError, DataError
 from ..gain.regressor import LearnedPerformance, QualityRegressor
 from ..io import atomic_write
 from ..pfj import FeatureInjection, PFJConfig, save_pfj
+from ..policies.dtss import SHIPPED as DTSS_SHIPPED
 
 
 @dataclass
@@ -49,7 +50,7 @@ class PFJTrainConfig:
     batch_size: int = 8
     crop: int = 256  # ground-truth crop side (the input tile is crop / scale)
     lr: float = 1e-3
-    intervals: tuple[int, ...] = (20, 50, 100)
+    intervals: tuple[int, ...] = DTSS_SHIPPED.intervals  # the adaptive policy's, as upscale runs it
     width: int = 32
     degradation: str = "realesrgan-x4"  # a name in data.degradations.DEGRADATIONS
     val_crops: int = 16

@@ -27,6 +27,7 @@ from ..errors import DataError
 from ..gain.regressor import LearnedPerformance, QualityRegressor, RegressorConfig, save_regressor
 from ..io import atomic_write
 from ..policies.dtss import CATEGORY_NAMES, GROWING, STABLE, activity, pace
+from ..policies.dtss import SHIPPED as DTSS_SHIPPED
 
 
 @dataclass
@@ -38,9 +39,9 @@ class RegressorTrainConfig:
     batch_tiles: int = 16  # tiles per batch, all their steps
     lr: float = 2e-3
     difference_weight: float = 4.0  # weight of the step-to-step differences in the loss
-    tau: float = 0.02  # DTSS threshold, for the agreement of decisions (the sampler's default)
-    fr_change: str = "any"  # DTSS reading of the FR gain, for the agreement of decisions
-    num_intervals: int = 3  # size of the DTSS interval set, for the agreement of paces
+    tau: float = DTSS_SHIPPED.tau  # DTSS threshold, for the agreement of decisions (the upscale default)
+    fr_change: str = DTSS_SHIPPED.fr_change  # DTSS reading of the FR gain, for the agreement of decisions
+    num_intervals: int = len(DTSS_SHIPPED.intervals)  # size of the DTSS interval set, for the agreement of paces
     seed: int = 0
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, DEFAULT_BACKBONE
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
 from .core.pixels import denormalize
@@ -87,6 +87,11 @@ class UpscaleConfig:
     drop: float = DTSS_SHIPPED.drop  # DTSS: NR fall below its best that makes a tile saturated
     fr_change: str = DTSS_SHIPPED.fr_change  # DTSS: an FR gain of either sign counts as information arriving
     fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
+
+    @property
+    def tiling(self) -> TilingSettings:
+        """The engine's tiling settings these fields describe."""
+        return TilingSettings(tile=self.tile, overlap=self.overlap, fusion_sigma=self.fusion_sigma, fusion=self.fusion)
 
     def __post_init__(self) -> None:
         """Every field checked once, when the config is made (``replace`` makes a new one)."""
@@ -215,7 +220,7 @@ class Upscaler:
     @classmethod
     def from_pretrained(
         cls, weights: str | os.PathLike[str] | None = None, device: str = "auto", dtype: str = "fp32",
-        backbone: str = "compact", regressor: bool = True, pfj: bool = True, runtime: str = "torch",
+        backbone: str = DEFAULT_BACKBONE, regressor: bool = True, pfj: bool = True, runtime: str = "torch",
         **pipeline_options: Any,
     ) -> Upscaler:
         """Load a weights file, or the shipped default model when ``weights`` is None, with its gain
@@ -338,8 +343,7 @@ class Upscaler:
     def _sample(self, lr: Tensor, config: UpscaleConfig, policy: Policy, progress: ProgressFn | None) -> PipelineOutput:
         """``run`` on a config ``resolve`` has already filled in, with its policy built once."""
         inject = self.injection(config.fidelity)
-        tiling = TilingSettings(tile=config.tile, overlap=config.overlap, fusion_sigma=config.fusion_sigma,
-                                fusion=config.fusion)
+        tiling = config.tiling
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=config.spacing, strength=float(config.strength))
@@ -393,7 +397,7 @@ class Upscaler:
             "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
             "files": self.files,
         }
-        tile, overlap = resolve_tiling(self.backbone, TilingSettings(tile=config.tile, overlap=config.overlap))
+        tile, overlap = resolve_tiling(self.backbone, config.tiling)
         settings_dict.update(tile=tile, overlap=overlap)  # as resolved, not None
         total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(

@@ -81,6 +81,7 @@ def _load_sd_upscale(weights: str | os.PathLike[str], device: torch.device | str
     return load_sd_upscale(weights, device, **options)
 
 
+DEFAULT_BACKBONE = "compact"  # what --backbone and Upscaler.from_pretrained load when not told
 BACKBONES: dict[str, BackboneKind] = {
     "compact": BackboneKind("compact", load_backbone, "an adadiffsr .safetensors file", default_weights_path),
     "ldm-sr-x4": BackboneKind("ldm-sr-x4", _load_ldm_sr, "the pipeline folder or its cached Hugging Face id"),

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..api import DEVICES, DTYPES, Upscaler
-from ..backbones import BACKBONES
+from ..backbones import BACKBONES, DEFAULT_BACKBONE
 from ..runtime import RUNTIMES
 
 RUNTIME_HELP = "What runs the networks: PyTorch, or their ONNX exports (adadiffsr export onnx) in ONNX Runtime."
@@ -25,7 +25,7 @@ def device_option(default: str = "auto") -> Callable[[Any], Any]:
 
 
 def backbone_option(name: str = "backbone") -> Callable[[Any], Any]:
-    return click.option("--backbone", name, type=click.Choice(tuple(BACKBONES)), default="compact", show_default=True)
+    return click.option("--backbone", name, type=click.Choice(tuple(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True)
 
 
 def model_options(command: Any) -> Any:

@@ -247,3 +247,37 @@ def test_the_report_names_the_gain_that_ran():
     uniform = Upscaler(tiny_refiner(), "cpu")(image, UpscaleConfig(steps=1)).report
     assert with_regressor["settings"]["gain"] == "learned"
     assert without["settings"]["gain"] == "exact" and uniform["settings"]["gain"] == "none"
+
+
+def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, capsys):
+    """`train distill` writes NAME.student.safetensors beside the teacher; `--policy distilled` then
+    takes one student step per tile from the walk's first timestep; without a student: one line."""
+    from adadiffsr.backbones import load_student, student_path_for
+
+    files = _photos(tmp_path)
+    build_cache(files, tmp_path / "cache", 4, CacheConfig(prior="tiny-test", crop=64, shard_size=4), load_prior("tiny-test"))
+    teacher = tiny_refiner(live=True, sampling={"sampler": "timesteps", "timesteps": [299, 49], "rule": "ddpm"},
+                           default_strength=0.3)
+    weights = tmp_path / "refiner.safetensors"
+    save_backbone(teacher, weights)
+    image = tmp_path / "in.png"
+    _lr((16, 16)).save(image)
+    code = main(["upscale", str(image), "-o", str(tmp_path / "none.png"), "--weights", str(weights), "--policy", "distilled"])
+    err = capsys.readouterr().err
+    assert code == 1 and "train distill" in err and len(err.strip().splitlines()) == 1
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--steps", "3",
+                 "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["walk"] == [299, 49]
+    student = load_student(student_path_for(weights), load_backbone(weights))
+    assert not torch.equal(student.unet.conv_out.weight, teacher.unet.conv_out.weight)  # it trained
+    for policy in ("distilled", "timesteps"):
+        code = main(["upscale", str(image), "-o", str(tmp_path / f"{policy}.png"), "--weights", str(weights),
+                     "--policy", policy, "--report", str(tmp_path / f"{policy}.json"), "-q"])
+        assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "distilled.json").read_text())
+    assert report["nfe"] == report["num_tiles"] and report["settings"]["timesteps"] == [299]
+    assert report["settings"]["files"]["student"] == str(student_path_for(weights))
+    walk = json.loads((tmp_path / "timesteps.json").read_text())
+    assert walk["nfe"] == 2 * walk["num_tiles"]
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "distilled.png")), np.asarray(Image.open(tmp_path / "timesteps.png")))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .backbones import BACKBONES, DEFAULT_BACKBONE
+from .backbones import BACKBONES, DEFAULT_BACKBONE, load_student, student_path_for
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
 from .core.pixels import denormalize
@@ -192,6 +192,7 @@ class Upscaler:
         pfj: FeatureInjection | None = None,
         files: dict[str, str | None] | None = None,
         runtime: str = "torch",
+        student: Backbone | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.files = dict(files or {})  # what was loaded from where (weights, regressor, pfj), for reports
@@ -202,6 +203,7 @@ class Upscaler:
             self.backbone.prior.use_dtype(self.dtype)  # the prior runs in the same dtype as the refiner
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
+        self.student = student.to(self.device).eval() if student is not None else None  # --policy distilled
         self._check_companions()
 
     def _check_companions(self) -> None:
@@ -251,13 +253,16 @@ class Upscaler:
         files: dict[str, str | None] = {
             "weights": str(weights), "regressor": str(regressor_file) if gain_model is not None else None,
             "pfj": str(pfj_file) if injection is not None else None}
+        student_file = student_path_for(weights) if backbone == DEFAULT_BACKBONE else None
+        student = load_student(student_file, model, resolved) if student_file is not None and student_file.is_file() else None
+        files["student"] = str(student_file) if student is not None else None
         if runtime == "onnx":
             from .runtime.onnx_models import to_onnx
 
             exported = to_onnx(model, gain_model, injection, weights, resolved)
             model, gain_model, injection = exported.backbone, exported.regressor, exported.pfj
             files.update(exported.files)
-        return cls(model, resolved, dtype, gain_model, injection, files, runtime)
+        return cls(model, resolved, dtype, gain_model, injection, files, runtime, student)
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
@@ -312,6 +317,11 @@ class Upscaler:
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
         config = replace(config, **unset)
+        if config.policy == "distilled":
+            if self.student is None:
+                raise WeightsError("--policy distilled needs a student beside the weights (NAME.student.safetensors; "
+                                   "train one: adadiffsr train distill)")
+            config = replace(config, timesteps=tuple(config.timesteps or ())[:1] or None)
         if config.policy in WALK_POLICIES and not config.timesteps:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
@@ -348,7 +358,8 @@ class Upscaler:
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=config.spacing, strength=float(config.strength))
         return upscale_tensor(
-            self.backbone, lr, policy, settings, tiling, seed=config.seed,
+            self.student if config.policy == "distilled" and self.student is not None else self.backbone,
+            lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
             progress=progress, inject=inject, plan=self.plan(config),

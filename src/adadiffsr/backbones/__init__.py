@@ -1,6 +1,16 @@
 """Diffusion backbones behind the engine's contract (``core/backbone.py``), named in ``BACKBONES``."""
 
 from .compact import CompactConfig, CompactSR
-from .registry import ARCHITECTURES, BACKBONES, DEFAULT_BACKBONE, BackboneKind, load_backbone, save_backbone
+from .registry import (
+    ARCHITECTURES,
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    BackboneKind,
+    load_backbone,
+    load_student,
+    save_backbone,
+    student_path_for,
+)
 
-__all__ = ["ARCHITECTURES", "BACKBONES", "DEFAULT_BACKBONE", "BackboneKind", "CompactConfig", "CompactSR", "load_backbone", "save_backbone"]
+__all__ = ["ARCHITECTURES", "BACKBONES", "DEFAULT_BACKBONE", "BackboneKind", "CompactConfig", "CompactSR", "load_backbone", "load_student", "save_backbone",
+           "student_path_for"]

@@ -17,7 +17,7 @@ import torch
 
 from ..core.backbone import Backbone
 from ..errors import WeightsError
-from ..weights import default_weights_path, load_module, read_metadata, save_module
+from ..weights import companion_path, default_weights_path, load_module, read_metadata, save_module
 from .compact import CompactConfig, CompactSR
 
 # architecture name in a weights file -> (class, config class)
@@ -46,6 +46,22 @@ def load_backbone(path: str | os.PathLike[str], device: torch.device | str = "cp
         raise WeightsError(f"{path}: unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
     cls, config_cls = ARCHITECTURES[name]
     return load_module(path, name, lambda config: cls(config_cls.from_dict(config)), device)
+
+
+def student_path_for(backbone_weights: str | os.PathLike[str]) -> Path:
+    """``weights/NAME.safetensors`` -> ``weights/NAME.student.safetensors``: the one-step student
+    distilled from that refiner (``adadiffsr train distill``), loaded beside it."""
+    return companion_path(backbone_weights, "student")
+
+
+def load_student(path: str | os.PathLike[str], teacher: Backbone, device: torch.device | str = "cpu") -> Backbone:
+    """The student beside ``teacher``'s weights, sharing the teacher's prior (one copy, one pass)."""
+    student = load_backbone(path, device)
+    if not isinstance(student, CompactSR) or not isinstance(teacher, CompactSR) or \
+            student.config.prior != teacher.config.prior or student.spec.latent_channels != teacher.spec.latent_channels:
+        raise WeightsError(f"{path}: not a student of this refiner (retrain it: adadiffsr train distill)")
+    object.__setattr__(student, "prior", teacher.prior)
+    return student
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from ..api import Upscaler
+from ..backbones import CompactSR, student_path_for
 from ..data.degradations import DEGRADATIONS
 from ..errors import WeightsError
 from ..train.backbone import BackboneTrainConfig, train_backbone
+from ..train.distill import DistillConfig, train_distill
 from ..train.pfj import PFJTrainConfig, train_pfj
 from ..train.regressor import RegressorTrainConfig, train_regressor
 from .options import DEBUG, backbone_option, device_option, int_list, joined
 
-B, R, P = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig  # the defaults below are their fields'
+B, R, P, D = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig, DistillConfig  # the defaults below are their fields'
 
 
 @click.group()
@@ -129,3 +132,39 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
                          intervals=int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
     report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+
+
+@train.command("distill")
+@click.option("--cache", default=D.cache, show_default=True, help="A prior cache of the training photos (`adadiffsr data cache`).")
+@click.option("--out", default=D.out, show_default=True, help="Run folder (resumes from it).")
+@click.option("--steps", type=click.IntRange(min=1), default=D.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=D.crop, show_default=True, help="Ground-truth crop side.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=D.lr, show_default=True)
+@click.option("--adversarial-weight", type=click.FloatRange(min=0), default=D.adversarial_weight, show_default=True,
+              help="Weight of the patch discriminator's loss (0: distillation alone).")
+@click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
+              help="Weight of the L1 loss to the ground truth.")
+@click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,
+              help="The student's channels as a fraction of the teacher's (1: a copy of it, warm started).")
+@click.option("--weights", help="The teacher: a refiner's weights (default: the shipped model).")
+@click.option("--student-out", help="Where the student goes (default: NAME.student.safetensors beside the weights).")
+@device_option(D.device)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
+@click.option("--seed", type=int, default=D.seed, show_default=True)
+@DEBUG
+def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
+                      adversarial_weight: float, fidelity_weight: float, width: float, weights: str | None,
+                      student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
+    """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
+    through --policy distilled."""
+    upscaler = Upscaler.from_pretrained(weights, device="cpu", regressor=False, pfj=False)
+    teacher = upscaler.backbone
+    if not isinstance(teacher, CompactSR):
+        raise WeightsError("distillation needs a compact refiner as the teacher")
+    cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+                        adversarial_weight=adversarial_weight, fidelity_weight=fidelity_weight, width=width,
+                        device=device, max_minutes=max_minutes, seed=seed)
+    target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
+    report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(report, indent=2))

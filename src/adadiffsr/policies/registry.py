@@ -51,6 +51,10 @@ def _walk(c: PolicyFields) -> Policy:
     return TimestepsPolicy(tuple(c.timesteps or ()))
 
 
+def _first_step(c: PolicyFields) -> Policy:
+    return TimestepsPolicy(tuple(c.timesteps or ())[:1])
+
+
 def _dtss(c: PolicyFields) -> Policy:
     return DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop, fr_change=c.fr_change)
 
@@ -60,6 +64,8 @@ POLICIES: dict[str, PolicyKind] = {
                           "each region joins the walk where its difficulty says (0 steps for flat ones)"),
     "adaptive": PolicyKind("adaptive", _dtss, False, "DTSS: each region at its own pace from its information gain"),
     "timesteps": PolicyKind("timesteps", _walk, True, "one walk for all regions"),
+    "distilled": PolicyKind("distilled", _first_step, True,
+                            "one step of the distilled student (NAME.student.safetensors) from the walk's first timestep"),
     "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions"),
 }
 WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)

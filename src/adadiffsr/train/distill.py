@@ -1,0 +1,234 @@
+"""One step where the teacher walks several: a distilled student refiner (AddSR, AdcSR).
+
+The student has the refiner's contract and architecture (by default a copy of the teacher, warm
+started from it, as AddSR starts its student; ``width`` < 1 shrinks every level's channels, AdcSR's
+trade of size for speed) and takes one step: from the prior's estimate noised at the teacher walk's
+first timestep ``t_s`` straight to the clean sample. It is trained with
+
+- a **distillation loss**: L1 between the student's estimate and the teacher's walk from the same
+  noised start, the teacher's start made from the ground truth instead of the prior's estimate
+  (AddSR's "HR-regulated teacher": its output carries detail the prior lost, a sharper target);
+- a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
+- an **adversarial loss**: a small patch discriminator on ground-truth crops against the student's
+  outputs (hinge loss), weighted by ``adversarial_weight`` (AddSR's timestep-adaptive weight
+  reduces to one weight for a one-step student at a fixed ``t_s``).
+
+AddSR's prediction-based self-refinement (its student's own HR estimate fed back as the control
+signal) is left out: our student already conditions on the prior's HR estimate, the role that
+signal plays there. Training is resumable (``last.safetensors`` and ``discriminator.safetensors``
+in the run folder) and runs on a CUDA device where there is one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Subset
+
+from ..backbones import CompactConfig, CompactSR, save_backbone
+from ..core.pixels import normalize
+from ..core.schedule import SkipCodebook, add_noise
+from ..core.step import denoise_step
+from ..data.cache import CacheDataset, read_cache_config
+from ..errors import ConfigError
+from ..io import atomic_write
+from .checkpoint import load_training_state, save_training_state
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    cache: str = "data/cache"  # a prior cache (adadiffsr data cache) of the training photos
+    out: str = "runs/distill"  # run folder (resumes from it)
+    steps: int = 600
+    batch_size: int = 8
+    crop: int = 128  # ground-truth crop side (the input tile is crop / 4)
+    lr: float = 5e-5
+    discriminator_lr: float = 2e-4
+    distill_weight: float = 1.0
+    fidelity_weight: float = 0.1
+    adversarial_weight: float = 0.01
+    adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
+    width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy, warm started)
+    ema_decay: float = 0.99
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    log_every: int = 25
+    save_every: int = 100
+    max_minutes: float | None = None
+
+
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN: ``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, 1, H/8, W/8)`` realness logits."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for out in (width, 2 * width, 4 * width):
+            layers += [nn.utils.spectral_norm(nn.Conv2d(channels, out, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            channels = out
+        layers.append(nn.utils.spectral_norm(nn.Conv2d(channels, 1, 3, 1, 1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def student_from(teacher: CompactSR, width: float) -> CompactSR:
+    """The student: the teacher's architecture (``width`` x its channels per level) over the same
+    prior, which it shares (not a second copy); at ``width`` 1 a copy of the teacher's weights."""
+    config = teacher.config.to_dict()
+    if width != 1.0:
+        groups = config["norm_num_groups"]
+        config["block_out_channels"] = tuple(max(groups, round(c * width / groups) * groups)
+                                             for c in config["block_out_channels"])
+    student = CompactSR(CompactConfig.from_dict(config))
+    object.__setattr__(student, "prior", teacher.prior)  # held outside the module tree, as the teacher holds it
+    if width == 1.0:
+        student.load_state_dict(teacher.state_dict())
+    else:  # the output layer starts at zero: an untrained student returns the prior's estimate
+        for name in ("weight", "bias"):
+            torch.nn.init.zeros_(getattr(student.unet.conv_out, name))
+    return student
+
+
+@torch.no_grad()
+def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], x_t: Tensor, cond: Tensor,
+                 generator: torch.Generator) -> Tensor:
+    """The teacher's DDPM walk over ``walk`` (each tile from its first timestep) to the clean sample."""
+    spec = teacher.spec
+    x = x_t
+    for i, t in enumerate(walk):
+        nxt = walk[i + 1] if i + 1 < len(walk) else -1
+        k_idx = torch.full((x.shape[0],), codebook.interval_index(t - nxt if nxt >= 0 else t + 1), dtype=torch.long,
+                           device=x.device)
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        noise = torch.randn(x.shape, generator=generator, device=x.device) if nxt >= 0 else torch.zeros_like(x)
+        _, x = denoise_step(codebook, spec, teacher.predict(x, tt, cond).float(), x, tt, k_idx, "ddpm", noise)
+    return x
+
+
+def distill_walk(teacher: CompactSR) -> tuple[int, ...]:
+    walk = tuple(int(t) for t in teacher.spec.sampling.get("timesteps", ()))
+    if not walk or not teacher.starts_from_estimate:
+        raise ConfigError("distillation needs a refiner over a prior with a timestep walk in its config "
+                          "(the shipped model's 399,149,29)")
+    return walk
+
+
+def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or resume) the one-step student of ``teacher``; write its EMA weights to ``student_out``."""
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    walk = distill_walk(teacher)
+    cache_prior = read_cache_config(Path(cfg.cache))["prior"]
+    if cache_prior != teacher.config.prior:
+        raise ConfigError(f"the cache holds {cache_prior} outputs; the teacher refines {teacher.config.prior}")
+    torch.manual_seed(cfg.seed)
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = student_from(teacher, cfg.width).to(device).train()
+    params = list(student.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    object.__setattr__(student, "prior", None)  # the EMA copy must not deep-copy the prior's runtime
+    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    for model in (student, ema.module):
+        object.__setattr__(model, "prior", teacher.prior)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    discriminator = PatchDiscriminator().to(device)
+    d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.discriminator_lr, betas=(0.5, 0.999))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, d_path = out / "last.safetensors", out / "discriminator.safetensors"
+    step = 0
+    if state_path.is_file():
+        step = load_training_state(state_path, student, ema, optimizer)
+        discriminator.load_state_dict(load_file(str(d_path)))
+        log(f"resumed from {state_path} at step {step}")
+    schedule = teacher.spec.schedule
+    jumps = tuple(sorted({a - b for a, b in itertools.pairwise(walk)} | {walk[-1] + 1, walk[0] + 1}))
+    codebook = SkipCodebook.build(schedule, jumps).to(device)
+    t_s, start_jump = walk[0], codebook.interval_index(walk[0] + 1)
+    dataset = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)
+    loader = DataLoader(Subset(dataset, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
+                        batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + step)
+    config_dict = asdict(cfg) | {"walk": list(walk), "teacher": teacher.config.to_dict()}
+    log_file = (out / "log.jsonl").open("a")
+    start, sums, seen = time.perf_counter(), {"distill": 0.0, "fidelity": 0.0, "adversarial": 0.0, "d": 0.0}, 0
+
+    def checkpoint() -> None:
+        save_training_state(state_path, student, ema, optimizer, step, config_dict)
+        d_state = {k: v.detach().contiguous().cpu() for k, v in discriminator.state_dict().items()}
+        atomic_write(d_path, lambda tmp: save_file(d_state, str(tmp)))
+        save_backbone(ema.module, student_out, metadata={
+            "adadiffsr.train_steps": str(step), "adadiffsr.student_timestep": str(t_s),
+            "adadiffsr.distill": json.dumps(asdict(cfg))})
+
+    for lr_img, prior_img, hr_img in loader:
+        lr_img, prior_img, hr_img = (normalize(b.to(device)) for b in (lr_img, prior_img, hr_img))
+        with torch.no_grad():
+            cond = teacher.condition(lr_img, prior_img)
+            estimate = teacher.estimate(cond)
+            assert estimate is not None
+            noise = torch.randn(estimate.shape, generator=generator, device=device)
+            t = torch.full((estimate.shape[0],), t_s, dtype=torch.long, device=device)
+            x_student = add_noise(schedule, estimate.float(), t, noise)
+            x_teacher = add_noise(schedule, teacher.encode(hr_img).float(), t, noise)  # the HR-regulated start
+            target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator)
+        k_idx = torch.full_like(t, start_jump)
+        x0, _ = denoise_step(codebook, student.spec, student.predict(x_student, t, cond).float(), x_student, t, k_idx)
+        fake = student.decode(x0)
+        losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img)}
+        adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
+        losses["adversarial"] = -discriminator(fake).mean() if adversarial_on else fake.new_zeros(())
+        loss = (cfg.distill_weight * losses["distill"] + cfg.fidelity_weight * losses["fidelity"]
+                + cfg.adversarial_weight * losses["adversarial"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        ema.update_parameters(student)
+        d_loss = F.relu(1 - discriminator(hr_img)).mean() + F.relu(1 + discriminator(fake.detach())).mean()
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optimizer.step()
+        step += 1
+        for key, value in losses.items():
+            sums[key] += float(value.detach())
+        sums["d"] += float(d_loss)
+        seen += 1
+        if not math.isfinite(float(loss)):
+            raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")
+        if step % cfg.log_every == 0:
+            record = {"step": step, **{k: v / seen for k, v in sums.items()},
+                      "minutes": (time.perf_counter() - start) / 60}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            log(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v / seen:.4f}" for k, v in sums.items()))
+            sums, seen = dict.fromkeys(sums, 0.0), 0
+        if step % cfg.save_every == 0:
+            checkpoint()
+        if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+    checkpoint()
+    log_file.close()
+    return {"steps": step, "student": str(student_out), "walk": list(walk), "t_s": t_s,
+            "parameters": sum(p.numel() for p in params), "teacher_parameters": sum(p.numel() for p in teacher.parameters())}

@@ -15,6 +15,7 @@ from adadiffsr.policies.groups import (
     group_steps,
     steps_by_thresholds,
     steps_for_budget,
+    student_tiles,
     tile_texture,
     walk_starts,
 )
@@ -139,3 +140,83 @@ def test_budget_through_the_cli_reports_the_groups(tmp_path, capsys, refiner_wei
     assert main([*args, "--budget", "1", "--sampler", "uniform"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "grouped" in err and len(err.strip().splitlines()) == 1
+
+
+def test_student_tiles_are_the_tiles_of_the_student_groups():
+    steps = torch.tensor([0, 1, 2, 3, 2, 0])
+    assert student_tiles(steps, (1, 2)).tolist() == [False, True, True, False, True, False]
+    assert not bool(student_tiles(steps, ()).any())
+    with pytest.raises(ConfigError, match="student groups"):
+        GroupSettings(student_groups=(-1,))
+
+
+def test_the_student_takes_its_groups_tiles_in_one_step_sharing_batches_with_the_walk():
+    """Tiles of a student group end exactly as the student alone would leave them (one step from the
+    walk's first timestep), tiles of the other groups exactly as the teacher's walk would, flat tiles
+    with the prior's estimate, all in one batch."""
+    from adadiffsr import UpscaleConfig
+
+    teacher = tiny_refiner(live=True)
+    torch.manual_seed(1)
+    student = tiny_refiner()
+    with torch.no_grad():
+        student.unet.conv_out.weight.normal_(0, 0.05)
+    upscaler = Upscaler(teacher, "cpu", student=student)
+    alone = Upscaler(student, "cpu")
+    image = _half_flat_image() * 2 - 1
+    walk = (399, 149, 29)
+    base = {"timesteps": walk, "tile": 32, "overlap": 0, "rule": "ddim", "batch_tiles": 8}
+    # a budget of 1 step per tile: steps [0, 0, 0, 0, 0, 2, 3, 3] (test above); the 2-step tile to the student
+    mixed = upscaler.run(image, UpscaleConfig(budget=1.0, student=True, student_groups=(2,), **base))
+    assert mixed.run.nfe == 7 and mixed.run.nfe_student == 1
+    routed = mixed.by_student
+    assert routed is not None and int(routed.sum()) == 1 and not bool(routed.view(2, 4)[:, :2].any())
+    walked = upscaler.run(image, UpscaleConfig(policy="timesteps", **base))
+    one_step = alone.run(image, UpscaleConfig(policy="timesteps", **{**base, "timesteps": walk[:1]}))
+    distilled = upscaler.run(image, UpscaleConfig(policy="distilled", **base))
+    assert distilled.run.nfe_student == 8 and torch.equal(distilled.image, one_step.image)
+    prior = upscaler.run(image, UpscaleConfig(steps=0, tile=32, overlap=0))
+    for tile, (by_student, steps) in enumerate(zip(routed.tolist(), mixed.run.steps.tolist(), strict=True)):
+        row, col = divmod(tile, 4)
+        box = (..., slice(128 * row, 128 * row + 128), slice(128 * col, 128 * col + 128))
+        expected = one_step if by_student else (walked if steps == 3 else prior)
+        assert steps in (0, 3) or by_student
+        assert (mixed.image[box] - expected.image[box]).abs().max() < 1e-5, tile  # batch sizes differ
+    # without a student, or with --no-student, nothing is routed and the plan is the walk's
+    plain = Upscaler(teacher, "cpu").run(image, UpscaleConfig(budget=1.0, **base))
+    off = upscaler.run(image, UpscaleConfig(budget=1.0, student=False, **base))
+    assert plain.run.nfe_student == off.run.nfe_student == 0 and torch.equal(plain.image, off.image)
+    with pytest.raises(ConfigError, match="grouped"):
+        UpscaleConfig(policy="adaptive", student=True)
+
+
+def test_the_student_by_default_and_its_flags_from_the_cli(tmp_path, capsys, refiner_weights):
+    """A student beside the weights joins the grouped policy without a flag (report: nfe_student, each
+    tile's network); --no-student turns it off; --student without one is one line."""
+    import json
+
+    from PIL import Image
+
+    from adadiffsr.backbones import student_path_for
+    from adadiffsr.cli import main
+
+    picture = (_half_flat_image()[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "in.png")
+    args = ["upscale", str(tmp_path / "in.png"), "--weights", str(refiner_weights), "--tile", "32", "--overlap", "0",
+            "--timesteps", "399,149,29", "--policy", "grouped", "--group-thresholds", "0.001,0.002,0.003", "-q"]
+    assert main([*args, "--student", "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "train distill" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+    torch.manual_seed(1)
+    student = tiny_refiner()
+    with torch.no_grad():
+        student.unet.conv_out.weight.normal_(0, 0.05)
+    save_backbone(student, student_path_for(refiner_weights))
+    for name, extra in (("auto", ["--student-groups", "3"]), ("off", ["--student-groups", "3", "--no-student"])):
+        code = main([*args, *extra, "-o", str(tmp_path / f"{name}.png"), "--report", str(tmp_path / f"{name}.json")])
+        assert code == 0, capsys.readouterr().err
+    auto, off = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("auto", "off"))
+    assert auto["nfe_student"] == auto["student_tiles"] == 4 and auto["nfe"] == 4  # the textured half, 1 step each
+    assert [t["network"] for t in auto["tiles"]][:4] == ["prior", "prior", "student", "student"]
+    assert auto["settings"]["student"] is True and auto["settings"]["student_groups"] == [3]
+    assert off["nfe_student"] == 0 and off["nfe"] == 12 and off["settings"]["student"] is False

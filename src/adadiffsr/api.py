@@ -27,7 +27,7 @@ from .core.policy import Policy
 from .core.schedule import UPDATE_RULES, UpdateRule
 from .core.step import InjectFn, ProgressFn, strength_timestep
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import FUSIONS, PipelineOutput, PlanFn, TilingSettings, resolve_tiling, upscale_tensor
+from .engine.pipeline import FUSIONS, PipelineOutput, PlanFn, TilePlan, TilingSettings, resolve_tiling, upscale_tensor
 from .engine.sampler import SPACINGS, SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
@@ -35,7 +35,7 @@ from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.dtss import SHIPPED as DTSS_SHIPPED
-from .policies.groups import GroupSettings, group_steps, walk_starts
+from .policies.groups import GroupSettings, group_steps, student_tiles, walk_starts
 from .policies.registry import POLICIES, WALK_POLICIES
 from .policies.timesteps import TimestepsPolicy, even_walk
 from .policies.uniform import UniformPolicy
@@ -69,6 +69,10 @@ class UpscaleConfig:
     # timesteps (0: the prior's estimate as it is); a budget (mean steps per tile) overrides the thresholds
     budget: float | None = None
     group_thresholds: tuple[float, ...] = GroupSettings.thresholds
+    # the grouped policy's student: the tiles of ``student_groups`` take one step of the distilled student
+    # instead of the teacher's walk; None = where the model has a student and no budget is set
+    student: bool | None = None
+    student_groups: tuple[int, ...] = GroupSettings.student_groups
     rule: UpdateRule | None = None  # update rule through the codebook: ddim or ddpm; None = the model's
     eta: float | None = None  # DDIM stochasticity; None = the model's
     tile: int | None = None  # tile side in input pixels; None = the backbone's native size
@@ -108,7 +112,10 @@ class UpscaleConfig:
             raise ConfigError(f"steps must not be negative, got {self.steps}")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
-        GroupSettings(tuple(self.group_thresholds), self.budget)  # checks them
+        GroupSettings(tuple(self.group_thresholds), self.budget, tuple(self.student_groups))  # checks them
+        if self.student and self.policy not in (None, "grouped"):
+            raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy='grouped' "
+                              f"(or policy='distilled' for the student everywhere), not {self.policy!r}")
         if self.budget is not None and self.policy not in (None, "grouped"):
             raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy='grouped' "
                               f"(the {self.policy} policy sets its own)")
@@ -313,7 +320,7 @@ class Upscaler:
                 unset.pop("timesteps", None)
         if unset.get("steps") is not None and config.interval is not None:
             unset.pop("steps")  # an explicit interval wins over the model's step count
-        for key in ("intervals", "timesteps", "group_thresholds"):
+        for key in ("intervals", "timesteps", "group_thresholds", "student_groups"):
             if unset.get(key) is not None:
                 unset[key] = tuple(unset[key])
         config = replace(config, **unset)
@@ -322,6 +329,12 @@ class Upscaler:
                 raise WeightsError("--policy distilled needs a student beside the weights (NAME.student.safetensors; "
                                    "train one: adadiffsr train distill)")
             config = replace(config, timesteps=tuple(config.timesteps or ())[:1] or None)
+        if config.policy == "grouped" or config.student is not None:
+            if config.student and self.student is None:
+                raise WeightsError("student=True needs a student beside the weights (NAME.student.safetensors; "
+                                   "train one: adadiffsr train distill)")
+            use = (self.student is not None and config.budget is None) if config.student is None else config.student
+            config = replace(config, student=use and config.policy == "grouped")
         if config.policy in WALK_POLICIES and not config.timesteps:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
@@ -358,20 +371,33 @@ class Upscaler:
         settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=config.spacing, strength=float(config.strength))
         return upscale_tensor(
-            self.student if config.policy == "distilled" and self.student is not None else self.backbone,
-            lr, policy, settings, tiling, seed=config.seed,
+            self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
             progress=progress, inject=inject, plan=self.plan(config),
+            student=self.student if config.student or config.policy == "distilled" else None,
         )
 
     @staticmethod
     def plan(config: UpscaleConfig) -> PlanFn | None:
-        """The grouped sampler's start per tile from its difficulty (``policies/groups.py``)."""
+        """The grouped policy's plan: each tile's start (and whether the student takes it) from its
+        difficulty (``policies/groups.py``); the distilled policy's: the student for every tile."""
+        walk = tuple(config.timesteps or ())
+        if config.policy == "distilled" and walk:
+            return lambda difficulty: TilePlan(torch.full_like(difficulty, walk[0], dtype=torch.long),
+                                               torch.ones_like(difficulty, dtype=torch.bool))
         if config.policy != "grouped":
             return None
-        walk, groups = tuple(config.timesteps or ()), GroupSettings(tuple(config.group_thresholds), config.budget)
-        return lambda difficulty: walk_starts(walk, group_steps(difficulty, groups, len(walk)))
+        groups = GroupSettings(tuple(config.group_thresholds), config.budget, tuple(config.student_groups))
+
+        def plan(difficulty: Tensor) -> TilePlan:
+            steps = group_steps(difficulty, groups, len(walk))
+            if not config.student:
+                return TilePlan(walk_starts(walk, steps))
+            routed = student_tiles(steps, groups.student_groups)
+            return TilePlan(torch.where(routed, walk[0], walk_starts(walk, steps)), routed)
+
+        return plan
 
     def __call__(
         self,

@@ -42,8 +42,13 @@ def build_report(
     if out.difficulty is not None:
         for tile, value in zip(tiles, out.difficulty.tolist(), strict=True):
             tile["difficulty"] = round(value, 5)
+    if out.by_student is not None:
+        for tile, routed in zip(tiles, out.by_student.tolist(), strict=True):
+            tile["network"] = "student" if routed else ("refiner" if tile["steps"] else "prior")
     return {
         "nfe": run.nfe,
+        "nfe_student": run.nfe_student,  # of nfe: the distilled student's evaluations
+        "student_tiles": 0 if out.by_student is None else int(out.by_student.sum()),
         "nfe_uniform": nfe_uniform,
         "nfe_saved": nfe_uniform - run.nfe,
         "tiles_exited_early": int((run.exit_t >= 0).sum()),
@@ -93,6 +98,12 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
             if cx < picture.width and cy < picture.height:
                 draw.line([cx - 5, cy - 5, cx + 5, cy + 5], fill=(255, 255, 255), width=2)
                 draw.line([cx - 5, cy + 5, cx + 5, cy - 5], fill=(255, 255, 255), width=2)
+    routed = [False] * len(out.grid) if out.by_student is None else out.by_student.tolist()
+    for box, by_student in zip(out.grid.boxes, routed, strict=True):
+        if by_student:  # tiles the distilled student took: a ring at their centres
+            cx, cy = (box.left + box.width / 2) * factor, (box.top + box.height / 2) * factor
+            if cx < picture.width and cy < picture.height:
+                draw.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], outline=(255, 255, 255), width=2)
     bar_w = max(8, min(200, picture.width - 150))
     bar = colormap(np.linspace(0, 1, bar_w)[None, :].repeat(12, axis=0))
     canvas.paste(Image.fromarray(bar), (4, picture.height + 8))
@@ -100,6 +111,8 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
     if bool((out.run.category >= 0).any()):
         counts = [int((out.run.category == k).sum()) for k in range(3)]
         text += f"   last category: {counts[0]} growing, {counts[1]} stable, {counts[2]} saturated (x)"
+    if any(routed):
+        text += f"   {sum(routed)} by the student (o)"
     draw.text((bar_w + 10, picture.height + 8), text, fill=(0, 0, 0), font=ImageFont.load_default())
     return canvas
 

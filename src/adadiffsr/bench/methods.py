@@ -129,7 +129,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             for key, raw in params.items():
                 if key not in fields or key in ("policy", "outscale"):
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
-                if key in ("intervals", "timesteps"):
+                if key in ("intervals", "timesteps", "student_groups"):
                     values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
                 elif key == "group_thresholds":
                     values[key] = tuple(_convert(v, float) for v in raw.split("/"))
@@ -152,6 +152,12 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
 
 def _convert(raw: str, annotation: Any) -> Any:
     text = str(annotation)
+    if "bool" in text:
+        if raw.lower() == "none" and "None" in text:
+            return None
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"bad value {raw!r} (true or false)")
+        return raw.lower() in ("true", "1")
     try:
         if "int" in text and "float" not in text:
             return None if raw.lower() == "none" and "None" in text else int(raw)

@@ -42,6 +42,12 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--group-thresholds",
               help="The grouped policy without --budget: the difficulty (mean luma gradient of the prior's "
                    f"estimate) at which a region gets its 1st, 2nd, 3rd step. [default: {joined(GroupSettings.thresholds)}]")
+@click.option("--student/--no-student", default=None,
+              help="The grouped policy: the regions of --student-groups take one step of the distilled student "
+                   "(NAME.student.safetensors) instead of the refiner's walk. [default: where the model has one, "
+                   "without --budget]")
+@click.option("--student-groups", help="The groups (steps on the walk) the student takes over. "
+                                       f"[default: {joined(GroupSettings.student_groups)}]")
 @click.option("--intervals", default=joined(D.intervals), show_default=True,
               help="The adaptive policy's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=D.tau, show_default=True,
@@ -119,7 +125,7 @@ def config_from_flags(flags: dict[str, Any]) -> UpscaleConfig:
         raise click.UsageError("give --interval or --steps, not both")
     if batch_tiles != "auto" and not (batch_tiles.isdigit() and int(batch_tiles) >= 1):
         raise click.BadParameter(f"{batch_tiles!r} is not a positive integer or 'auto'", param_hint="--batch-tiles")
-    thresholds = flags["group_thresholds"]
+    thresholds, student_groups = flags["group_thresholds"], flags["student_groups"]
     return UpscaleConfig(
         policy=policy,
         interval=interval,
@@ -128,6 +134,8 @@ def config_from_flags(flags: dict[str, Any]) -> UpscaleConfig:
         timesteps=int_list(flags["timestep_list"], "--timesteps") if flags["timestep_list"] else None,
         budget=flags["budget"],
         group_thresholds=float_list(thresholds, "--group-thresholds") if thresholds else D.group_thresholds,
+        student=flags["student"],
+        student_groups=int_list(student_groups, "--student-groups") if student_groups else D.student_groups,
         rule=flags["scheduler"],
         eta=flags["eta"],
         tile=flags["tile"],

@@ -36,8 +36,17 @@ from ..policies.groups import tile_texture
 from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
 
-PlanFn = Callable[[Tensor], Tensor]
-"""``difficulty (N,) -> start timestep (N,)`` per tile, -1 for no step: patch-adaptive groups."""
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Patch-adaptive groups: where each tile starts, and which tiles the student takes."""
+
+    start: Tensor  # (N,) first timestep per tile; -1: no step (the prior's estimate is the result)
+    by_student: Tensor | None = None  # (N,) bool: one step of the distilled student from ``start`` instead
+
+
+PlanFn = Callable[[Tensor], TilePlan]
+"""``difficulty (N,) -> TilePlan``: each tile's start (and network) from its difficulty."""
 
 
 FUSIONS: tuple[str, ...] = ("gaussian", "none")  # region integration: Gaussian-weighted, or hard seams (an ablation)
@@ -61,6 +70,7 @@ class RunSummary:
     category: Tensor  # (N,) the policy's last category per tile, -1 for none
     nfe: int
     seconds: dict[str, float]
+    nfe_student: int = 0  # of ``nfe``, the student's evaluations
 
     @classmethod
     def merge(cls, runs: list[RunSummary]) -> RunSummary:
@@ -69,7 +79,8 @@ class RunSummary:
             for k, v in run.seconds.items():
                 seconds[k] = seconds.get(k, 0.0) + v
         return cls(torch.cat([r.steps for r in runs]), torch.cat([r.exit_t for r in runs]),
-                   torch.cat([r.category for r in runs]), sum(r.nfe for r in runs), seconds)
+                   torch.cat([r.category for r in runs]), sum(r.nfe for r in runs), seconds,
+                   sum(r.nfe_student for r in runs))
 
 
 @dataclass
@@ -80,6 +91,7 @@ class PipelineOutput:
     input_size: tuple[int, int]  # (H, W) before padding
     seconds: dict[str, float]  # prior, condition, plan, sampling (backbone, gain, policy inside), fusion, decode, total
     difficulty: Tensor | None = None  # (N,) each tile's difficulty where a plan grouped the tiles
+    by_student: Tensor | None = None  # (N,) bool: the tiles the plan gave to the student
 
 
 def resolve_tiling(backbone: Backbone, tiling: TilingSettings) -> tuple[int, int]:
@@ -116,8 +128,10 @@ def upscale_tensor(
     progress: ProgressFn | None = None,
     inject: InjectFn | None = None,
     plan: PlanFn | None = None,
+    student: Backbone | None = None,
 ) -> PipelineOutput:
-    """Super-resolve ``lr (1, 3, H, W)`` in ``[-1, 1]``; see the module docstring."""
+    """Super-resolve ``lr (1, 3, H, W)`` in ``[-1, 1]``; see the module docstring. ``student``: the
+    distilled refiner that takes the tiles ``plan`` gives it."""
     if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
         raise ValueError(f"expected a (1, 3, H, W) image, got {tuple(lr.shape)}")
     start = time.perf_counter()
@@ -151,11 +165,11 @@ def upscale_tensor(
     hr_grid = grid.scaled(spec.scale_factor)
     runs: list[RunSummary] = []
     n = len(grid)
-    difficulty = starts = None
+    difficulty = tile_plan = None
     if plan is not None:  # every tile's difficulty first, so that a budget holds over the whole image
         t0 = time.perf_counter()
         difficulty = tile_difficulty(padded, estimate, grid, spec.scale_factor, tiling.stream_tiles)
-        starts = plan(difficulty).to(device)
+        tile_plan = plan(difficulty)
         seconds["plan"] = time.perf_counter() - t0
     for first in range(0, n, tiling.stream_tiles):
         group = range(first, min(n, first + tiling.stream_tiles))
@@ -171,13 +185,17 @@ def upscale_tensor(
                 backbone, latent_grid.crop(noise, group), cond, policy, settings,
                 [generators[i] for i in group], performance=performance, inject=inject,
                 progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
-                start=None if starts is None else starts[first : first + len(group)],
+                start=None if tile_plan is None else tile_plan.start[first : first + len(group)].to(device),
+                student=student,
+                by_student=None if tile_plan is None or tile_plan.by_student is None
+                else tile_plan.by_student[first : first + len(group)].to(device),
             )
         seconds["sampling"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma, owner, list(group))
         seconds["fusion"] += time.perf_counter() - t0
-        runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.category.cpu(), run.nfe, run.seconds))
+        runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.category.cpu(), run.nfe, run.seconds,
+                               run.nfe_student))
         del run, cond  # the group's states are in the canvas now
     del noise
     summary = RunSummary.merge(runs)
@@ -190,7 +208,9 @@ def upscale_tensor(
     seconds.update(summary.seconds)
     seconds["total"] = time.perf_counter() - start
     return PipelineOutput(image=image, run=summary, grid=grid, input_size=(h, w), seconds=seconds,
-                          difficulty=None if difficulty is None else difficulty.cpu())
+                          difficulty=None if difficulty is None else difficulty.cpu(),
+                          by_student=None if tile_plan is None or tile_plan.by_student is None
+                          else tile_plan.by_student.cpu())
 
 
 def tile_difficulty(lr: Tensor, estimate: Tensor | None, grid: TileGrid, scale: int, chunk: int) -> Tensor:

@@ -21,7 +21,7 @@ from ..core.backbone import Backbone
 from ..core.gain import PerformanceFn, information_gain
 from ..core.policy import Policy, StepObservation
 from ..core.precision import autocast
-from ..core.schedule import SkipCodebook, UpdateRule, add_noise
+from ..core.schedule import NoiseSchedule, SkipCodebook, UpdateRule, add_noise
 from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
 
@@ -51,6 +51,7 @@ class TileRun:
     category: Tensor  # (N,) last category the policy gave each tile (-1: none)
     nfe: int
     seconds: dict[str, float] = field(default_factory=dict)  # backbone, gain, policy
+    nfe_student: int = 0  # of ``nfe``, the evaluations of the student
 
 
 def tile_generators(seed: int, num_tiles: int, device: torch.device) -> list[torch.Generator]:
@@ -134,19 +135,28 @@ def sample_tiles(
     inject: InjectFn | None = None,
     start: Tensor | None = None,
     callback: StepCallback | None = None,
+    student: Backbone | None = None,
+    by_student: Tensor | None = None,
 ) -> TileRun:
     """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring.
     ``start (N,)`` caps each tile's first timestep (patch-adaptive groups): it starts there from the
-    backbone's estimate noised, and with -1 it takes no step (the estimate is its result)."""
+    backbone's estimate noised, and with -1 it takes no step (the estimate is its result).
+    ``by_student (N,)`` marks tiles that take one step of ``student`` (a distilled refiner with the
+    backbone's condition) from their start straight to the clean sample instead of the walk."""
     spec, device, n = backbone.spec, x_T.device, x_T.shape[0]
+    if by_student is not None and student is None and bool(by_student.any()):
+        raise ConfigError("tiles were routed to the student, but no student was given")
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
-    total_t = codebook.num_train_timesteps
     stochastic = settings.rule == "ddpm" or settings.eta > 0
     tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
+    routed = torch.zeros(n, dtype=torch.bool, device=device) if by_student is None else by_student.to(device) & tiles.active
+    if bool(routed.any()):
+        codebook = one_step_to_clean(spec.schedule, codebook.intervals, tiles, routed).to(device)
+    total_t = codebook.num_train_timesteps
     gains = GainTracker.start(n, device) if performance is not None else None
     best = BestStates()
     seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0, "pfj": 0.0}
-    nfe = 0
+    nfe = nfe_student = 0
 
     while bool(tiles.active.any()):
         for chunk in tiles.active.nonzero().flatten().split(settings.batch_tiles):
@@ -156,8 +166,9 @@ def sample_tiles(
                 with _timed(seconds, "pfj", device):
                     c_in = inject(c, gains.last[chunk] if gains is not None else torch.zeros(len(chunk), 2, device=device))
             with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
-                out = backbone.predict(x_t, t_now, c_in).float()
+                out = _predict(backbone, student, routed[chunk], x_t, t_now, c_in)
             nfe += len(chunk)
+            nfe_student += int(routed[chunk].sum())
             if not bool(torch.isfinite(out).all()):
                 raise NumericalError(f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
                                      "try --dtype fp32 or check the weights")
@@ -202,7 +213,30 @@ def sample_tiles(
             walked = torch.where(tiles.active, (total_t - 1 - tiles.t).float() / total_t, torch.ones(()))
             progress(float(walked.mean()), nfe)
     return TileRun(x0=tiles.x, steps=tiles.steps, exit_t=tiles.exit_t, category=tiles.category, nfe=nfe,
-                   seconds=seconds)
+                   seconds=seconds, nfe_student=nfe_student)
+
+
+def one_step_to_clean(schedule: NoiseSchedule, intervals: tuple[int, ...], tiles: TileStates, routed: Tensor) -> SkipCodebook:
+    """The codebook extended with each ``routed`` tile's jump from its start to the clean sample
+    (``t + 1``), and those tiles set to take it: one step and done. The policy's own intervals keep
+    their indices (the new jumps come after them)."""
+    jumps = sorted({int(t) + 1 for t in tiles.t[routed].tolist()} - set(intervals))
+    extended = SkipCodebook.build(schedule, intervals + tuple(jumps))
+    table = torch.tensor(extended.intervals, device=tiles.t.device)
+    tiles.k_idx[routed] = (table[None, :] == (tiles.t[routed] + 1)[:, None]).long().argmax(1)
+    return extended
+
+
+def _predict(backbone: Backbone, student: Backbone | None, routed: Tensor, x: Tensor, t: Tensor, c: Tensor) -> Tensor:
+    """The backbone's prediction for the batch, the student's for its ``routed`` samples."""
+    if student is None or not bool(routed.any()):
+        return backbone.predict(x, t, c).float()
+    if bool(routed.all()):
+        return student.predict(x, t, c).float()
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    out[~routed] = backbone.predict(x[~routed], t[~routed], c[~routed]).float()
+    out[routed] = student.predict(x[routed], t[routed], c[routed]).float()
+    return out
 
 
 def initial_states(backbone: Backbone, x_T: Tensor, cond: Tensor, policy: Policy, settings: SamplerSettings,

@@ -14,6 +14,11 @@ Two ways to choose the groups:
   difficulty, so an image of sky spends little and an image of texture spends much;
 - **a budget**: ``budget`` mean steps per tile, met on every image (``round(budget * N)`` steps in
   all), the whole walk to the hardest tiles first.
+
+Where the model has a distilled student (``NAME.student.safetensors``), the tiles of the groups in
+``student_groups`` take one step of the student from the walk's first timestep instead of their
+part of the teacher's walk: a tile ends with the prior's estimate (0 steps), the student's (1) or
+the teacher's walk (all of it).
 """
 
 from __future__ import annotations
@@ -49,8 +54,12 @@ class GroupSettings:
     # 0.2 dB to a tile of the validation photos, above 0.016 0.55 dB (docs/benchmarks.md)
     thresholds: tuple[float, ...] = (0.010, 0.012, 0.014)
     budget: float | None = None  # mean steps per tile over the image; None = the thresholds decide
+    # the groups (by steps on the walk) the distilled student serves, where there is one
+    student_groups: tuple[int, ...] = (1, 2)
 
     def __post_init__(self) -> None:
+        if any(g < 0 for g in self.student_groups):
+            raise ConfigError(f"student groups are step counts on the walk (0 or more), got {self.student_groups}")
         th = self.thresholds
         if not th or any(a > b for a, b in itertools.pairwise(th)) or th[0] < 0:
             raise ConfigError(f"group thresholds must be non-negative and non-decreasing, got {th}")
@@ -92,3 +101,8 @@ def walk_starts(walk: tuple[int, ...], steps: Tensor) -> Tensor:
     if bool((steps < 0).any()) or bool((steps > len(walk)).any()):
         raise ConfigError(f"steps per tile must be in 0..{len(walk)} for a walk of {len(walk)} timesteps")
     return table[steps]
+
+
+def student_tiles(steps: Tensor, student_groups: tuple[int, ...]) -> Tensor:
+    """``(N,)`` bool: the tiles whose group (steps on the walk) is one the student serves."""
+    return torch.isin(steps, torch.tensor(student_groups, dtype=steps.dtype, device=steps.device))

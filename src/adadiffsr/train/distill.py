@@ -212,7 +212,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         step += 1
         for key, value in losses.items():
             sums[key] += float(value.detach())
-        sums["d"] += float(d_loss)
+        sums["d"] += float(d_loss.detach())
         seen += 1
         if not math.isfinite(float(loss)):
             raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")

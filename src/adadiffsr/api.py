@@ -93,6 +93,11 @@ class UpscaleConfig:
     fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
 
     @property
+    def groups(self) -> GroupSettings:
+        """The grouped policy's settings these fields describe."""
+        return GroupSettings(tuple(self.group_thresholds), self.budget, tuple(self.student_groups))
+
+    @property
     def tiling(self) -> TilingSettings:
         """The engine's tiling settings these fields describe."""
         return TilingSettings(tile=self.tile, overlap=self.overlap, fusion_sigma=self.fusion_sigma, fusion=self.fusion)
@@ -112,7 +117,7 @@ class UpscaleConfig:
             raise ConfigError(f"steps must not be negative, got {self.steps}")
         if self.timesteps is not None:
             TimestepsPolicy(tuple(self.timesteps))  # checks them
-        GroupSettings(tuple(self.group_thresholds), self.budget, tuple(self.student_groups))  # checks them
+        _ = self.groups  # checks them
         if self.student and self.policy not in (None, "grouped"):
             raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy='grouped' "
                               f"(or policy='distilled' for the student everywhere), not {self.policy!r}")

@@ -36,7 +36,7 @@ from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
-from .checkpoint import load_training_state, save_training_state
+from .checkpoint import load_training_state, save_or_stop, save_training_state
 
 
 @dataclass
@@ -213,10 +213,7 @@ def train_backbone(
             scores = validate(ema.module, val_files, cfg.crop, cfg.val_interval, cfg.degradation, strength)
             log_file.write(json.dumps({"step": step, **scores}) + "\n")
             log(f"step {step} validation PSNR-Y {scores['psnr_y']:.2f} dB (bicubic {scores['psnr_y_bicubic']:.2f})")
-        if step % cfg.save_every == 0:
-            checkpoint()
-        if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
             break
     checkpoint()
     log_file.close()

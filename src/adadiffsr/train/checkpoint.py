@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +53,15 @@ def load_training_state(
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return int(meta["step"])
+
+
+def save_or_stop(step: int, save_every: int, max_minutes: float | None, start: float,
+                 checkpoint: Callable[[], None], log: Callable[[str], None]) -> bool:
+    """The end of a training step: ``checkpoint()`` every ``save_every`` steps; True (stop, the caller
+    saves once more) when the run has used its ``max_minutes`` since ``start`` (``time.perf_counter``)."""
+    if step % save_every == 0:
+        checkpoint()
+    if max_minutes is not None and time.perf_counter() - start > max_minutes * 60:
+        log(f"time budget of {max_minutes} min reached at step {step}")
+        return True
+    return False

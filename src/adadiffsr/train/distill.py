@@ -44,7 +44,7 @@ from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
-from .checkpoint import load_training_state, save_training_state
+from .checkpoint import load_training_state, save_or_stop, save_training_state
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             log_file.flush()
             log(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v / seen:.4f}" for k, v in sums.items()))
             sums, seen = dict.fromkeys(sums, 0.0), 0
-        if step % cfg.save_every == 0:
-            checkpoint()
-        if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
             break
     checkpoint()
     log_file.close()

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 VENV_FLAGS ?=
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-slow clean
 
 $(BIN)/adadiffsr: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The slow tier too (a local Ray cluster with 2 workers: minutes on a 2-core machine).
+test-slow: install
+	$(BIN)/python -m pip install -q -e ".[ray]"
+	ADADIFFSR_SLOW=1 $(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -106,3 +106,15 @@ def constant_preserving(**kwargs: object) -> FunctionBackbone:
 @pytest.fixture
 def tiny() -> CompactSR:
     return tiny_compact()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tier (``@pytest.mark.slow``) runs only with ADADIFFSR_SLOW=1 (``make test-slow``)."""
+    import os
+
+    if os.environ.get("ADADIFFSR_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow tier: ADADIFFSR_SLOW=1 (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pfj", "gain"),
     ("report", "runtime"),
     ("api",),
-    ("files", "bench", "train", "distributed", "serve"),
+    ("files", "bench", "train", "distributed", "serve", "ray_data"),
     ("cli",),
     ("__main__", "__init__"),
 )

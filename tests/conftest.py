@@ -118,3 +118,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fp32_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--dtype auto`` is bf16 on CPUs with AMX-BF16 only: the suite runs as on any CPU (fp32), and the
+    tests of auto itself say which CPU they pretend to be."""
+    monkeypatch.setattr("adadiffsr.api.cpu_runs_bf16", lambda: False)

@@ -118,3 +118,25 @@ def test_an_interval_means_uniform_sampling_at_it_and_is_never_dropped():
     assert upscaler(image, UpscaleConfig(policy="uniform")).report["nfe"] == 50  # the uniform default, 20
     with pytest.raises(ConfigError, match="interval"):
         upscaler(image, UpscaleConfig(policy="adaptive", interval=20))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_dtype_auto_is_bf16_on_a_cpu_with_amx_only_and_the_report_says_so(tmp_path, monkeypatch, capsys, amx):
+    """The CLI's default --dtype auto: bf16 for the compact model on a CPU with AMX-BF16, fp32 on others,
+    fp32 under --runtime onnx (its exports are fp32); the report records what ran."""
+    import json
+
+    from adadiffsr.api import auto_dtype
+    from adadiffsr.backbones import save_backbone
+    from adadiffsr.cli import main
+
+    monkeypatch.setattr("adadiffsr.api.cpu_runs_bf16", lambda: amx)
+    weights = tmp_path / "tiny.safetensors"
+    save_backbone(tiny_compact(), weights)
+    Image.new("RGB", (16, 12), (90, 140, 60)).save(tmp_path / "in.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--weights", str(weights),
+                 "--steps", "1", "--report", str(tmp_path / "r.json"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["dtype"] == ("bf16" if amx else "fp32")
+    assert auto_dtype(torch.device("cpu"), "onnx", "compact") == "fp32"
+    assert auto_dtype(torch.device("cpu"), "torch", "sd-x4-upscaler") == "fp32"

@@ -89,7 +89,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
     """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
     An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
     ``runtime`` and ``dtype`` for it."""
-    from ..api import UpscaleConfig, Upscaler
+    from ..api import DTYPES, UpscaleConfig, Upscaler
     from ..policies.registry import POLICIES
     from ..runtime import RUNTIMES
 
@@ -125,6 +125,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 upscalers[loaded] = Upscaler.from_pretrained(weights, device=device, dtype=engine_dtype,
                                                              runtime=engine_runtime)
             upscaler = upscalers[loaded]
+            ran_dtype = next(k for k, v in DTYPES.items() if v == upscaler.dtype)  # "auto" as resolved
             values: dict[str, Any] = {"policy": name}
             for key, raw in params.items():
                 if key not in fields or key in ("policy", "outscale"):
@@ -138,7 +139,7 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             config = UpscaleConfig(**values)
             label = spec.replace(":", "-").replace(",", "-").replace("=", "")
             label += "".join(f"-{value}" for value, default, setting in ((engine_runtime, "torch", "runtime="),
-                                                                          (engine_dtype, "fp32", "dtype="))
+                                                                          (ran_dtype, "fp32", "dtype="))
                              if value != default and setting not in spec)
             methods.append(Engine(upscaler, config, label=label))
         else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..api import DTYPES
+from ..api import DTYPE_CHOICES
 from ..bench.methods import build_methods, split_methods
 from ..bench.runner import load_pairs, markdown_table, run_bench
 from ..data.degradations import DEGRADATIONS
@@ -30,7 +30,8 @@ from .options import DEBUG, RUNTIME_HELP, device_option, say_to_stderr
 @click.option("--out", required=True, help="Folder for results.json, results.md, pareto.png.")
 @click.option("--weights", help="Backbone for the engine methods (default: the shipped model).")
 @device_option()
-@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="fp32", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+              help="As upscale's --dtype; a method's own dtype=... setting overrides it.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help=RUNTIME_HELP + " A method's own runtime=... setting overrides it.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..api import DEVICES, DTYPES, Upscaler
+from ..api import DEVICES, DTYPE_CHOICES, Upscaler
 from ..backbones import BACKBONES, DEFAULT_BACKBONE
 from ..runtime import RUNTIMES
 
@@ -32,7 +32,9 @@ def model_options(command: Any) -> Any:
     """The flags that pick and load a model, shared by ``upscale`` and ``serve``."""
     options = [
         device_option(),
-        click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="fp32", show_default=True),
+        click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
+                     help="auto: bf16 for the shipped model on a CPU with AMX-BF16 (measured 2.4-2.9x faster at "
+                          "equal quality), fp32 elsewhere; the report says which ran."),
         click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face "
                      "id for ldm-sr-x4). Default: the shipped model."),
         backbone_option(),

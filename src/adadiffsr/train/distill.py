@@ -214,7 +214,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             sums[key] += float(value.detach())
         sums["d"] += float(d_loss.detach())
         seen += 1
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")
         if step % cfg.log_every == 0:
             record = {"step": step, **{k: v / seen for k, v in sums.items()},

@@ -182,17 +182,25 @@ def test_the_student_takes_its_groups_tiles_in_one_step_sharing_batches_with_the
         expected = one_step if by_student else (walked if steps == 3 else prior)
         assert steps in (0, 3) or by_student
         assert (mixed.image[box] - expected.image[box]).abs().max() < 1e-5, tile  # batch sizes differ
-    # without a student, or with --no-student, nothing is routed and the plan is the walk's
+    # without a student, or not asked for, nothing is routed and the plan is the walk's
     plain = Upscaler(teacher, "cpu").run(image, UpscaleConfig(budget=1.0, **base))
-    off = upscaler.run(image, UpscaleConfig(budget=1.0, student=False, **base))
+    off = upscaler.run(image, UpscaleConfig(budget=1.0, **base))
     assert plain.run.nfe_student == off.run.nfe_student == 0 and torch.equal(plain.image, off.image)
     with pytest.raises(ConfigError, match="grouped"):
         UpscaleConfig(policy="adaptive", student=True)
+    # a student distilled at 399 joins only walks that start there
+    pinned = Upscaler(teacher, "cpu", student=student, student_timestep=399)
+    assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk)).student is False  # off unless asked
+    assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk, student=True)).student is True
+    with pytest.raises(ConfigError, match="distilled to start at timestep 399"):
+        pinned.resolve(UpscaleConfig(policy="grouped", timesteps=(239, 89, 17), student=True))
+    assert pinned.resolve(UpscaleConfig(policy="distilled", timesteps=(239, 89, 17))).timesteps == (399,)
 
 
-def test_the_student_by_default_and_its_flags_from_the_cli(tmp_path, capsys, refiner_weights):
-    """A student beside the weights joins the grouped policy without a flag (report: nfe_student, each
-    tile's network); --no-student turns it off; --student without one is one line."""
+def test_the_student_on_request_or_as_the_models_default_from_the_cli(tmp_path, capsys, refiner_weights):
+    """A student beside the weights is loaded but runs only when asked (--student) or when the weights
+    file's sampling defaults say so; the report counts nfe_student and names each tile's network;
+    --no-student overrides the model; --student without a student file is one line."""
     import json
 
     from PIL import Image
@@ -202,8 +210,9 @@ def test_the_student_by_default_and_its_flags_from_the_cli(tmp_path, capsys, ref
 
     picture = (_half_flat_image()[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(picture).save(tmp_path / "in.png")
-    args = ["upscale", str(tmp_path / "in.png"), "--weights", str(refiner_weights), "--tile", "32", "--overlap", "0",
-            "--timesteps", "399,149,29", "--policy", "grouped", "--group-thresholds", "0.001,0.002,0.003", "-q"]
+    flags = ["--tile", "32", "--overlap", "0", "--timesteps", "399,149,29", "--policy", "grouped",
+             "--group-thresholds", "0.001,0.002,0.003", "-q"]
+    args = ["upscale", str(tmp_path / "in.png"), "--weights", str(refiner_weights), *flags]
     assert main([*args, "--student", "-o", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     assert "train distill" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
@@ -212,11 +221,21 @@ def test_the_student_by_default_and_its_flags_from_the_cli(tmp_path, capsys, ref
     with torch.no_grad():
         student.unet.conv_out.weight.normal_(0, 0.05)
     save_backbone(student, student_path_for(refiner_weights))
-    for name, extra in (("auto", ["--student-groups", "3"]), ("off", ["--student-groups", "3", "--no-student"])):
+    on_by_default = tmp_path / "on.safetensors"  # the same refiner, its file saying "student": true
+    save_backbone(tiny_refiner(live=True, sampling={"student": True}), on_by_default)
+    save_backbone(student, student_path_for(on_by_default))
+    runs = {"plain": [], "asked": ["--student"], "model": ["--weights", str(on_by_default)],
+            "model-off": ["--weights", str(on_by_default), "--no-student"]}
+    reports = {}
+    for name, extra in runs.items():
         code = main([*args, *extra, "-o", str(tmp_path / f"{name}.png"), "--report", str(tmp_path / f"{name}.json")])
         assert code == 0, capsys.readouterr().err
-    auto, off = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("auto", "off"))
-    assert auto["nfe_student"] == auto["student_tiles"] == 4 and auto["nfe"] == 4  # the textured half, 1 step each
-    assert [t["network"] for t in auto["tiles"]][:4] == ["prior", "prior", "student", "student"]
-    assert auto["settings"]["student"] is True and auto["settings"]["student_groups"] == [3]
-    assert off["nfe_student"] == 0 and off["nfe"] == 12 and off["settings"]["student"] is False
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    for name in ("asked", "model"):
+        report = reports[name]
+        assert report["nfe_student"] == report["student_tiles"] == 4 and report["nfe"] == 4, name  # the textured half
+        assert [t["network"] for t in report["tiles"]][:4] == ["prior", "prior", "student", "student"]
+        assert report["settings"]["student"] is True and report["settings"]["student_groups"] == [1, 2, 3]
+    for name in ("plain", "model-off"):
+        assert reports[name]["nfe_student"] == 0 and reports[name]["nfe"] == 12, name
+        assert reports[name]["settings"]["student"] is False

@@ -20,6 +20,7 @@ from adadiffsr.weights import default_weights_path
 # scikit-image's CC0 coffee photo, a 288x192 crop; the input is its mild-x4 degradation (seed 0)
 GROUND_TRUTH = Path(__file__).parent / "fixtures" / "coffee-288x192.png"
 STORED_PSNR_Y = 28.642  # measured with the committed weights at the default settings (2 and 1 threads alike)
+STORED_PSNR_Y_STUDENT = 28.717  # the same with --student (the shipped one-step student on every textured tile)
 TOLERANCE_DB = 0.15
 
 
@@ -43,3 +44,9 @@ def test_the_shipped_model_beats_bicubic_and_holds_its_score(pair):
     assert ours > base + 0.2, (ours, base)  # 28.64 against bicubic 28.20 and the prior alone 28.24
     assert abs(ours - STORED_PSNR_Y) <= TOLERANCE_DB, ours
     assert result.report["settings"]["prior"] == "realesrgan-x4plus"
+    assert result.report["settings"]["files"]["student"] is not None  # loaded, but the default does not run it
+    assert result.report["nfe_student"] == 0 and result.report["settings"]["student"] is False
+    student = Upscaler.from_pretrained(device="cpu")(image, UpscaleConfig(seed=0, student=True))
+    out = torch.from_numpy(student.picture.rgb).permute(2, 0, 1)[None]
+    assert abs(float(psnr_y(out, hr)) - STORED_PSNR_Y_STUDENT) <= TOLERANCE_DB  # --student: the textured tiles, 1 step
+    assert student.report["nfe_student"] == student.report["nfe"] == student.report["student_tiles"] > 0

@@ -41,6 +41,7 @@ from .policies.timesteps import TimestepsPolicy, even_walk
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .runtime import RUNTIMES
+from .weights import read_metadata
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bf16 where measured faster at equal quality (auto_dtype)
@@ -51,7 +52,7 @@ LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called a
 # What an upscale runs when neither the call nor the model's weights file says otherwise. A model
 # ships its own sampling defaults in its config (``BackboneSpec.sampling``: the refiner's steps,
 # strength and update rule, say), which take precedence over these.
-SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0}
+SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0, "student": False}
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
 
@@ -71,7 +72,7 @@ class UpscaleConfig:
     budget: float | None = None
     group_thresholds: tuple[float, ...] = GroupSettings.thresholds
     # the grouped policy's student: the tiles of ``student_groups`` take one step of the distilled student
-    # instead of the teacher's walk; None = where the model has a student and no budget is set
+    # instead of the teacher's walk; None = the model's default (off unless its weights file says "student": true)
     student: bool | None = None
     student_groups: tuple[int, ...] = GroupSettings.student_groups
     rule: UpdateRule | None = None  # update rule through the codebook: ddim or ddpm; None = the model's
@@ -225,6 +226,7 @@ class Upscaler:
         files: dict[str, str | None] | None = None,
         runtime: str = "torch",
         student: Backbone | None = None,
+        student_timestep: int | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.files = dict(files or {})  # what was loaded from where (weights, regressor, pfj), for reports
@@ -236,6 +238,7 @@ class Upscaler:
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
         self.student = student.to(self.device).eval() if student is not None else None  # --policy distilled
+        self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
         self._check_companions()
 
     def _check_companions(self) -> None:
@@ -291,13 +294,15 @@ class Upscaler:
         student_file = student_path_for(weights) if backbone == DEFAULT_BACKBONE else None
         student = load_student(student_file, model, resolved) if student_file is not None and student_file.is_file() else None
         files["student"] = str(student_file) if student is not None else None
+        student_t = read_metadata(student_file).get("adadiffsr.student_timestep") if student is not None else None
         if runtime == "onnx":
             from .runtime.onnx_models import to_onnx
 
             exported = to_onnx(model, gain_model, injection, weights, resolved)
             model, gain_model, injection = exported.backbone, exported.regressor, exported.pfj
             files.update(exported.files)
-        return cls(model, resolved, dtype, gain_model, injection, files, runtime, student)
+        return cls(model, resolved, dtype, gain_model, injection, files, runtime, student,
+                   None if student_t is None else int(student_t))
 
     def injection(self, fidelity: float) -> InjectFn | None:
         """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
@@ -341,6 +346,7 @@ class Upscaler:
         if config.policy is None and (config.steps is not None or config.interval is not None):
             config = replace(config, policy="uniform")  # a pace was asked for: uniform sampling at it
         explicit = {k: v for k, v in asdict(config).items() if v is not None}
+        asked_student = bool(config.student)
         unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
         if config.policy is not None and config.policy != model_defaults["policy"]:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
@@ -356,13 +362,20 @@ class Upscaler:
             if self.student is None:
                 raise WeightsError("--policy distilled needs a student beside the weights (NAME.student.safetensors; "
                                    "train one: adadiffsr train distill)")
-            config = replace(config, timesteps=tuple(config.timesteps or ())[:1] or None)
-        if config.policy == "grouped" or config.student is not None:
-            if config.student and self.student is None:
+            start = (self.student_timestep,) if self.student_timestep is not None else tuple(config.timesteps or ())[:1]
+            config = replace(config, timesteps=start or None)
+        if config.student:  # asked for, or the model's default (then quietly off where it cannot run)
+            walk = tuple(config.timesteps or ())
+            fits = self.student_timestep is None or walk[:1] == (self.student_timestep,)
+            if asked_student and self.student is None:
                 raise WeightsError("student=True needs a student beside the weights (NAME.student.safetensors; "
                                    "train one: adadiffsr train distill)")
-            use = (self.student is not None and config.budget is None) if config.student is None else config.student
-            config = replace(config, student=use and config.policy == "grouped")
+            if asked_student and not fits:
+                raise ConfigError(f"the student was distilled to start at timestep {self.student_timestep}; this walk "
+                                  f"starts at {walk[0] if walk else None} (--no-student, or a walk from {self.student_timestep})")
+            if self.student is None or not fits:
+                config = replace(config, student=False)
+        config = replace(config, student=bool(config.student) and config.policy == "grouped")
         if config.policy in WALK_POLICIES and not config.timesteps:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
         strength = self.backbone.spec.default_strength if config.strength is None else config.strength
@@ -416,7 +429,7 @@ class Upscaler:
                                                torch.ones_like(difficulty, dtype=torch.bool))
         if config.policy != "grouped":
             return None
-        groups = GroupSettings(tuple(config.group_thresholds), config.budget, tuple(config.student_groups))
+        groups = config.groups
 
         def plan(difficulty: Tensor) -> TilePlan:
             steps = group_steps(difficulty, groups, len(walk))

@@ -44,8 +44,8 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
                    f"estimate) at which a region gets its 1st, 2nd, 3rd step. [default: {joined(GroupSettings.thresholds)}]")
 @click.option("--student/--no-student", default=None,
               help="The grouped policy: the regions of --student-groups take one step of the distilled student "
-                   "(NAME.student.safetensors) instead of the refiner's walk. [default: where the model has one, "
-                   "without --budget]")
+                   "(NAME.student.safetensors) instead of the refiner's walk. [default: the model's; the shipped "
+                   "model's: off]")
 @click.option("--student-groups", help="The groups (steps on the walk) the student takes over. "
                                        f"[default: {joined(GroupSettings.student_groups)}]")
 @click.option("--intervals", default=joined(D.intervals), show_default=True,

@@ -55,7 +55,7 @@ class GroupSettings:
     thresholds: tuple[float, ...] = (0.010, 0.012, 0.014)
     budget: float | None = None  # mean steps per tile over the image; None = the thresholds decide
     # the groups (by steps on the walk) the distilled student serves, where there is one
-    student_groups: tuple[int, ...] = (1, 2)
+    student_groups: tuple[int, ...] = (1, 2, 3)
 
     def __post_init__(self) -> None:
         if any(g < 0 for g in self.student_groups):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -225,7 +226,7 @@ class Upscaler:
         pfj: FeatureInjection | None = None,
         files: dict[str, str | None] | None = None,
         runtime: str = "torch",
-        student: Backbone | None = None,
+        student: Backbone | Callable[[], Backbone] | None = None,
         student_timestep: int | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
@@ -237,9 +238,18 @@ class Upscaler:
             self.backbone.prior.use_dtype(self.dtype)  # the prior runs in the same dtype as the refiner
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
-        self.student = student.to(self.device).eval() if student is not None else None  # --policy distilled
+        self._student = student  # a backbone, or what loads it on first use (--student, --policy distilled)
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
         self._check_companions()
+
+    @property
+    def student(self) -> Backbone | None:
+        """The distilled student, loaded the first time a config asks for it."""
+        if callable(self._student) and not isinstance(self._student, torch.nn.Module):
+            self._student = self._student()
+        if self._student is not None:
+            self._student = self._student.to(self.device).eval()
+        return self._student
 
     def _check_companions(self) -> None:
         """A regressor or PFJ made for another backbone fails here, in one line, not mid-sampling."""
@@ -292,9 +302,11 @@ class Upscaler:
             "weights": str(weights), "regressor": str(regressor_file) if gain_model is not None else None,
             "pfj": str(pfj_file) if injection is not None else None}
         student_file = student_path_for(weights) if backbone == DEFAULT_BACKBONE else None
-        student = load_student(student_file, model, resolved) if student_file is not None and student_file.is_file() else None
-        files["student"] = str(student_file) if student is not None else None
-        student_t = read_metadata(student_file).get("adadiffsr.student_timestep") if student is not None else None
+        has_student = student_file is not None and student_file.is_file()
+        files["student"] = str(student_file) if has_student else None  # loaded when a config asks for it
+        student_t = read_metadata(student_file).get("adadiffsr.student_timestep") if has_student else None
+        teacher = model  # the PyTorch refiner, whose prior the student shares (also under --runtime onnx)
+        student = (lambda: load_student(student_file, teacher, resolved)) if has_student and student_file else None
         if runtime == "onnx":
             from .runtime.onnx_models import to_onnx
 

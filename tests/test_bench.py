@@ -48,6 +48,15 @@ def test_bench_writes_results_table_plot_and_sheets(folders, tmp_path, capsys):
     assert all(r["psnr"] > 15 and 0 < r["ssim"] <= 1 and r["niqe"] > 0 for r in results["rows"])
     assert results["median"]["uniform-interval500"]["nfe"] == 32
     assert "| bicubic |" in (out / "results.md").read_text() and "| bicubic |" in captured.out
+    # paired against the first method: the median of per-image differences, and the wins, from the rows
+    paired = results["paired"]
+    assert paired["reference"] == "bicubic" and set(paired["methods"]) == {"uniform-interval250-tile16", "uniform-interval500"}
+    for label, entry in paired["methods"].items():
+        diffs = sorted(by[(i, label)]["psnr"] - by[(i, "bicubic")]["psnr"] for i in ("cat", "cup"))
+        assert entry["psnr"]["median_difference"] == pytest.approx(sum(diffs) / 2)
+        assert entry["niqe"]["better_on"] == sum(by[(i, label)]["niqe"] < by[(i, "bicubic")]["niqe"] for i in ("cat", "cup"))
+        assert entry["psnr"]["images"] == 2
+    assert "Against bicubic, image by image" in (out / "results.md").read_text()
     assert Image.open(out / "pareto.png").size[0] > 300
     assert Image.open(out / "images" / "uniform-interval500" / "cup.png").size == (192, 192)
     assert (out / "sheets" / "cat.png").is_file()

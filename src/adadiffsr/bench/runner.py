@@ -153,10 +153,11 @@ def run_bench(
         if save_images:
             _comparison_sheet(pair, out, [m.label for m in methods])
     summary = _summarise(rows, [m.label for m in methods], [m.name for m in metrics])
+    paired = paired_differences(rows, [m.label for m in methods], [m.name for m in metrics])
     results = {"methods": [m.label for m in methods], "metrics": metric_names, "images": [p.name for p in pairs],
-               "threads": torch.get_num_threads(), "rows": rows, "median": summary}
+               "threads": torch.get_num_threads(), "rows": rows, "median": summary, "paired": paired}
     atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
-    table = markdown_table(summary, [m.name for m in metrics], len(pairs))
+    table = markdown_table(summary, [m.name for m in metrics], len(pairs)) + paired_table(paired, [m.name for m in metrics])
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(table))
     save_image(pareto_plot(summary, [m.name for m in metrics]), out / "pareto.png")
     return results
@@ -172,6 +173,50 @@ def _summarise(rows: list[dict[str, Any]], labels: list[str], metric_names: list
             entry[key] = statistics.median(values) if values else None
         summary[label] = entry
     return summary
+
+
+def paired_differences(rows: list[dict[str, Any]], labels: list[str], metric_names: list[str]) -> dict[str, Any]:
+    """Every method against the first, image by image: the median of the per-image differences of
+    each metric (in its units, and relative in %) and on how many images it did better. Medians of
+    differences, unlike differences of medians, compare each method on the same photos."""
+    reference = labels[0]
+    mine = {(r["image"], r["method"]): r for r in rows}
+    images = sorted({r["image"] for r in rows})
+    out: dict[str, Any] = {"reference": reference, "methods": {}}
+    for label in labels[1:]:
+        entry = {}
+        for key in metric_names:
+            pairs = [(mine[(i, label)][key], mine[(i, reference)][key]) for i in images
+                     if mine[(i, label)].get(key) is not None and mine[(i, reference)].get(key) is not None]
+            if not pairs:
+                continue
+            lower = METRICS[key].lower_is_better
+            entry[key] = {
+                "median_difference": statistics.median(a - b for a, b in pairs),
+                "median_relative_percent": statistics.median(100 * (a / b - 1) for a, b in pairs if b),
+                "better_on": sum(1 for a, b in pairs if (a < b if lower else a > b)),
+                "images": len(pairs),
+            }
+        out["methods"][label] = entry
+    return out
+
+
+def paired_table(paired: dict[str, Any], metric_names: list[str]) -> str:
+    """``paired_differences`` as markdown: median difference (median relative change), better on k of n."""
+    if not paired["methods"]:
+        return ""
+    head = ["method", *(m.upper() for m in metric_names)]
+    title = (f"Against {paired['reference']}, image by image: median difference (median relative change), "
+             "better on k of n images.")
+    lines = ["", title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, entry in paired["methods"].items():
+        cells = [label]
+        for m in metric_names:
+            e = entry.get(m)
+            cells.append("-" if e is None else f"{e['median_difference']:+.4g} ({e['median_relative_percent']:+.1f}%), "
+                                                f"{e['better_on']}/{e['images']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(summary: dict[str, dict[str, Any]], metric_names: list[str], n: int) -> str:

@@ -238,7 +238,8 @@ class Upscaler:
             self.backbone.prior.use_dtype(self.dtype)  # the prior runs in the same dtype as the refiner
         self.regressor = regressor.to(self.device).eval() if regressor is not None else None
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
-        self._student = student  # a backbone, or what loads it on first use (--student, --policy distilled)
+        # the student, or what loads it on first use (--student, --policy distilled)
+        self._student = student.to(self.device).eval() if isinstance(student, torch.nn.Module) else student
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
         self._check_companions()
 
@@ -246,9 +247,7 @@ class Upscaler:
     def student(self) -> Backbone | None:
         """The distilled student, loaded the first time a config asks for it."""
         if callable(self._student) and not isinstance(self._student, torch.nn.Module):
-            self._student = self._student()
-        if self._student is not None:
-            self._student = self._student.to(self.device).eval()
+            self._student = self._student().to(self.device).eval()
         return self._student
 
     def _check_companions(self) -> None:
@@ -306,7 +305,7 @@ class Upscaler:
         files["student"] = str(student_file) if has_student else None  # loaded when a config asks for it
         student_t = read_metadata(student_file).get("adadiffsr.student_timestep") if has_student else None
         teacher = model  # the PyTorch refiner, whose prior the student shares (also under --runtime onnx)
-        student = (lambda: load_student(student_file, teacher, resolved)) if has_student and student_file else None
+        student = (lambda: load_student(student_file, teacher, resolved)) if has_student else None
         if runtime == "onnx":
             from .runtime.onnx_models import to_onnx
 

@@ -46,7 +46,7 @@ class RayUpscaler:
     """For ``Dataset.map_batches``: a batch of rows (``input``, ``output``, ``error``) in, the same rows
     with ``status`` (upscaled, skipped or failed) and ``message`` (what the CLI would print) out."""
 
-    def __init__(self, weights: str | None = None, device: str = "auto", dtype: str = "fp32",
+    def __init__(self, weights: str | None = None, device: str = "auto", dtype: str = "auto",
                  config: UpscaleConfig | None = None, skip_existing: bool = True, max_pixels: int | None = None,
                  **options: Any) -> None:
         self.upscaler = Upscaler.from_pretrained(weights, device=device, dtype=dtype, **options)

@@ -44,8 +44,9 @@ def test_ray_workers_write_what_the_cli_writes_and_a_rerun_skips(tmp_path, local
     assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "cli"), "--weights", str(WEIGHTS),
                  "--steps", "2", "-q"]) == 1  # the broken file fails, the others are written
     config = UpscaleConfig(steps=2)
+    # fp32 as the in-process CLI runs here (the suite pins --dtype auto to fp32; Ray's workers do not see the pin)
     rows = upscale_with_ray([str(tmp_path / "in")], str(tmp_path / "ray"), concurrency=2, weights=str(WEIGHTS),
-                            device="cpu", config=config)
+                            device="cpu", dtype="fp32", config=config)
     status = {Path(str(r["input"])).name: str(r["status"]) for r in rows}
     assert status == {"a.png": "upscaled", "b.png": "upscaled", "c.png": "upscaled", "broken.png": "failed"}
     broken = next(str(r["message"]) for r in rows if str(r["status"]) == "failed")
@@ -55,7 +56,7 @@ def test_ray_workers_write_what_the_cli_writes_and_a_rerun_skips(tmp_path, local
     assert not (tmp_path / "ray" / "broken.png").exists()
     (tmp_path / "ray" / "b.png").unlink()  # as if a worker was killed before writing it
     again = upscale_with_ray([str(tmp_path / "in")], str(tmp_path / "ray"), concurrency=2, weights=str(WEIGHTS),
-                             device="cpu", config=config)
+                             device="cpu", dtype="fp32", config=config)
     status = {Path(str(r["input"])).name: str(r["status"]) for r in again}
     assert status == {"a.png": "skipped", "b.png": "upscaled", "c.png": "skipped", "broken.png": "failed"}
     assert (tmp_path / "ray" / "b.png").read_bytes() == (tmp_path / "cli" / "b.png").read_bytes()

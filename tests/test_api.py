@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,32 @@ def test_config_is_validated_when_made():
     assert UpscaleConfig(gain="none").gain == "auto"  # the old spelling of auto still works
     with pytest.raises(ConfigError):
         Upscaler(tiny_compact(), "cpu", dtype="fp8")
+
+
+def test_config_is_composed_of_its_parts_and_takes_their_fields_by_name():
+    """UpscaleConfig holds each part's own frozen settings; a part's field given by name lands in that
+    part, the same config as one built from the parts, and the flat names round-trip."""
+    from adadiffsr.config import SamplingOptions
+    from adadiffsr.engine.pipeline import TilingSettings
+    from adadiffsr.policies.dtss import SHIPPED, DTSSPolicy
+    from adadiffsr.policies.groups import GroupSettings
+
+    flat = UpscaleConfig(policy="grouped", budget=1.0, tile=32, rule="ddpm", seed=3, tau=0.1)
+    parts = UpscaleConfig(policy="grouped", groups=GroupSettings(budget=1.0), tiling=TilingSettings(tile=32),
+                          sampling=SamplingOptions(rule="ddpm"), dtss=replace(SHIPPED, tau=0.1), seed=3)
+    assert flat == parts and flat.groups.budget == 1.0 and flat.tiling.tile == 32 and flat.dtss.tau == 0.1
+    assert isinstance(flat.dtss, DTSSPolicy) and flat.dtss.intervals == SHIPPED.intervals  # the rest as shipped
+    assert UpscaleConfig(group_thresholds=[0.1, 0.2]).groups.thresholds == (0.1, 0.2)  # the old name; lists
+    assert UpscaleConfig(**flat.options()) == flat  # the flat view is complete
+    moved = flat.with_options(tile=64, seed=4)
+    assert moved.tiling.tile == 64 and moved.seed == 4 and moved.groups == flat.groups and flat.tiling.tile == 32
+    assert replace(flat, student=True).student is True and replace(flat, student=True).groups == flat.groups
+    with pytest.raises(ConfigError, match="no option 'tiles'"):
+        UpscaleConfig(tiles=3)
+    with pytest.raises(ConfigError, match="budget"):  # a part checks its own fields
+        UpscaleConfig(budget=-1.0)
+    with pytest.raises(ConfigError, match="budget sets the steps"):  # the parts are checked together
+        flat.with_options(policy="uniform")
 
 
 def test_bf16_autocast_runs_close_to_fp32():

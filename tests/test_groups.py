@@ -194,7 +194,7 @@ def test_the_student_takes_its_groups_tiles_in_one_step_sharing_batches_with_the
     assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk, student=True)).student is True
     with pytest.raises(ConfigError, match="distilled to start at timestep 399"):
         pinned.resolve(UpscaleConfig(policy="grouped", timesteps=(239, 89, 17), student=True))
-    assert pinned.resolve(UpscaleConfig(policy="distilled", timesteps=(239, 89, 17))).timesteps == (399,)
+    assert pinned.resolve(UpscaleConfig(policy="distilled", timesteps=(239, 89, 17))).sampling.timesteps == (399,)
 
 
 def test_the_student_on_request_or_as_the_models_default_from_the_cli(tmp_path, capsys, refiner_weights):

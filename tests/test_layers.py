@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("pfj", "gain"),
     ("report", "runtime"),
+    ("config",),  # UpscaleConfig, composed of the parts' settings
     ("api",),
     ("files", "bench", "train", "distributed", "serve", "ray_data"),
     ("cli",),

@@ -46,10 +46,10 @@ def test_scale_walk_keeps_a_falling_walk_in_range():
 def test_presets_move_the_start_and_the_step_count(upscaler):
     image = Image.open(PHOTO).convert("RGB").crop((0, 0, 40, 24))
     balanced = preset_config(upscaler, "balanced", "standard")
-    assert upscaler.resolve(balanced).timesteps == (399, 149, 29)
-    assert preset_config(upscaler, "faithful", "standard").timesteps == (239, 89, 17)
+    assert upscaler.resolve(balanced).sampling.timesteps == (399, 149, 29)
+    assert preset_config(upscaler, "faithful", "standard").sampling.timesteps == (239, 89, 17)
     detailed = preset_config(upscaler, "detailed", "standard")
-    assert detailed.timesteps == (399, 149, 29) and detailed.rule == "ddim" and detailed.fidelity == 0
+    assert detailed.sampling.timesteps == (399, 149, 29) and detailed.sampling.rule == "ddim" and detailed.fidelity == 0
     default = upscaler(image, UpscaleConfig())
     same = upscaler(image, balanced)
     assert np.array_equal(default.picture.rgb, same.picture.rgb)  # the default preset is the model's default

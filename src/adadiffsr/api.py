@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,24 +21,23 @@ from PIL import Image
 from torch import Tensor
 
 from .backbones import BACKBONES, DEFAULT_BACKBONE, load_student, student_path_for
+from .config import OPTION_ALIASES, UpscaleConfig
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
 from .core.pixels import denormalize
 from .core.policy import Policy
-from .core.schedule import UPDATE_RULES, UpdateRule
 from .core.step import InjectFn, ProgressFn, strength_timestep
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import FUSIONS, PipelineOutput, PlanFn, TilePlan, TilingSettings, resolve_tiling, upscale_tensor
-from .engine.sampler import SPACINGS, SamplerSettings
+from .engine.pipeline import PipelineOutput, PlanFn, TilePlan, resolve_tiling, upscale_tensor
+from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
-from .policies.dtss import SHIPPED as DTSS_SHIPPED
-from .policies.groups import GroupSettings, group_steps, student_tiles, walk_starts
+from .policies.groups import group_steps, student_tiles, walk_starts
 from .policies.registry import POLICIES, WALK_POLICIES
-from .policies.timesteps import TimestepsPolicy, even_walk
+from .policies.timesteps import even_walk
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
 from .runtime import RUNTIMES
@@ -47,8 +46,6 @@ from .weights import read_metadata
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bf16 where measured faster at equal quality (auto_dtype)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-GAINS: tuple[str, ...] = ("auto", "exact", "learned")  # auto: the gain the policy or PFJ needs, none otherwise
-LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called auto
 
 # What an upscale runs when neither the call nor the model's weights file says otherwise. A model
 # ships its own sampling defaults in its config (``BackboneSpec.sampling``: the refiner's steps,
@@ -56,100 +53,6 @@ LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called a
 SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0, "student": False}
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
-
-
-@dataclass(frozen=True)
-class UpscaleConfig:
-    """Everything one upscale needs besides the model; the CLI's flags map onto these fields."""
-
-    policy: str | None = None  # the region policy: a name in POLICIES ("grouped", "adaptive", ...); None = the model's
-    interval: int | None = None  # DDPM steps per jump for uniform sampling; None = UniformPolicy's (20: 50 steps)
-    steps: int | None = None  # uniform sampling in this many steps from the start timestep (overrides
-    # interval); 0 = no diffusion step: the prior's estimate (the bicubic upsample for a model without one)
-    strength: float | None = None  # start at round(strength * T) - 1 from the noised estimate; None = the model's
-    timesteps: tuple[int, ...] | None = None  # the "timesteps" policy's walk, e.g. (399, 149, 29); starts at its first
-    # patch-adaptive groups ("grouped"): a tile of difficulty past k of the thresholds takes the walk's last k
-    # timesteps (0: the prior's estimate as it is); a budget (mean steps per tile) overrides the thresholds
-    budget: float | None = None
-    group_thresholds: tuple[float, ...] = GroupSettings.thresholds
-    # the grouped policy's student: the tiles of ``student_groups`` take one step of the distilled student
-    # instead of the teacher's walk; None = the model's default (off unless its weights file says "student": true)
-    student: bool | None = None
-    student_groups: tuple[int, ...] = GroupSettings.student_groups
-    rule: UpdateRule | None = None  # update rule through the codebook: ddim or ddpm; None = the model's
-    eta: float | None = None  # DDIM stochasticity; None = the model's
-    tile: int | None = None  # tile side in input pixels; None = the backbone's native size
-    overlap: int | None = None  # None = a quarter of the tile
-    batch_tiles: int = 8  # 0 = size batches from free memory
-    seed: int = 0
-    color_fix: str = "none"
-    outscale: float | None = None  # final scale; None = the backbone's own
-    fusion_sigma: float = 0.25
-    fusion: str = "gaussian"  # region integration of overlapping tiles; "none" = hard seams (an ablation)
-    gain: str = "auto"  # information gain per step (MMLE): auto, exact (the metrics) or learned (the regressor)
-    spacing: str = "trailing"  # first timestep: T-1 (trailing) or diffusers' default (leading)
-    # DTSS (the adaptive policy), as tuned for the shipped model: ``policies.dtss.SHIPPED``
-    intervals: tuple[int, ...] = DTSS_SHIPPED.intervals  # the adaptive policy's interval set
-    tau: float = DTSS_SHIPPED.tau  # DTSS gain threshold
-    drop: float = DTSS_SHIPPED.drop  # DTSS: NR fall below its best that makes a tile saturated
-    fr_change: str = DTSS_SHIPPED.fr_change  # DTSS: an FR gain of either sign counts as information arriving
-    fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
-
-    @property
-    def groups(self) -> GroupSettings:
-        """The grouped policy's settings these fields describe."""
-        return GroupSettings(tuple(self.group_thresholds), self.budget, tuple(self.student_groups))
-
-    @property
-    def tiling(self) -> TilingSettings:
-        """The engine's tiling settings these fields describe."""
-        return TilingSettings(tile=self.tile, overlap=self.overlap, fusion_sigma=self.fusion_sigma, fusion=self.fusion)
-
-    def __post_init__(self) -> None:
-        """Every field checked once, when the config is made (``replace`` makes a new one)."""
-        if self.policy is not None and self.policy not in POLICIES:
-            raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        if self.rule is not None and self.rule not in UPDATE_RULES:
-            raise ConfigError(f"unknown update rule {self.rule!r}; choose one of {', '.join(UPDATE_RULES)}")
-        if self.interval is not None and self.interval < 1:
-            raise ConfigError(f"interval must be at least 1, got {self.interval}")
-        if self.interval is not None and self.policy not in (None, "uniform"):
-            raise ConfigError(f"interval={self.interval} sets the pace of the uniform policy; pass policy='uniform' "
-                              f"(the {self.policy} policy sets its own)")
-        if self.steps is not None and self.steps < 0:
-            raise ConfigError(f"steps must not be negative, got {self.steps}")
-        if self.timesteps is not None:
-            TimestepsPolicy(tuple(self.timesteps))  # checks them
-        _ = self.groups  # checks them
-        if self.student and self.policy not in (None, "grouped"):
-            raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy='grouped' "
-                              f"(or policy='distilled' for the student everywhere), not {self.policy!r}")
-        if self.budget is not None and self.policy not in (None, "grouped"):
-            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy='grouped' "
-                              f"(the {self.policy} policy sets its own)")
-        if self.steps and self.policy not in (None, "uniform"):
-            raise ConfigError(f"steps={self.steps} sets the pace of the uniform policy; pass policy='uniform' "
-                              f"(the {self.policy} policy sets its own)")
-        if self.strength is not None and not 0 <= self.strength <= 1:
-            raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
-        if self.batch_tiles < 0:
-            raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
-        if self.eta is not None and not 0 <= self.eta <= 1:
-            raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
-        if self.spacing not in SPACINGS:
-            raise ConfigError(f"unknown spacing {self.spacing!r}; choose one of {', '.join(SPACINGS)}")
-        if self.policy == "adaptive":
-            POLICIES["adaptive"].build(self)  # checks the DTSS settings
-        if self.gain in LEGACY_GAINS:
-            object.__setattr__(self, "gain", LEGACY_GAINS[self.gain])
-        if self.gain not in GAINS:
-            raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if not 0 <= self.fidelity <= 4:
-            raise ConfigError(f"fidelity must be in [0, 4], got {self.fidelity}")
-        if self.outscale is not None and not 0 < self.outscale <= 16:
-            raise ConfigError(f"scale must be in (0, 16], got {self.outscale}")
 
 
 @dataclass
@@ -346,37 +249,38 @@ class Upscaler:
         walk's first timestep), the uniform interval, and ``steps`` turned into an evenly spaced walk of
         exactly that many steps from the start (with trailing spacing; the nearest interval otherwise)."""
         total = self.backbone.spec.schedule.num_train_timesteps  # T is the backbone's
-        for name, value in (("interval", config.interval), ("steps", config.steps)):
+        for name, value in (("interval", config.sampling.interval), ("steps", config.sampling.steps)):
             if value is not None and value > total:
                 raise ConfigError(f"{name} must be at most {total} (the backbone's training timesteps), got {value}")
-        model_defaults = {**SAMPLING_FALLBACK, **{LEGACY_SAMPLING_KEYS.get(k, k): v for k, v in self.backbone.spec.sampling.items()}}
-        if config.policy is None and config.budget is not None:
+        renamed = {**LEGACY_SAMPLING_KEYS, **OPTION_ALIASES}
+        model_defaults = {**SAMPLING_FALLBACK, **{renamed.get(k, k): v for k, v in self.backbone.spec.sampling.items()}}
+        s = config.sampling
+        if config.policy is None and config.groups.budget is not None:
             config = replace(config, policy="grouped")  # a budget was asked for: the groups meet it
-        if config.policy is None and config.timesteps is not None:
+        if config.policy is None and s.timesteps is not None:
             config = replace(config, policy="timesteps")  # a walk was asked for
-        if config.policy is None and (config.steps is not None or config.interval is not None):
+        if config.policy is None and (s.steps is not None or s.interval is not None):
             config = replace(config, policy="uniform")  # a pace was asked for: uniform sampling at it
-        explicit = {k: v for k, v in asdict(config).items() if v is not None}
+        explicit = {k for k, v in config.options().items() if v is not None}
         asked_student = bool(config.student)
-        unset = {k: v for k, v in model_defaults.items() if k in UpscaleConfig.__dataclass_fields__ and k not in explicit}
+        known = UpscaleConfig.option_fields()
+        unset = {k: v for k, v in model_defaults.items() if k in known and k not in explicit}
         if config.policy is not None and config.policy != model_defaults["policy"]:
             unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
             if not (config.policy in WALK_POLICIES and model_defaults["policy"] in WALK_POLICIES):
                 unset.pop("timesteps", None)
-        if unset.get("steps") is not None and config.interval is not None:
+        if unset.get("steps") is not None and s.interval is not None:
             unset.pop("steps")  # an explicit interval wins over the model's step count
-        for key in ("intervals", "timesteps", "group_thresholds", "student_groups"):
-            if unset.get(key) is not None:
-                unset[key] = tuple(unset[key])
-        config = replace(config, **unset)
+        config = config.with_options(**unset)
         if config.policy == "distilled":
             if self.student is None:
                 raise WeightsError("--policy distilled needs a student beside the weights (NAME.student.safetensors; "
                                    "train one: adadiffsr train distill)")
-            start = (self.student_timestep,) if self.student_timestep is not None else tuple(config.timesteps or ())[:1]
-            config = replace(config, timesteps=start or None)
+            first = tuple(config.sampling.timesteps or ())[:1]
+            start = (self.student_timestep,) if self.student_timestep is not None else first
+            config = config.with_options(timesteps=start or None)
         if config.student:  # asked for, or the model's default (then quietly off where it cannot run)
-            walk = tuple(config.timesteps or ())
+            walk = tuple(config.sampling.timesteps or ())
             fits = self.student_timestep is None or walk[:1] == (self.student_timestep,)
             if asked_student and self.student is None:
                 raise WeightsError("student=True needs a student beside the weights (NAME.student.safetensors; "
@@ -387,27 +291,28 @@ class Upscaler:
             if self.student is None or not fits:
                 config = replace(config, student=False)
         config = replace(config, student=bool(config.student) and config.policy == "grouped")
-        if config.policy in WALK_POLICIES and not config.timesteps:
+        s = config.sampling
+        if config.policy in WALK_POLICIES and not s.timesteps:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
-        strength = self.backbone.spec.default_strength if config.strength is None else config.strength
-        if config.policy in WALK_POLICIES and config.steps != 0:
-            strength = (config.timesteps[0] + 1) / total  # type: ignore[index]
-        if config.steps == 0:
+        strength = self.backbone.spec.default_strength if s.strength is None else s.strength
+        if config.policy in WALK_POLICIES and s.steps != 0:
+            strength = (s.timesteps[0] + 1) / total  # type: ignore[index]
+        if s.steps == 0:
             strength = 0.0
-        interval, walk = config.interval, config.timesteps
+        interval, walk = s.interval, s.timesteps
         if config.policy == "uniform" and interval is None:
             interval = UniformPolicy.interval
         if config.policy == "uniform":
             walk = None
-        if config.steps:
+        if s.steps:
             first = strength_timestep(strength, total)
-            interval = max(1, math.ceil((first + 1) / config.steps))
-            if config.spacing == "trailing":  # exactly that many steps, evenly spaced
-                walk = even_walk(first, min(config.steps, first + 1))
+            interval = max(1, math.ceil((first + 1) / s.steps))
+            if s.spacing == "trailing":  # exactly that many steps, evenly spaced
+                walk = even_walk(first, min(s.steps, first + 1))
         if strength < 1 and not self.backbone.starts_from_estimate:
             raise ConfigError(f"--strength below 1 and --steps 0 need a backbone that starts from an estimate; "
                               f"{type(self.backbone).__name__} starts from pure noise only")
-        return replace(config, strength=strength, interval=interval, timesteps=walk)
+        return replace(config, sampling=replace(s, strength=strength, interval=interval, timesteps=walk))
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
@@ -420,8 +325,9 @@ class Upscaler:
         inject = self.injection(config.fidelity)
         tiling = config.tiling
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
-        settings = SamplerSettings(rule=config.rule, eta=config.eta, batch_tiles=batch, dtype=self.dtype,
-                                   spacing=config.spacing, strength=float(config.strength))
+        s = config.sampling
+        settings = SamplerSettings(rule=s.rule, eta=s.eta, batch_tiles=batch, dtype=self.dtype,
+                                   spacing=s.spacing, strength=float(s.strength))
         return upscale_tensor(
             self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
@@ -434,7 +340,7 @@ class Upscaler:
     def plan(config: UpscaleConfig) -> PlanFn | None:
         """The grouped policy's plan: each tile's start (and whether the student takes it) from its
         difficulty (``policies/groups.py``); the distilled policy's: the student for every tile."""
-        walk = tuple(config.timesteps or ())
+        walk = tuple(config.sampling.timesteps or ())
         if config.policy == "distilled" and walk:
             return lambda difficulty: TilePlan(torch.full_like(difficulty, walk[0], dtype=torch.long),
                                                torch.ones_like(difficulty, dtype=torch.bool))
@@ -476,7 +382,7 @@ class Upscaler:
         alpha = None if picture.alpha is None else resize_plane(picture.alpha, rgb_array.shape[1], rgb_array.shape[0])
         result = Picture(rgb_array, alpha, picture.bits, picture.gray, list(picture.notes))
         settings_dict = {
-            **asdict(config),
+            **config.options(),
             "gain": self.gain_kind(config.gain, str(config.policy), self.injection(config.fidelity) is not None),
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
@@ -491,8 +397,8 @@ class Upscaler:
         total = self.backbone.spec.schedule.num_train_timesteps
         report = build_report(
             out, policy.intervals, total, settings_dict,
-            start_timestep=strength_timestep(float(config.strength), total),
-            walk_steps=len(config.timesteps) if config.policy != "adaptive" and config.timesteps else None,
+            start_timestep=strength_timestep(float(config.sampling.strength), total),
+            walk_steps=len(walk) if config.policy != "adaptive" and (walk := config.sampling.timesteps) else None,
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -89,13 +89,14 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
     """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
     An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
     ``runtime`` and ``dtype`` for it."""
-    from ..api import DTYPES, UpscaleConfig, Upscaler
+    from ..api import DTYPES, Upscaler
+    from ..config import OPTION_ALIASES, UpscaleConfig
     from ..policies.registry import POLICIES
     from ..runtime import RUNTIMES
 
     methods: list[Method] = []
     upscalers: dict[str, Upscaler] = {}
-    fields = {f.name: f for f in dataclasses.fields(UpscaleConfig)}
+    fields = UpscaleConfig.option_fields()  # every option by its flat name, the parts' included
     for spec in specs:
         name, params = parse_spec(spec)
         if name == "bicubic" and not params:
@@ -128,11 +129,12 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             ran_dtype = next(k for k, v in DTYPES.items() if v == upscaler.dtype)  # "auto" as resolved
             values: dict[str, Any] = {"policy": name}
             for key, raw in params.items():
+                key = OPTION_ALIASES.get(key, key)
                 if key not in fields or key in ("policy", "outscale"):
                     raise ConfigError(f"method {spec!r}: unknown setting {key!r}")
                 if key in ("intervals", "timesteps", "student_groups"):
                     values[key] = tuple(int(v) for v in raw.split("/"))  # intervals=5/10/15/20
-                elif key == "group_thresholds":
+                elif key == "thresholds":
                     values[key] = tuple(_convert(v, float) for v in raw.split("/"))
                 else:
                     values[key] = _convert(raw, fields[key].type)

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..api import GAINS, LEGACY_GAINS, UpscaleConfig
 from ..color import COLOR_FIXES
+from ..config import GAINS, LEGACY_GAINS, SamplingOptions, UpscaleConfig
 from ..core.schedule import UPDATE_RULES
 from ..distributed import current_rank, gather_counts, rank_device, shard, share_cpu
 from ..engine.sampler import SPACINGS
@@ -19,7 +19,7 @@ from ..policies.groups import GroupSettings
 from ..policies.registry import POLICIES
 from .options import DEBUG, float_list, int_list, joined, load_upscaler, model_options, progress_factory, say_to_stderr
 
-D = UpscaleConfig  # the defaults below are its fields'
+D = UpscaleConfig  # the defaults below are its fields' and its parts' (D.dtss: DTSS as shipped)
 POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items())
 
 
@@ -48,13 +48,13 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
                    "model's: off]")
 @click.option("--student-groups", help="The groups (steps on the walk) the student takes over. "
                                        f"[default: {joined(GroupSettings.student_groups)}]")
-@click.option("--intervals", default=joined(D.intervals), show_default=True,
+@click.option("--intervals", default=joined(D.dtss.intervals), show_default=True,
               help="The adaptive policy's interval set (the paper's: 5,10,15,20).")
-@click.option("--tau", type=click.FloatRange(min=0), default=D.tau, show_default=True,
+@click.option("--tau", type=click.FloatRange(min=0), default=D.dtss.tau, show_default=True,
               help="DTSS gain threshold (the paper's: 5e-3).")
-@click.option("--fr-change", type=click.Choice(FR_CHANGES), default=D.fr_change, show_default=True,
+@click.option("--fr-change", type=click.Choice(FR_CHANGES), default=D.dtss.fr_change, show_default=True,
               help="DTSS: does a falling FR gain count as information arriving (any) or only a rising one (rise, the paper's)?")
-@click.option("--drop", type=click.FloatRange(min=0), default=D.drop, show_default=True,
+@click.option("--drop", type=click.FloatRange(min=0), default=D.dtss.drop, show_default=True,
               help="DTSS: NR fall below its best that makes a region saturated (exit early).")
 @click.option("--scheduler", type=click.Choice(UPDATE_RULES),
               help="The update rule through the skip-step codebook (diffusers' DDIM or DDPM scheduler). [default: the model's]")
@@ -65,7 +65,7 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
               help="Tiles per backbone call, or 'auto' to size batches from free memory.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @model_options
-@click.option("--spacing", type=click.Choice(SPACINGS), default=D.spacing, show_default=True,
+@click.option("--spacing", type=click.Choice(SPACINGS), default=SamplingOptions.spacing, show_default=True,
               help="First timestep: T-1, or diffusers' default (the largest multiple of the interval below T).")
 @click.option("--color-fix", type=click.Choice(COLOR_FIXES), default=D.color_fix, show_default=True)
 @click.option("--gain", type=click.Choice(GAINS + tuple(LEGACY_GAINS)), default=D.gain, show_default=True,
@@ -133,9 +133,9 @@ def config_from_flags(flags: dict[str, Any]) -> UpscaleConfig:
         strength=flags["strength"],
         timesteps=int_list(flags["timestep_list"], "--timesteps") if flags["timestep_list"] else None,
         budget=flags["budget"],
-        group_thresholds=float_list(thresholds, "--group-thresholds") if thresholds else D.group_thresholds,
+        thresholds=float_list(thresholds, "--group-thresholds") if thresholds else GroupSettings.thresholds,
         student=flags["student"],
-        student_groups=int_list(student_groups, "--student-groups") if student_groups else D.student_groups,
+        student_groups=int_list(student_groups, "--student-groups") if student_groups else GroupSettings.student_groups,
         rule=flags["scheduler"],
         eta=flags["eta"],
         tile=flags["tile"],

@@ -1,7 +1,7 @@
 """The region policies a user picks by name (``--policy``): how each is built from the settings.
 
 ``POLICIES`` is the one list the CLI, the API, the benchmark and the page read. A policy is built
-once per upscale from an object holding the fields of ``PolicyFields`` (``UpscaleConfig`` does).
+once per upscale from an object with the parts of ``PolicyFields`` (``UpscaleConfig`` has them).
 """
 
 from __future__ import annotations
@@ -11,26 +11,27 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..core.policy import Policy
-from .dtss import DTSSPolicy, FRChange
+from .dtss import DTSSPolicy
 from .timesteps import TimestepsPolicy
 from .uniform import UniformPolicy
 
 
-class PolicyFields(Protocol):
-    """The settings policies are built from."""
+class WalkFields(Protocol):
+    """The shared walk settings a policy reads (``config.SamplingOptions``)."""
 
     @property
     def interval(self) -> int | None: ...
     @property
     def timesteps(self) -> tuple[int, ...] | None: ...
+
+
+class PolicyFields(Protocol):
+    """The settings policies are built from: the walk, and DTSS's own frozen config."""
+
     @property
-    def intervals(self) -> tuple[int, ...]: ...
+    def sampling(self) -> WalkFields: ...
     @property
-    def tau(self) -> float: ...
-    @property
-    def drop(self) -> float: ...
-    @property
-    def fr_change(self) -> FRChange: ...
+    def dtss(self) -> DTSSPolicy: ...
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,20 @@ class PolicyKind:
 
 
 def _uniform(c: PolicyFields) -> Policy:
-    return TimestepsPolicy(tuple(c.timesteps)) if c.timesteps else UniformPolicy(c.interval or UniformPolicy.interval)
+    s = c.sampling
+    return TimestepsPolicy(tuple(s.timesteps)) if s.timesteps else UniformPolicy(s.interval or UniformPolicy.interval)
 
 
 def _walk(c: PolicyFields) -> Policy:
-    return TimestepsPolicy(tuple(c.timesteps or ()))
+    return TimestepsPolicy(tuple(c.sampling.timesteps or ()))
 
 
 def _first_step(c: PolicyFields) -> Policy:
-    return TimestepsPolicy(tuple(c.timesteps or ())[:1])
+    return TimestepsPolicy(tuple(c.sampling.timesteps or ())[:1])
 
 
 def _dtss(c: PolicyFields) -> Policy:
-    return DTSSPolicy(intervals=tuple(c.intervals), tau=c.tau, drop=c.drop, fr_change=c.fr_change)
+    return c.dtss
 
 
 POLICIES: dict[str, PolicyKind] = {

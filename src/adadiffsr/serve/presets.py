@@ -7,7 +7,7 @@ sets how many steps it takes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..api import UpscaleConfig, Upscaler
 from ..policies.registry import WALK_POLICIES
@@ -72,28 +72,28 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
     resolved = upscaler.resolve(base)
     fidelity = resolved.fidelity if chosen.fidelity is None else chosen.fidelity
     if chosen.rule is not None:
-        base = replace(base, rule=chosen.rule)  # type: ignore[arg-type]
+        base = base.with_options(rule=chosen.rule)
     if spend.step_factor is None:
         if upscaler.backbone.prior is not None:
-            return replace(base, policy="uniform", steps=0, fidelity=fidelity)
-        return replace(base, policy="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
-    strength = float(resolved.strength)  # type: ignore[arg-type]
+            return base.with_options(policy="uniform", steps=0, fidelity=fidelity)
+        return base.with_options(policy="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
+    strength = float(resolved.sampling.strength)  # type: ignore[arg-type]
     if upscaler.backbone.starts_from_estimate:
         strength = min(1.0, strength * chosen.start)
     if resolved.policy in WALK_POLICIES and spend.step_factor == 1.0:
-        walk = scale_walk(tuple(resolved.timesteps or ()), chosen.start, total)
-        return replace(base, policy=resolved.policy, timesteps=walk, fidelity=fidelity)
+        walk = scale_walk(tuple(resolved.sampling.timesteps or ()), chosen.start, total)
+        return base.with_options(policy=resolved.policy, timesteps=walk, fidelity=fidelity)
     if spend.step_factor == 1.0:
-        return replace(base, policy=resolved.policy, strength=strength, fidelity=fidelity)
+        return base.with_options(policy=resolved.policy, strength=strength, fidelity=fidelity)
     steps = model_steps(resolved, total)
-    return replace(base, policy="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
-                   fidelity=fidelity)
+    return base.with_options(policy="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
+                             fidelity=fidelity)
 
 
 def model_steps(resolved: UpscaleConfig, num_train_timesteps: int) -> int:
     """How many steps a resolved config walks per tile (the adaptive sampler: at its coarsest pace)."""
     if resolved.policy in WALK_POLICIES:
-        return len(resolved.timesteps or ())
-    start = round(float(resolved.strength) * num_train_timesteps)  # type: ignore[arg-type]
-    pace = resolved.interval if resolved.policy == "uniform" else max(resolved.intervals)
+        return len(resolved.sampling.timesteps or ())
+    start = round(float(resolved.sampling.strength) * num_train_timesteps)  # type: ignore[arg-type]
+    pace = resolved.sampling.interval if resolved.policy == "uniform" else max(resolved.dtss.intervals)
     return max(1, -(-start // pace))

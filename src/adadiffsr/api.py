@@ -36,7 +36,7 @@ from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.groups import group_steps, student_tiles, walk_starts
-from .policies.registry import POLICIES, WALK_POLICIES
+from .policies.registry import GROUPED_POLICIES, POLICIES, WALK_POLICIES
 from .policies.timesteps import even_walk
 from .policies.uniform import UniformPolicy
 from .report import build_report, render_step_map
@@ -228,7 +228,7 @@ class Upscaler:
         """The gain that runs for a requested ``kind``: ``auto`` is ``learned`` (``exact`` without a
         regressor) where the adaptive policy or PFJ needs a gain, and ``none`` (no gain runs) elsewhere."""
         if kind == "auto":
-            needed = needed or policy == "adaptive"
+            needed = needed or (policy in POLICIES and POLICIES[policy].needs_gain)
             return ("learned" if self.regressor is not None else "exact") if needed else "none"
         return kind
 
@@ -290,7 +290,7 @@ class Upscaler:
                                   f"starts at {walk[0] if walk else None} (--no-student, or a walk from {self.student_timestep})")
             if self.student is None or not fits:
                 config = replace(config, student=False)
-        config = replace(config, student=bool(config.student) and config.policy == "grouped")
+        config = replace(config, student=bool(config.student) and config.policy in GROUPED_POLICIES)
         s = config.sampling
         if config.policy in WALK_POLICIES and not s.timesteps:
             raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
@@ -327,7 +327,8 @@ class Upscaler:
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
         s = config.sampling
         settings = SamplerSettings(rule=s.rule, eta=s.eta, batch_tiles=batch, dtype=self.dtype,
-                                   spacing=s.spacing, strength=float(s.strength))
+                                   spacing=s.spacing, strength=float(s.strength),
+                                   first_gain=POLICIES[str(config.policy)].first_gain)
         return upscale_tensor(
             self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
@@ -344,7 +345,7 @@ class Upscaler:
         if config.policy == "distilled" and walk:
             return lambda difficulty: TilePlan(torch.full_like(difficulty, walk[0], dtype=torch.long),
                                                torch.ones_like(difficulty, dtype=torch.bool))
-        if config.policy != "grouped":
+        if config.policy not in GROUPED_POLICIES:
             return None
         groups = config.groups
 

@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .policies.dtss import SHIPPED as DTSS_SHIPPED
 from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings
-from .policies.registry import POLICIES
+from .policies.registry import GROUPED_POLICIES, POLICIES
 from .policies.timesteps import TimestepsPolicy
 
 GAINS: tuple[str, ...] = ("auto", "exact", "learned")  # auto: the gain the policy or PFJ needs, none otherwise
@@ -129,10 +129,10 @@ class UpscaleConfig:
         if s.interval is not None and self.policy not in (None, "uniform"):
             raise ConfigError(f"interval={s.interval} sets the pace of the uniform policy; pass policy='uniform' "
                               f"(the {self.policy} policy sets its own)")
-        if self.student and self.policy not in (None, "grouped"):
+        if self.student and self.policy not in (None, *GROUPED_POLICIES):
             raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy='grouped' "
                               f"(or policy='distilled' for the student everywhere), not {self.policy!r}")
-        if self.groups.budget is not None and self.policy not in (None, "grouped"):
+        if self.groups.budget is not None and self.policy not in (None, *GROUPED_POLICIES):
             raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy='grouped' "
                               f"(the {self.policy} policy sets its own)")
         if s.steps and self.policy not in (None, "uniform"):

@@ -26,6 +26,7 @@ from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
 
 SPACINGS: tuple[str, ...] = ("trailing", "leading")  # where a walk starts: T - 1, or diffusers' default
+FIRST_GAINS: tuple[str, ...] = ("zero", "estimate")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class SamplerSettings:
     spacing: str = "trailing"  # first timestep: T - 1 ("trailing") or the largest multiple of the first interval below T ("leading", diffusers' default)
     strength: float = 1.0  # diffusers' img2img strength: start at timestep round(strength * T) - 1 from the
     # backbone's starting estimate noised there (1 = pure noise at T - 1, 0 = no step: the estimate itself)
+    first_gain: str = "zero"  # a tile's first gain: 0 (the paper's: nothing to gain against), or "estimate":
+    # against the estimate it started from, which is then its best state until a step beats it
 
 
 @dataclass
@@ -80,9 +83,10 @@ class GainTracker:
         return cls(*(torch.zeros(n, 2, device=device) for _ in range(3)), torch.zeros(n, device=device))
 
     def observe(self, chunk: Tensor, r: Tensor, t: Tensor, first: Tensor, nr_start: float) -> Tensor:
-        """The gains of eq. 1 of ``chunk`` from their new performance ``r``; 0 at a tile's first step."""
+        """The gains of eq. 1 of ``chunk`` from their new performance ``r``; 0 at a tile's ``first`` step
+        (where it has nothing to gain against)."""
         gain = information_gain(r, self.r_prev[chunk], t, nr_start)
-        gain[first] = 0  # a tile's first estimate has nothing to gain against
+        gain[first] = 0
         self.r_prev[chunk] = r
         self.total[chunk] += gain
         self.last[chunk] = gain
@@ -149,12 +153,19 @@ def sample_tiles(
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
     stochastic = settings.rule == "ddpm" or settings.eta > 0
     tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
+    if settings.first_gain not in FIRST_GAINS:
+        raise ConfigError(f"unknown first gain {settings.first_gain!r}; choose one of {', '.join(FIRST_GAINS)}")
+    from_estimate = settings.first_gain == "estimate" and performance is not None
     routed = torch.zeros(n, dtype=torch.bool, device=device) if by_student is None else by_student.to(device) & tiles.active
     if bool(routed.any()):
         codebook = one_step_to_clean(spec.schedule, codebook.intervals, tiles, routed).to(device)
     total_t = codebook.num_train_timesteps
     gains = GainTracker.start(n, device) if performance is not None else None
     best = BestStates()
+    if from_estimate and gains is not None and performance is not None:  # state 0: the estimate each tile starts from
+        base = starting_estimate(backbone, cond)
+        gains.r_prev[:] = performance(base, cond, tiles.t.clamp(min=0)).float().to(device)
+        best.keep(torch.arange(n, device=device), base.float(), n)
     seconds = {"backbone": 0.0, "gain": 0.0, "policy": 0.0, "pfj": 0.0}
     nfe = nfe_student = 0
 
@@ -181,7 +192,8 @@ def sample_tiles(
             if performance is not None and gains is not None:
                 with _timed(seconds, "gain", device):
                     r = performance(x0, c, t_now).float().to(device)
-                    gain = gains.observe(chunk, r, t_now, tiles.steps[chunk] == 1, performance.nr_start)
+                    first = (tiles.steps[chunk] == 1) & (not from_estimate)
+                    gain = gains.observe(chunk, r, t_now, first, performance.nr_start)
             obs = StepObservation(
                 tile=chunk, t=t_now, t_next=t_next, steps=tiles.steps[chunk], gain=gain,
                 gain_sum=None if gains is None else gains.total[chunk],
@@ -248,10 +260,7 @@ def initial_states(backbone: Backbone, x_T: Tensor, cond: Tensor, policy: Policy
     t = start_timesteps(codebook, policy.initial(torch.full((n,), total_t - 1, device=device)), settings.spacing)
     active = torch.ones(n, dtype=torch.bool, device=device)
     if settings.strength < 1 or start is not None:
-        base = backbone.estimate(cond)
-        if base is None:
-            raise ConfigError(f"strength < 1 and per-tile starts need a backbone that starts from an estimate; "
-                              f"{type(backbone).__name__} starts from pure noise only")
+        base = starting_estimate(backbone, cond)
         t = t.clamp(max=strength_timestep(settings.strength, total_t))
         if start is not None:
             t = torch.minimum(t, start.to(device=device, dtype=t.dtype))
@@ -263,6 +272,15 @@ def initial_states(backbone: Backbone, x_T: Tensor, cond: Tensor, policy: Policy
     none = torch.full((n,), -1, dtype=torch.long, device=device)
     return TileStates(x=x, t=t, k_idx=k_idx, active=active, steps=torch.zeros(n, dtype=torch.long, device=device),
                       exit_t=none, category=none.clone())
+
+
+def starting_estimate(backbone: Backbone, cond: Tensor) -> Tensor:
+    """The backbone's estimate of each tile before any step (the prior's output, for the refiner)."""
+    base = backbone.estimate(cond)
+    if base is None:
+        raise ConfigError(f"strength < 1 and per-tile starts need a backbone that starts from an estimate; "
+                          f"{type(backbone).__name__} starts from pure noise only")
+    return base
 
 
 def start_timesteps(codebook: SkipCodebook, k_idx: Tensor, spacing: str) -> Tensor:

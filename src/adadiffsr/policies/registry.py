@@ -14,6 +14,7 @@ from ..core.policy import Policy
 from .dtss import DTSSPolicy
 from .timesteps import TimestepsPolicy
 from .uniform import UniformPolicy
+from .walk_dtss import WalkDTSSPolicy
 
 
 class WalkFields(Protocol):
@@ -42,6 +43,9 @@ class PolicyKind:
     build: Callable[[PolicyFields], Policy]
     walk: bool  # follows a fixed timestep walk (``timesteps``), shared with the model's default
     help: str
+    grouped: bool = False  # tiles join the walk where the patch-adaptive groups say (budget, student)
+    needs_gain: bool = False  # decides from the information gain (MMLE) along the way
+    first_gain: str = "zero"  # the sampler's ``first_gain``: a tile's first gain 0, or against its starting estimate
 
 
 def _uniform(c: PolicyFields) -> Policy:
@@ -61,13 +65,24 @@ def _dtss(c: PolicyFields) -> Policy:
     return c.dtss
 
 
+def _walk_dtss(c: PolicyFields) -> Policy:
+    d = c.dtss
+    return WalkDTSSPolicy(tuple(c.sampling.timesteps or ()), tau=d.tau, drop=d.drop, fr_change=d.fr_change)
+
+
 POLICIES: dict[str, PolicyKind] = {
     "grouped": PolicyKind("grouped", _walk, True,
-                          "each region joins the walk where its difficulty says (0 steps for flat ones)"),
-    "adaptive": PolicyKind("adaptive", _dtss, False, "DTSS: each region at its own pace from its information gain"),
+                          "each region joins the walk where its difficulty says (0 steps for flat ones)", grouped=True),
+    "grouped-dtss": PolicyKind("grouped-dtss", _walk_dtss, True,
+                               "the grouped starts, then DTSS along the walk: the next step, straight to the clean "
+                               "sample, or an early exit, from each region's gain", grouped=True, needs_gain=True,
+                               first_gain="estimate"),
+    "adaptive": PolicyKind("adaptive", _dtss, False, "DTSS: each region at its own pace from its information gain",
+                           needs_gain=True),
     "timesteps": PolicyKind("timesteps", _walk, True, "one walk for all regions"),
     "distilled": PolicyKind("distilled", _first_step, True,
                             "one step of the distilled student (NAME.student.safetensors) from the walk's first timestep"),
     "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions"),
 }
 WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)
+GROUPED_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.grouped)

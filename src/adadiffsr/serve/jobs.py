@@ -22,7 +22,7 @@ from PIL import Image
 from ..api import UpscaleConfig, Upscaler
 from ..errors import AdaDiffSRError, InputImageError
 from ..io import IMAGE_SUFFIXES, MAX_INPUT_PIXELS, Picture, atomic_write, picture_to_pil, read_picture, save_image
-from ..policies.registry import WALK_POLICIES
+from ..policies.registry import GROUPED_POLICIES, WALK_POLICIES
 
 PREVIEW_SIDE = 2048  # longest side of the pictures shown on the page; downloads are full size
 PageProgress = Callable[[float, str], None]  # (fraction of the job done, what is running)
@@ -178,15 +178,15 @@ def describe(report: dict[str, Any], notes: list[str] | None = None) -> str:
         parts.append(f"the prior ({prior}, {settings.get('prior_runtime')}) took {seconds.get('prior', 0.0):.1f} s")
     if nfe == 0:
         parts.append(f"no diffusion step over {tiles} tile{'s' if tiles != 1 else ''}" + (
-            ": all flat, each kept the prior's estimate" if settings.get("policy") == "grouped" else ""))
+            ": all flat, each kept the prior's estimate" if settings.get("policy") in GROUPED_POLICIES else ""))
     else:
         saved = uniform - nfe
         spent = f"{nfe} tile evaluations over {tiles} tile{'s' if tiles != 1 else ''} ({seconds.get('backbone', 0):.1f} s)"
-        if saved > 0 and settings.get("policy") in ("adaptive", "grouped"):  # regions that stopped early or skipped
+        if saved > 0 and settings.get("policy") in ("adaptive", *GROUPED_POLICIES):  # regions that stopped early or skipped
             spent += f", {saved} fewer than uniform sampling's {uniform}"
         parts.append(spent)
         flat = sum(1 for tile in report.get("tiles", []) if tile.get("steps") == 0)
-        if flat and settings.get("policy") == "grouped":
+        if flat and settings.get("policy") in GROUPED_POLICIES:
             parts.append(f"{flat} flat tile{'s' if flat != 1 else ''} kept the prior's estimate")
         parts.append(f"sampler {settings.get('policy')}" + (
             f", walk {' -> '.join(str(t) for t in settings['timesteps'])}" if settings.get("policy") in WALK_POLICIES

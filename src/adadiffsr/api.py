@@ -54,7 +54,6 @@ SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta"
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
 
-
 @dataclass
 class UpscaleResult:
     picture: Picture  # the output: RGB float, alpha, bit depth and gray flag of the input

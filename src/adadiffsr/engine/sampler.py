@@ -43,6 +43,10 @@ class SamplerSettings:
     first_gain: str = "zero"  # a tile's first gain: 0 (the paper's: nothing to gain against), or "estimate":
     # against the estimate it started from, which is then its best state until a step beats it
 
+    def __post_init__(self) -> None:
+        if self.first_gain not in FIRST_GAINS:
+            raise ConfigError(f"unknown first gain {self.first_gain!r}; choose one of {', '.join(FIRST_GAINS)}")
+
 
 @dataclass
 class TileRun:
@@ -153,8 +157,6 @@ def sample_tiles(
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
     stochastic = settings.rule == "ddpm" or settings.eta > 0
     tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
-    if settings.first_gain not in FIRST_GAINS:
-        raise ConfigError(f"unknown first gain {settings.first_gain!r}; choose one of {', '.join(FIRST_GAINS)}")
     from_estimate = settings.first_gain == "estimate" and performance is not None
     routed = torch.zeros(n, dtype=torch.bool, device=device) if by_student is None else by_student.to(device) & tiles.active
     if bool(routed.any()):

@@ -55,6 +55,10 @@ class TimestepsPolicy:
             raise ConfigError(f"the walk reached a timestep outside {self.timesteps}; start it at {self.timesteps[0]}")
         return index
 
+    def jump_from(self, t: Tensor) -> Tensor:
+        """The jump the walk takes from each ``t`` (a listed timestep)."""
+        return torch.tensor(self.intervals, device=t.device)[self._index(t)]
+
     def initial(self, t: Tensor) -> Tensor:
         """The jump from each tile's start: a listed timestep (a later one for a tile of a
         patch-adaptive group), or a timestep above the walk, which joins it at its first."""

@@ -51,11 +51,7 @@ class WalkDTSSPolicy:
 
     def _walk_jump(self, t: Tensor) -> Tensor:
         """The jump the walk takes from each ``t`` (a walk timestep)."""
-        walk = TimestepsPolicy(self.timesteps)
-        table = torch.zeros(max(self.timesteps) + 1, dtype=torch.long)
-        for step, jump in zip(walk.timesteps, walk.jumps, strict=True):
-            table[step] = jump
-        return table.to(t.device)[t.clamp(min=0, max=len(table) - 1)]
+        return TimestepsPolicy(self.timesteps).jump_from(t)
 
     def initial(self, t: Tensor) -> Tensor:
         """The walk's jump from each tile's start (a walk timestep; above the walk joins it at its first)."""

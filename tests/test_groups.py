@@ -74,6 +74,25 @@ def test_a_budget_gives_the_hardest_tiles_the_whole_walk_first():
     assert group_steps(d, GroupSettings(), 3).tolist() == [3, 3, 1, 0]  # the thresholds: 0.010, 0.012, 0.014
 
 
+def test_a_floor_raises_the_thresholds_steps_on_the_hardest_tiles_only_where_they_give_too_few():
+    smooth = torch.tensor([0.004, 0.009, 0.002, 0.006, 0.001, 0.008])  # below every threshold: no step at all
+    assert group_steps(smooth, GroupSettings(min_budget=0.0), 3).sum() == 0
+    floored = group_steps(smooth, GroupSettings(), 3)  # the default floor: 1 mean step per tile
+    assert floored.tolist() == [0, 3, 0, 0, 0, 3]  # 6 steps, the whole walk to the two most textured tiles
+    textured = torch.tensor([0.05, 0.02, 0.013, 0.011, 0.03, 0.04])  # the thresholds give 15 steps
+    thresholds = group_steps(textured, GroupSettings(min_budget=0.0), 3)
+    assert torch.equal(group_steps(textured, GroupSettings(min_budget=1.0), 3), thresholds)
+    mixed = torch.tensor([0.05, 0.004, 0.003, 0.002, 0.011, 0.001])  # 3 + 1 steps, under the floor of 6
+    steps = group_steps(mixed, GroupSettings(min_budget=1.0), 3)
+    assert steps.tolist() == [3, 0, 0, 0, 3, 0]  # the second most textured tile gets the whole walk
+    assert bool((steps >= group_steps(mixed, GroupSettings(min_budget=0.0), 3)).all()) and int(steps.sum()) >= 6
+    flat = torch.tensor([0.0, 0.001, 0.0, 0.004])  # a flat graphic: only the tile above `flat` is raised
+    assert group_steps(flat, GroupSettings(), 3).tolist() == [0, 0, 0, 3]
+    assert group_steps(flat, GroupSettings(flat=0.0), 3).tolist() == [0, 1, 0, 3]  # without it: 4 steps, hardest first
+    assert torch.equal(group_steps(mixed, GroupSettings(budget=0.5, min_budget=1.0), 3),
+                       steps_for_budget(mixed, 0.5, 3))  # a budget is met exactly, the floor aside
+
+
 def test_walk_starts_take_the_last_steps_of_the_walk():
     walk = (399, 149, 29)
     assert walk_starts(walk, torch.tensor([0, 1, 2, 3])).tolist() == [-1, 29, 149, 399]
@@ -81,7 +100,8 @@ def test_walk_starts_take_the_last_steps_of_the_walk():
         walk_starts(walk, torch.tensor([4]))
 
 
-@pytest.mark.parametrize("bad", [dict(thresholds=()), dict(thresholds=(0.03, 0.02)), dict(budget=-1.0)])
+@pytest.mark.parametrize("bad", [dict(thresholds=()), dict(thresholds=(0.03, 0.02)), dict(budget=-1.0),
+                                 dict(min_budget=-0.5), dict(flat=-0.1)])
 def test_bad_group_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         GroupSettings(**bad)
@@ -136,6 +156,13 @@ def test_budget_through_the_cli_reports_the_groups(tmp_path, capsys, refiner_wei
     assert report["settings"]["policy"] == "grouped" and report["settings"]["budget"] == 0.5
     assert all("difficulty" in tile for tile in report["tiles"])
     assert Image.open(tmp_path / "out.png").size == (512, 256)
+    # thresholds no tile reaches: the floor of 1 mean step per tile (the default) still spends 8, --min-budget 0 none
+    assert main([*args, "--policy", "grouped", "--group-thresholds", "1,1,1"]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["nfe"] == 8 and report["settings"]["min_budget"] == 1.0
+    assert sorted(t["steps"] for t in report["tiles"])[-3:] == [2, 3, 3]  # the whole walk to the hardest first
+    assert main([*args, "--policy", "grouped", "--group-thresholds", "1,1,1", "--min-budget", "0"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["nfe"] == 0
     capsys.readouterr()
     assert main([*args, "--budget", "1", "--sampler", "uniform"]) != 0
     err = capsys.readouterr().err

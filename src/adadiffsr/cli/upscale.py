@@ -39,6 +39,10 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--budget", type=click.FloatRange(min=0),
               help="Mean diffusion steps per region, met on every image (the grouped policy): the steps go "
                    "where the prior's estimate is most textured; 0 = the prior alone.")
+@click.option("--min-budget", type=click.FloatRange(min=0),
+              help="The grouped policy without --budget: at least this many mean steps per region on every "
+                   "image, to its most textured regions, where the thresholds give fewer. "
+                   f"[default: {GroupSettings.min_budget:g}]")
 @click.option("--group-thresholds",
               help="The grouped policy without --budget: the difficulty (mean luma gradient of the prior's "
                    f"estimate) at which a region gets its 1st, 2nd, 3rd step. [default: {joined(GroupSettings.thresholds)}]")
@@ -133,6 +137,7 @@ def config_from_flags(flags: dict[str, Any]) -> UpscaleConfig:
         strength=flags["strength"],
         timesteps=int_list(flags["timestep_list"], "--timesteps") if flags["timestep_list"] else None,
         budget=flags["budget"],
+        min_budget=flags["min_budget"] if flags["min_budget"] is not None else GroupSettings.min_budget,
         thresholds=float_list(thresholds, "--group-thresholds") if thresholds else GroupSettings.thresholds,
         student=flags["student"],
         student_groups=int_list(student_groups, "--student-groups") if student_groups else GroupSettings.student_groups,

@@ -41,7 +41,7 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
                    "where the prior's estimate is most textured; 0 = the prior alone.")
 @click.option("--min-budget", type=click.FloatRange(min=0),
               help="The grouped policy without --budget: at least this many mean steps per region on every "
-                   "image, to its most textured regions, where the thresholds give fewer. "
+                   "image, to its most textured regions (never to flat ones), where the thresholds give fewer; 0 = off. "
                    f"[default: {GroupSettings.min_budget:g}]")
 @click.option("--group-thresholds",
               help="The grouped policy without --budget: the difficulty (mean luma gradient of the prior's "

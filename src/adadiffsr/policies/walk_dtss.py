@@ -16,6 +16,7 @@ long jump and a short one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -36,36 +37,37 @@ class WalkDTSSPolicy:
     fr_change: FRChange = "any"
 
     def __post_init__(self) -> None:
-        TimestepsPolicy(self.timesteps)  # checks the walk
+        _ = self.walk  # checks the walk
         if self.tau < 0 or self.drop < 0:
             raise ConfigError("tau and drop must not be negative")
 
-    @property
+    @cached_property
+    def walk(self) -> TimestepsPolicy:
+        """The fixed walk (made once: the policy is called at every step)."""
+        return TimestepsPolicy(self.timesteps)
+
+    @cached_property
     def intervals(self) -> tuple[int, ...]:
         """The walk's jumps, and from each of its timesteps the jump to the clean sample (``t + 1``)."""
-        return tuple(sorted(set(TimestepsPolicy(self.timesteps).jumps) | {t + 1 for t in self.timesteps}))
+        return tuple(sorted(set(self.walk.jumps) | {t + 1 for t in self.timesteps}))
 
     def _index(self, jump: Tensor) -> Tensor:
         table = torch.tensor(self.intervals, device=jump.device)
         return (table[None, :] == jump[:, None]).long().argmax(1)
 
-    def _walk_jump(self, t: Tensor) -> Tensor:
-        """The jump the walk takes from each ``t`` (a walk timestep)."""
-        return TimestepsPolicy(self.timesteps).jump_from(t)
-
     def initial(self, t: Tensor) -> Tensor:
         """The walk's jump from each tile's start (a walk timestep; above the walk joins it at its first)."""
-        return self._index(self._walk_jump(t.clamp(max=self.timesteps[0])))
+        return self._index(self.walk.jump_from(t.clamp(max=self.timesteps[0])))
 
     def __call__(self, obs: StepObservation) -> Decision:
         if obs.gain is None or obs.gain_sum is None or obs.best_sum is None or obs.late is None:
             raise ConfigError("the grouped-dtss policy needs a gain function (--gain learned or exact)")
-        longest = max(TimestepsPolicy(self.timesteps).jumps)
+        longest = max(self.walk.jumps)
         gain = gain_rate(obs.gain, obs.t, obs.t_next, longest)
         category = classify(gain, obs.gain_sum, obs.best_sum, obs.late, self.tau, self.drop, self.fr_change)
         done = obs.t_next < 0
         t_next = torch.where(done, torch.full_like(obs.t_next, self.timesteps[-1]), obs.t_next)
-        jump = torch.where(category == GROWING, self._walk_jump(t_next), t_next + 1)  # stable: straight to clean
+        jump = torch.where(category == GROWING, self.walk.jump_from(t_next), t_next + 1)  # stable: straight to clean
         return Decision(
             interval_index=torch.where(done, torch.zeros_like(t_next), self._index(jump)),
             exit=category == SATURATED,

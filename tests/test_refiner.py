@@ -249,6 +249,31 @@ def test_the_report_names_the_gain_that_ran():
     assert without["settings"]["gain"] == "exact" and uniform["settings"]["gain"] == "none"
 
 
+def test_a_narrower_student_is_the_teacher_pruned_to_the_first_channels_of_each_level(tiny_prior):
+    """``width`` < 1 (AdcSR's pruning): every level and its GroupNorm groups shrink by ``width``; each
+    tensor is the teacher's first channels, and where an up block concatenates the stream with a skip
+    connection the student keeps the first channels of each part; the output layer starts at zero."""
+    from adadiffsr.train.distill import student_from
+
+    teacher = tiny_refiner(live=True, block_out_channels=(8, 16), norm_num_groups=4, layers_per_block=1)
+    student = student_from(teacher, 0.5)
+    assert student.config.block_out_channels == (4, 8) and student.config.norm_num_groups == 2
+    t, s = teacher.unet.state_dict(), student.unet.state_dict()
+    assert torch.equal(s["conv_in.weight"], t["conv_in.weight"][:4])  # the input (99 channels here too) whole
+    assert torch.equal(s["down_blocks.1.resnets.0.conv1.weight"], t["down_blocks.1.resnets.0.conv1.weight"][:8, :4])
+    # up block 0, its last resnet: the stream (16 -> 8 channels) then the skip from level 0 (8 -> 4)
+    concat = t["up_blocks.0.resnets.1.conv1.weight"]
+    assert concat.shape[1] == 16 + 8 and s["up_blocks.0.resnets.1.conv1.weight"].shape[1] == 8 + 4
+    assert torch.equal(s["up_blocks.0.resnets.1.conv1.weight"], torch.cat([concat[:8, :8], concat[:8, 16:20]], 1))
+    assert torch.equal(s["up_blocks.0.resnets.1.norm1.weight"],
+                       torch.cat([t["up_blocks.0.resnets.1.norm1.weight"][:8], t["up_blocks.0.resnets.1.norm1.weight"][16:20]]))
+    assert not student.unet.conv_out.weight.any() and not student.unet.conv_out.bias.any()
+    lr = torch.rand(1, 3, 16, 16) * 2 - 1
+    cond = student.condition(lr)
+    x_t = torch.randn_like(student.estimate(cond))
+    assert torch.equal(student.predict(x_t, torch.tensor([299]), cond), student.estimate(cond))  # returns the prior
+
+
 def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, capsys):
     """`train distill` writes NAME.student.safetensors beside the teacher; `--policy distilled` then
     takes one student step per tile from the walk's first timestep; without a student: one line."""
@@ -280,4 +305,11 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
     assert report["settings"]["files"]["student"] == str(student_path_for(weights))
     walk = json.loads((tmp_path / "timesteps.json").read_text())
     assert walk["nfe"] == 2 * walk["num_tiles"]
+    narrow = tmp_path / "narrow.student.safetensors"  # a pruned half-width student, trained under bf16 autocast
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-narrow"), "--steps", "2",
+                 "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu", "--width", "0.5",
+                 "--dtype", "bf16", "--student-out", str(narrow)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["dtype"] == "torch.bfloat16"
+    assert load_student(narrow, load_backbone(weights)).config.block_out_channels == (4, 8)
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "distilled.png")), np.asarray(Image.open(tmp_path / "timesteps.png")))

@@ -146,7 +146,9 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,
-              help="The student's channels as a fraction of the teacher's (1: a copy of it, warm started).")
+              help="The student's channels as a fraction of the teacher's (1: a copy of it; below, pruned from it).")
+@click.option("--dtype", type=click.Choice(("auto", "fp32", "bf16")), default=D.dtype, show_default=True,
+              help="Autocast of the networks' calls (auto: bf16 on CUDA and on a CPU with AMX-BF16).")
 @click.option("--weights", help="The teacher: a refiner's weights (default: the shipped model).")
 @click.option("--student-out", help="Where the student goes (default: NAME.student.safetensors beside the weights).")
 @device_option(D.device)
@@ -154,7 +156,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
-                      adversarial_weight: float, fidelity_weight: float, width: float, weights: str | None,
+                      adversarial_weight: float, fidelity_weight: float, width: float, dtype: str, weights: str | None,
                       student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
     through --policy distilled."""
@@ -164,7 +166,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                         adversarial_weight=adversarial_weight, fidelity_weight=fidelity_weight, width=width,
-                        device=device, max_minutes=max_minutes, seed=seed)
+                        dtype=dtype, device=device, max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2))

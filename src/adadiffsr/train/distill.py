@@ -37,14 +37,17 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
+from ..api import cpu_runs_bf16, resolve_dtype
 from ..backbones import CompactConfig, CompactSR, save_backbone
 from ..core.pixels import normalize
+from ..core.precision import autocast
 from ..core.schedule import SkipCodebook, add_noise
 from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
 from .checkpoint import load_training_state, save_or_stop, save_training_state
+from .prune import prune_into
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class DistillConfig:
     fidelity_weight: float = 0.1
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
-    width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy, warm started)
+    width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy; below, pruned from it)
+    dtype: str = "auto"  # autocast of the networks' calls: auto is bf16 on CUDA and on a CPU with AMX-BF16
     ema_decay: float = 0.99
     seed: int = 0
     device: str = "auto"
@@ -88,18 +92,23 @@ class PatchDiscriminator(nn.Module):
 
 
 def student_from(teacher: CompactSR, width: float) -> CompactSR:
-    """The student: the teacher's architecture (``width`` x its channels per level) over the same
-    prior, which it shares (not a second copy); at ``width`` 1 a copy of the teacher's weights."""
+    """The student: the teacher's architecture (``width`` x its channels per level, and of its
+    GroupNorm groups, so every group keeps the teacher's group size) over the same prior, which it
+    shares (not a second copy); at ``width`` 1 a copy of the teacher's weights, below it the
+    teacher pruned to the first channels of each level (``prune.py``) with a zero output layer."""
     config = teacher.config.to_dict()
     if width != 1.0:
-        groups = config["norm_num_groups"]
+        groups = max(1, round(config["norm_num_groups"] * width))
+        config["norm_num_groups"] = groups
         config["block_out_channels"] = tuple(max(groups, round(c * width / groups) * groups)
                                              for c in config["block_out_channels"])
     student = CompactSR(CompactConfig.from_dict(config))
     object.__setattr__(student, "prior", teacher.prior)  # held outside the module tree, as the teacher holds it
     if width == 1.0:
         student.load_state_dict(teacher.state_dict())
-    else:  # the output layer starts at zero: an untrained student returns the prior's estimate
+    else:  # an untrained student returns the prior's estimate
+        prune_into(student.unet, teacher.unet, student.config.block_out_channels,
+                   teacher.config.block_out_channels, teacher.config.layers_per_block)
         for name in ("weight", "bias"):
             torch.nn.init.zeros_(getattr(student.unet.conv_out, name))
     return student
@@ -107,7 +116,7 @@ def student_from(teacher: CompactSR, width: float) -> CompactSR:
 
 @torch.no_grad()
 def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], x_t: Tensor, cond: Tensor,
-                 generator: torch.Generator) -> Tensor:
+                 generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
     """The teacher's DDPM walk over ``walk`` (each tile from its first timestep) to the clean sample."""
     spec = teacher.spec
     x = x_t
@@ -117,8 +126,17 @@ def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ..
                            device=x.device)
         tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         noise = torch.randn(x.shape, generator=generator, device=x.device) if nxt >= 0 else torch.zeros_like(x)
-        _, x = denoise_step(codebook, spec, teacher.predict(x, tt, cond).float(), x, tt, k_idx, "ddpm", noise)
+        with autocast(x.device, dtype):
+            prediction = teacher.predict(x, tt, cond)
+        _, x = denoise_step(codebook, spec, prediction.float(), x, tt, k_idx, "ddpm", noise)
     return x
+
+
+def training_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX-BF16), else fp32."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
+    return resolve_dtype(name)
 
 
 def distill_walk(teacher: CompactSR) -> tuple[int, ...]:
@@ -135,6 +153,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     walk = distill_walk(teacher)
+    dtype = training_dtype(cfg.dtype, device)
     cache_prior = read_cache_config(Path(cfg.cache))["prior"]
     if cache_prior != teacher.config.prior:
         raise ConfigError(f"the cache holds {cache_prior} outputs; the teacher refines {teacher.config.prior}")
@@ -169,7 +188,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     loader = DataLoader(Subset(dataset, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
                         batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + step)
-    config_dict = asdict(cfg) | {"walk": list(walk), "teacher": teacher.config.to_dict()}
+    config_dict = asdict(cfg) | {"walk": list(walk), "teacher": teacher.config.to_dict(), "resolved_dtype": str(dtype)}
     log_file = (out / "log.jsonl").open("a")
     start, sums, seen = time.perf_counter(), {"distill": 0.0, "fidelity": 0.0, "adversarial": 0.0, "d": 0.0}, 0
 
@@ -191,13 +210,17 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             t = torch.full((estimate.shape[0],), t_s, dtype=torch.long, device=device)
             x_student = add_noise(schedule, estimate.float(), t, noise)
             x_teacher = add_noise(schedule, teacher.encode(hr_img).float(), t, noise)  # the HR-regulated start
-            target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator)
+            target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator, dtype)
         k_idx = torch.full_like(t, start_jump)
-        x0, _ = denoise_step(codebook, student.spec, student.predict(x_student, t, cond).float(), x_student, t, k_idx)
+        with autocast(device, dtype):
+            prediction = student.predict(x_student, t, cond)
+        x0, _ = denoise_step(codebook, student.spec, prediction.float(), x_student, t, k_idx)
         fake = student.decode(x0)
         losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img)}
         adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
-        losses["adversarial"] = -discriminator(fake).mean() if adversarial_on else fake.new_zeros(())
+        with autocast(device, dtype):
+            realness = discriminator(fake).float() if adversarial_on else None
+        losses["adversarial"] = -realness.mean() if realness is not None else fake.new_zeros(())
         loss = (cfg.distill_weight * losses["distill"] + cfg.fidelity_weight * losses["fidelity"]
                 + cfg.adversarial_weight * losses["adversarial"])
         optimizer.zero_grad(set_to_none=True)
@@ -205,7 +228,9 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         ema.update_parameters(student)
-        d_loss = F.relu(1 - discriminator(hr_img)).mean() + F.relu(1 + discriminator(fake.detach())).mean()
+        with autocast(device, dtype):
+            real_logits, fake_logits = discriminator(hr_img).float(), discriminator(fake.detach()).float()
+        d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optimizer.step()
@@ -227,5 +252,5 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             break
     checkpoint()
     log_file.close()
-    return {"steps": step, "student": str(student_out), "walk": list(walk), "t_s": t_s,
+    return {"steps": step, "student": str(student_out), "walk": list(walk), "t_s": t_s, "dtype": str(dtype),
             "parameters": sum(p.numel() for p in params), "teacher_parameters": sum(p.numel() for p in teacher.parameters())}

@@ -143,8 +143,12 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=D.lr, show_default=True)
 @click.option("--adversarial-weight", type=click.FloatRange(min=0), default=D.adversarial_weight, show_default=True,
               help="Weight of the patch discriminator's loss (0: distillation alone).")
+@click.option("--adversarial-start", type=click.IntRange(min=0), default=D.adversarial_start, show_default=True,
+              help="Steps of distillation alone before the discriminator's loss counts.")
 @click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=D.ema_decay, show_default=True,
+              help="EMA of the student's weights (the file written is the EMA).")
 @click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,
               help="The student's channels as a fraction of the teacher's (1: a copy of it; below, pruned from it).")
 @click.option("--dtype", type=click.Choice(("auto", "fp32", "bf16")), default=D.dtype, show_default=True,
@@ -156,7 +160,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
-                      adversarial_weight: float, fidelity_weight: float, width: float, dtype: str, weights: str | None,
+                      adversarial_weight: float, adversarial_start: int, fidelity_weight: float, ema_decay: float,
+                      width: float, dtype: str, weights: str | None,
                       student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
     through --policy distilled."""
@@ -165,8 +170,9 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
     if not isinstance(teacher, CompactSR):
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
-                        adversarial_weight=adversarial_weight, fidelity_weight=fidelity_weight, width=width,
-                        dtype=dtype, device=device, max_minutes=max_minutes, seed=seed)
+                        adversarial_weight=adversarial_weight, adversarial_start=adversarial_start,
+                        fidelity_weight=fidelity_weight, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
+                        max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2))

@@ -312,4 +312,10 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["dtype"] == "torch.bfloat16"
     assert load_student(narrow, load_backbone(weights)).config.block_out_channels == (4, 8)
+    narrow.replace(student_path_for(weights))  # the narrow student beside the teacher runs where it is asked
+    code = main(["upscale", str(image), "-o", str(tmp_path / "narrow.png"), "--weights", str(weights), "--policy",
+                 "distilled", "--report", str(tmp_path / "narrow.json"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    routed = json.loads((tmp_path / "narrow.json").read_text())
+    assert routed["nfe_student"] == routed["student_tiles"] == routed["num_tiles"]
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "distilled.png")), np.asarray(Image.open(tmp_path / "timesteps.png")))

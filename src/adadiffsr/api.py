@@ -146,6 +146,11 @@ class Upscaler:
         self._check_companions()
 
     @property
+    def has_student(self) -> bool:
+        """Is there a distilled student (loaded or beside the weights, not loaded yet)?"""
+        return self._student is not None
+
+    @property
     def student(self) -> Backbone | None:
         """The distilled student, loaded the first time a config asks for it."""
         if callable(self._student) and not isinstance(self._student, torch.nn.Module):

@@ -20,7 +20,7 @@ from ..color import COLOR_FIXES
 from ..errors import AdaDiffSRError
 from ..io import IMAGE_SUFFIXES
 from .jobs import JobCancelled, Outcome, Workspace, upscale_uploads, zip_outputs
-from .presets import BUDGETS, DEFAULT_BUDGET, DEFAULT_LOOK, LOOKS, preset_config
+from .presets import DEFAULT_BUDGET, DEFAULT_LOOK, LOOKS, budgets_for, preset_config
 from .server import ServeSettings
 
 
@@ -112,8 +112,9 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
                 files = gr.File(label="Images", file_count="multiple", file_types=suffixes, elem_id="uploads")
                 look = gr.Radio([(v.label, k) for k, v in LOOKS.items()], value=DEFAULT_LOOK, label="Look",
                                 info="; ".join(f"{v.label}: {v.help}" for v in LOOKS.values()), elem_id="look")
-                budget = gr.Radio([(v.label, k) for k, v in BUDGETS.items()], value=DEFAULT_BUDGET, label="Budget",
-                                  info="; ".join(f"{v.label}: {v.help}" for v in BUDGETS.values()), elem_id="budget")
+                budgets = budgets_for(upscaler)
+                budget = gr.Radio([(v.label, k) for k, v in budgets.items()], value=DEFAULT_BUDGET, label="Budget",
+                                  info="; ".join(f"{v.label}: {v.help}" for v in budgets.values()), elem_id="budget")
                 with gr.Accordion("Advanced settings", open=False):
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     color_fix = gr.Dropdown(list(COLOR_FIXES), value="none", label="Colour correction")

@@ -27,6 +27,7 @@ class Budget:
     label: str
     step_factor: float | None  # the model's step count times this; None = no diffusion step (the prior alone)
     help: str
+    student: bool = False  # the distilled student takes every region the plan steps (shown for models with one)
 
 
 # Measured for the shipped refiner on 8 validation photos (docs/benchmarks.md, "The page's presets"):
@@ -39,6 +40,8 @@ LOOKS: dict[str, Look] = {
 }
 BUDGETS: dict[str, Budget] = {
     "fast": Budget("Fast", None, "the restoration prior alone, no diffusion step"),
+    "quick": Budget("Quick", 1.0, "one step of the distilled student where the plan takes any (the look's start "
+                    "does not apply: the student starts where it was distilled)", student=True),
     "standard": Budget("Standard", 1.0, "the model's own number of steps"),
     "thorough": Budget("Thorough", 2.0, "twice the model's steps, the same start"),
 }
@@ -60,6 +63,11 @@ def scale_walk(timesteps: tuple[int, ...], factor: float, num_train_timesteps: i
     return tuple(walk)
 
 
+def budgets_for(upscaler: Upscaler) -> dict[str, Budget]:
+    """The budgets this model can run (Quick only where a student lies beside its weights)."""
+    return {k: v for k, v in BUDGETS.items() if not v.student or upscaler.has_student}
+
+
 def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfig = UpscaleConfig()) -> UpscaleConfig:
     """``base`` (seed, tiles, colour fix, ...) with the look and budget applied to the model's defaults."""
     if look not in LOOKS:
@@ -73,6 +81,10 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
     fidelity = resolved.fidelity if chosen.fidelity is None else chosen.fidelity
     if chosen.rule is not None:
         base = base.with_options(rule=chosen.rule)
+    if spend.student:
+        if not upscaler.has_student:
+            raise ValueError("this model has no distilled student (adadiffsr train distill makes one)")
+        return base.with_options(policy="grouped", student=True, fidelity=fidelity)
     if spend.step_factor is None:
         if upscaler.backbone.prior is not None:
             return base.with_options(policy="uniform", steps=0, fidelity=fidelity)

@@ -308,9 +308,14 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
     narrow = tmp_path / "narrow.student.safetensors"  # a pruned half-width student, trained under bf16 autocast
     code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-narrow"), "--steps", "2",
                  "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu", "--width", "0.5",
-                 "--dtype", "bf16", "--student-out", str(narrow)])
+                 "--dtype", "bf16", "--conditional", "--student-out", str(narrow)])
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["dtype"] == "torch.bfloat16"
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-narrow"), "--steps", "3",
+                 "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu", "--width", "0.5",
+                 "--unconditional", "--student-out", str(narrow)])  # resuming with the other discriminator: one line
+    err = capsys.readouterr().err
+    assert code == 2 and "conditional discriminator" in err and len(err.strip().splitlines()) == 1
     assert load_student(narrow, load_backbone(weights)).config.block_out_channels == (4, 8)
     narrow.replace(student_path_for(weights))  # the narrow student beside the teacher runs where it is asked
     code = main(["upscale", str(image), "-o", str(tmp_path / "narrow.png"), "--weights", str(weights), "--policy",

@@ -145,6 +145,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
               help="Weight of the patch discriminator's loss (0: distillation alone).")
 @click.option("--adversarial-start", type=click.IntRange(min=0), default=D.adversarial_start, show_default=True,
               help="Steps of distillation alone before the discriminator's loss counts.")
+@click.option("--conditional/--unconditional", default=D.conditional, show_default=True,
+              help="The discriminator also sees the prior's estimate (texture must fit the input).")
 @click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=D.ema_decay, show_default=True,
@@ -160,7 +162,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
-                      adversarial_weight: float, adversarial_start: int, fidelity_weight: float, ema_decay: float,
+                      adversarial_weight: float, adversarial_start: int, conditional: bool, fidelity_weight: float,
+                      ema_decay: float,
                       width: float, dtype: str, weights: str | None,
                       student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
@@ -170,7 +173,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
     if not isinstance(teacher, CompactSR):
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
-                        adversarial_weight=adversarial_weight, adversarial_start=adversarial_start,
+                        adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
                         fidelity_weight=fidelity_weight, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
                         max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])

@@ -63,6 +63,7 @@ class DistillConfig:
     fidelity_weight: float = 0.1
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
+    conditional: bool = False  # the discriminator also sees the prior's estimate (True: texture must fit the input)
     width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy; below, pruned from it)
     dtype: str = "auto"  # autocast of the networks' calls: auto is bf16 on CUDA and on a CPU with AMX-BF16
     ema_decay: float = 0.99
@@ -75,12 +76,13 @@ class DistillConfig:
 
 
 class PatchDiscriminator(nn.Module):
-    """A small PatchGAN: ``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, 1, H/8, W/8)`` realness logits."""
+    """A small PatchGAN: ``(B, C, H, W)`` in ``[-1, 1]`` -> ``(B, 1, H/8, W/8)`` realness logits. With
+    ``C = 6`` it is conditional (pix2pix): the image and the prior's estimate side by side."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, in_channels: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        channels = 3
+        channels = in_channels
         for out in (width, 2 * width, 4 * width):
             layers += [nn.utils.spectral_norm(nn.Conv2d(channels, out, 4, 2, 1)), nn.LeakyReLU(0.2)]
             channels = out
@@ -170,7 +172,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     for model in (student, ema.module):
         object.__setattr__(model, "prior", teacher.prior)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    discriminator = PatchDiscriminator().to(device)
+    discriminator = PatchDiscriminator(in_channels=6 if cfg.conditional else 3).to(device)
     d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.discriminator_lr, betas=(0.5, 0.999))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,11 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     step = 0
     if state_path.is_file():
         step = load_training_state(state_path, student, ema, optimizer)
-        discriminator.load_state_dict(load_file(str(d_path)))
+        d_state = load_file(str(d_path))
+        if d_state["net.0.weight_orig"].shape[1] != (6 if cfg.conditional else 3):
+            raise ConfigError(f"{d_path} holds a{'n un' if cfg.conditional else ' '}conditional discriminator; "
+                              "resume with the setting it was trained with")
+        discriminator.load_state_dict(d_state)
         log(f"resumed from {state_path} at step {step}")
     schedule = teacher.spec.schedule
     jumps = tuple(sorted({a - b for a, b in itertools.pairwise(walk)} | {walk[-1] + 1, walk[0] + 1}))
@@ -211,6 +217,9 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             x_student = add_noise(schedule, estimate.float(), t, noise)
             x_teacher = add_noise(schedule, teacher.encode(hr_img).float(), t, noise)  # the HR-regulated start
             target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator, dtype)
+        def judged(image: Tensor, prior_img: Tensor = prior_img) -> Tensor:  # what the discriminator sees
+            return torch.cat([image, prior_img], dim=1) if cfg.conditional else image
+
         k_idx = torch.full_like(t, start_jump)
         with autocast(device, dtype):
             prediction = student.predict(x_student, t, cond)
@@ -219,7 +228,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img)}
         adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
         with autocast(device, dtype):
-            realness = discriminator(fake).float() if adversarial_on else None
+            realness = discriminator(judged(fake)).float() if adversarial_on else None
         losses["adversarial"] = -realness.mean() if realness is not None else fake.new_zeros(())
         loss = (cfg.distill_weight * losses["distill"] + cfg.fidelity_weight * losses["fidelity"]
                 + cfg.adversarial_weight * losses["adversarial"])
@@ -229,7 +238,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         optimizer.step()
         ema.update_parameters(student)
         with autocast(device, dtype):
-            real_logits, fake_logits = discriminator(hr_img).float(), discriminator(fake.detach()).float()
+            real_logits = discriminator(judged(hr_img)).float()
+            fake_logits = discriminator(judged(fake.detach())).float()
         d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()

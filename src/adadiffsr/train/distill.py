@@ -1,8 +1,8 @@
 """One step where the teacher walks several: a distilled student refiner (AddSR, AdcSR).
 
 The student has the refiner's contract and architecture (by default a copy of the teacher, warm
-started from it, as AddSR starts its student; ``width`` < 1 shrinks every level's channels, AdcSR's
-trade of size for speed) and takes one step: from the prior's estimate noised at the teacher walk's
+started from it, as AddSR starts its student; ``width`` < 1 shrinks every level's channels and
+starts from the teacher pruned to them, ``prune.py``: AdcSR's trade of size for speed) and takes one step: from the prior's estimate noised at the teacher walk's
 first timestep ``t_s`` straight to the clean sample. It is trained with
 
 - a **distillation loss**: L1 between the student's estimate and the teacher's walk from the same
@@ -11,12 +11,15 @@ first timestep ``t_s`` straight to the clean sample. It is trained with
 - a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
 - an **adversarial loss**: a small patch discriminator on ground-truth crops against the student's
   outputs (hinge loss), weighted by ``adversarial_weight`` (AddSR's timestep-adaptive weight
-  reduces to one weight for a one-step student at a fixed ``t_s``).
+  reduces to one weight for a one-step student at a fixed ``t_s``); with ``conditional`` it judges
+  each image beside the prior's estimate of it (pix2pix), so texture that does not fit the input
+  (grain on a smooth sky) reads as fake.
 
 AddSR's prediction-based self-refinement (its student's own HR estimate fed back as the control
 signal) is left out: our student already conditions on the prior's HR estimate, the role that
 signal plays there. Training is resumable (``last.safetensors`` and ``discriminator.safetensors``
-in the run folder) and runs on a CUDA device where there is one.
+in the run folder), runs on a CUDA device where there is one, and under bf16 autocast where the
+device has bf16 instructions (``dtype="auto"``).
 """
 
 from __future__ import annotations

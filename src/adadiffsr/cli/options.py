@@ -33,8 +33,8 @@ def model_options(command: Any) -> Any:
     options = [
         device_option(),
         click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-                     help="auto: bf16 for the shipped model on a CPU with AMX-BF16 (measured 2.4-2.9x faster at "
-                          "equal quality), fp32 elsewhere; the report says which ran."),
+                     help="auto: bf16 for the shipped model on a CPU with AMX- or AVX512-BF16 (measured 1.4-2.9x "
+                          "faster at equal quality), fp32 elsewhere; the report says which ran."),
         click.option("--weights", help="Backbone weights (.safetensors; a pipeline folder or cached Hugging Face "
                      "id for ldm-sr-x4). Default: the shipped model."),
         backbone_option(),

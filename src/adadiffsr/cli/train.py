@@ -154,7 +154,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,
               help="The student's channels as a fraction of the teacher's (1: a copy of it; below, pruned from it).")
 @click.option("--dtype", type=click.Choice(("auto", "fp32", "bf16")), default=D.dtype, show_default=True,
-              help="Autocast of the networks' calls (auto: bf16 on CUDA and on a CPU with AMX-BF16).")
+              help="Autocast of the networks' calls (auto: bf16 on CUDA and on a CPU with bf16 instructions).")
 @click.option("--weights", help="The teacher: a refiner's weights (default: the shipped model).")
 @click.option("--student-out", help="Where the student goes (default: NAME.student.safetensors beside the weights).")
 @device_option(D.device)

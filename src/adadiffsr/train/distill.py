@@ -2,8 +2,9 @@
 
 The student has the refiner's contract and architecture (by default a copy of the teacher, warm
 started from it, as AddSR starts its student; ``width`` < 1 shrinks every level's channels and
-starts from the teacher pruned to them, ``prune.py``: AdcSR's trade of size for speed) and takes one step: from the prior's estimate noised at the teacher walk's
-first timestep ``t_s`` straight to the clean sample. It is trained with
+starts from the teacher pruned to them, ``prune.py``: AdcSR's trade of size for speed) and takes one
+step: from the prior's estimate noised at the teacher walk's first timestep ``t_s`` straight to the
+clean sample. It is trained with
 
 - a **distillation loss**: L1 between the student's estimate and the teacher's walk from the same
   noised start, the teacher's start made from the ground truth instead of the prior's estimate
@@ -68,7 +69,7 @@ class DistillConfig:
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
     conditional: bool = False  # the discriminator also sees the prior's estimate (True: texture must fit the input)
     width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy; below, pruned from it)
-    dtype: str = "auto"  # autocast of the networks' calls: auto is bf16 on CUDA and on a CPU with AMX-BF16
+    dtype: str = "auto"  # autocast of the networks' calls: auto is bf16 on CUDA and on a CPU with bf16 instructions
     ema_decay: float = 0.99
     seed: int = 0
     device: str = "auto"
@@ -138,7 +139,7 @@ def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ..
 
 
 def training_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX-BF16), else fp32."""
+    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
     return resolve_dtype(name)

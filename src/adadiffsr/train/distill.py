@@ -176,7 +176,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     for model in (student, ema.module):
         object.__setattr__(model, "prior", teacher.prior)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    discriminator = PatchDiscriminator(in_channels=6 if cfg.conditional else 3).to(device)
+    d_channels = 6 if cfg.conditional else 3  # the image, and with ``conditional`` the prior's estimate beside it
+    discriminator = PatchDiscriminator(in_channels=d_channels).to(device)
     d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.discriminator_lr, betas=(0.5, 0.999))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     if state_path.is_file():
         step = load_training_state(state_path, student, ema, optimizer)
         d_state = load_file(str(d_path))
-        if d_state["net.0.weight_orig"].shape[1] != (6 if cfg.conditional else 3):
+        if d_state["net.0.weight_orig"].shape[1] != d_channels:
             raise ConfigError(f"{d_path} holds a{'n un' if cfg.conditional else ' '}conditional discriminator; "
                               "resume with the setting it was trained with")
         discriminator.load_state_dict(d_state)

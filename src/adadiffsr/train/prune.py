@@ -53,11 +53,10 @@ def prune_into(student: nn.Module, teacher: nn.Module, student_channels: tuple[i
     s_splits = _concat_splits(student_channels, layers_per_block)
     teacher_state = teacher.state_dict()
     state = {}
+    concat_dims = {"conv1": 1, "conv_shortcut": 1, "norm1": 0}  # where a resnet reads the concatenated input
     for name, value in student.state_dict().items():
-        source = teacher_state[name]
-        block = ".".join(name.split(".")[:4])
-        concat_dim = None
-        if block in t_splits and name.split(".")[4] in ("conv1", "conv_shortcut", "norm1"):
-            concat_dim = 0 if name.split(".")[4] == "norm1" else 1
-        state[name] = _slice(source, value.shape, concat_dim, t_splits.get(block), s_splits.get(block)).clone()
+        parts = name.split(".")
+        block = ".".join(parts[:4])
+        concat_dim = concat_dims.get(parts[4]) if block in t_splits else None
+        state[name] = _slice(teacher_state[name], value.shape, concat_dim, t_splits.get(block), s_splits.get(block)).clone()
     student.load_state_dict(state)

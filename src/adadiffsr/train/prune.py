@@ -58,5 +58,6 @@ def prune_into(student: nn.Module, teacher: nn.Module, student_channels: tuple[i
         parts = name.split(".")
         block = ".".join(parts[:4])
         concat_dim = concat_dims.get(parts[4]) if block in t_splits else None
-        state[name] = _slice(teacher_state[name], value.shape, concat_dim, t_splits.get(block), s_splits.get(block)).clone()
+        state[name] = _slice(teacher_state[name], value.shape, concat_dim, t_splits.get(block),
+                             s_splits.get(block)).clone()
     student.load_state_dict(state)

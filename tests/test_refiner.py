@@ -317,6 +317,24 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and "conditional discriminator" in err and len(err.strip().splitlines()) == 1
     assert load_student(narrow, load_backbone(weights)).config.block_out_channels == (4, 8)
+    marked = load_student(narrow, load_backbone(weights))  # a student nobody could mistake for the pruned teacher
+    with torch.no_grad():
+        marked.unet.conv_out.bias.fill_(0.25)
+    save_backbone(marked, tmp_path / "marked.student.safetensors")
+    tuned = tmp_path / "tuned.student.safetensors"  # a new run starting from it, with the texture loss
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-tuned"), "--steps", "2",
+                 "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu", "--width", "0.5",
+                 "--init", str(tmp_path / "marked.student.safetensors"), "--texture-weight", "1",
+                 "--student-out", str(tuned)])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    bias = load_student(tuned, load_backbone(weights)).unet.conv_out.bias.detach()
+    assert float((bias - 0.25).abs().max()) < 0.01  # it started there (two EMA steps later)
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-mismatch"), "--steps",
+                 "1", "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu",
+                 "--init", str(narrow), "--student-out", str(tmp_path / "x.safetensors")])  # full width from a half-width file
+    err = capsys.readouterr().err
+    assert code == 2 and "--width" in err and len(err.strip().splitlines()) == 1
     narrow.replace(student_path_for(weights))  # the narrow student beside the teacher runs where it is asked
     code = main(["upscale", str(image), "-o", str(tmp_path / "narrow.png"), "--weights", str(weights), "--policy",
                  "distilled", "--report", str(tmp_path / "narrow.json"), "-q"])
@@ -324,3 +342,20 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
     routed = json.loads((tmp_path / "narrow.json").read_text())
     assert routed["nfe_student"] == routed["student_tiles"] == routed["num_tiles"]
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "distilled.png")), np.asarray(Image.open(tmp_path / "timesteps.png")))
+
+
+def test_distillation_logs_the_texture_loss_and_the_students_detail_against_the_teachers(tmp_path):
+    """Every logged record has the texture loss and ``detail_ratio`` (the student's detail energy over
+    the teacher's output's): a pruned student starts as the prior, which lacks the teacher's detail."""
+    from adadiffsr.train.distill import DistillConfig, train_distill
+
+    build_cache(_photos(tmp_path), tmp_path / "cache", 4, CacheConfig(prior="tiny-test", crop=64, shard_size=4),
+                load_prior("tiny-test"))
+    teacher = tiny_refiner(live=True, sampling={"sampler": "timesteps", "timesteps": [299, 49], "rule": "ddpm"},
+                           default_strength=0.3)
+    cfg = DistillConfig(cache=str(tmp_path / "cache"), out=str(tmp_path / "run"), steps=2, batch_size=2, crop=32,
+                        width=0.5, texture_weight=1.0, log_every=1, device="cpu", dtype="fp32")
+    train_distill(teacher, cfg, tmp_path / "s.safetensors", log=lambda line: None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["texture"] > 0 and 0 < r["detail_ratio"] < 1 for r in records)

@@ -49,3 +49,29 @@ def test_missing_photos_say_how_to_get_them(tmp_path, capsys):
     code = main(["train", "backbone", "--photos", str(tmp_path / "none"), "--steps", "1", "--workers", "0"])
     err = capsys.readouterr().err
     assert code == 1 and "adadiffsr data photos" in err and err.count("\n") == 1
+
+
+def test_the_texture_loss_compares_how_much_detail_not_where():
+    """Two independent noise fields of one strength have the same detail energy, so the texture loss
+    between them is small where L1 is large; a blurred image lacks detail and a descent step on the
+    loss gives it more; a flat target penalises grain."""
+    import torch
+    import torch.nn.functional as F
+
+    from adadiffsr.train.texture import detail_energy, texture_loss
+
+    g = torch.Generator().manual_seed(0)
+    a = (0.2 * torch.randn(2, 3, 64, 64, generator=g)).clamp(-1, 1)
+    b = (0.2 * torch.randn(2, 3, 64, 64, generator=g)).clamp(-1, 1)
+    flat = torch.zeros_like(a)
+    assert detail_energy(a).shape == (2, 1, 4, 4) and float(detail_energy(flat).max()) < 1e-3
+    assert float(texture_loss(a, a)) == 0.0
+    assert float(texture_loss(a, b)) < 0.1 * float(texture_loss(flat, a))  # the phase does not count
+    assert float(F.l1_loss(a, b)) > 0.1  # while L1 calls the two different
+    blurred = F.avg_pool2d(F.pad(a, (2, 2, 2, 2), mode="replicate"), 5, stride=1).requires_grad_(True)
+    before = float(detail_energy(blurred).mean())
+    texture_loss(blurred, a).backward()
+    with torch.no_grad():
+        stepped = blurred - 10.0 * blurred.grad
+    assert float(detail_energy(stepped).mean()) > before
+    assert float(texture_loss(a, flat)) > 0.05  # grain where the target is smooth costs

@@ -149,6 +149,9 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
               help="The discriminator also sees the prior's estimate (texture must fit the input).")
 @click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
+@click.option("--texture-weight", type=click.FloatRange(min=0), default=D.texture_weight, show_default=True,
+              help="Weight of the texture loss: the local amount of fine detail against the teacher's output.")
+@click.option("--init", help="A student weights file to start from (of the same --width) instead of the pruned teacher.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=D.ema_decay, show_default=True,
               help="EMA of the student's weights (the file written is the EMA).")
 @click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,
@@ -163,7 +166,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
                       adversarial_weight: float, adversarial_start: int, conditional: bool, fidelity_weight: float,
-                      ema_decay: float,
+                      texture_weight: float, init: str | None, ema_decay: float,
                       width: float, dtype: str, weights: str | None,
                       student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
@@ -174,7 +177,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
-                        fidelity_weight=fidelity_weight, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
+                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, init=init,
+                        ema_decay=ema_decay, width=width, dtype=dtype, device=device,
                         max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))

@@ -10,6 +10,10 @@ clean sample. It is trained with
   noised start, the teacher's start made from the ground truth instead of the prior's estimate
   (AddSR's "HR-regulated teacher": its output carries detail the prior lost, a sharper target);
 - a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
+- a **texture loss** (``texture_weight``, ``texture.py``): the local amount of fine detail of the
+  student's output against the teacher's. The teacher's walk draws fresh noise at every step, so the
+  L1 terms teach the median of its texture, smoother than any of its samples; this term asks for as
+  much detail as the teacher draws, region by region, whatever its phase;
 - an **adversarial loss**: a small patch discriminator on ground-truth crops against the student's
   outputs (hinge loss), weighted by ``adversarial_weight`` (AddSR's timestep-adaptive weight
   reduces to one weight for a one-step student at a fixed ``t_s``); with ``conditional`` it judges
@@ -42,7 +46,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from ..api import cpu_runs_bf16, resolve_dtype
-from ..backbones import CompactConfig, CompactSR, save_backbone
+from ..backbones import CompactConfig, CompactSR, load_student, save_backbone
 from ..core.pixels import normalize
 from ..core.precision import autocast
 from ..core.schedule import SkipCodebook, add_noise
@@ -52,6 +56,10 @@ from ..errors import ConfigError
 from ..io import atomic_write
 from .checkpoint import load_training_state, save_or_stop, save_training_state
 from .prune import prune_into
+from .texture import detail_energy, texture_loss
+
+
+SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio")  # what the log averages
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,12 @@ class DistillConfig:
     discriminator_lr: float = 2e-4
     distill_weight: float = 1.0
     fidelity_weight: float = 0.1
+    texture_weight: float = 0.0  # L1 between the local detail energies of the student's and the teacher's outputs
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
     conditional: bool = False  # the discriminator also sees the prior's estimate (True: texture must fit the input)
     width: float = 1.0  # the student's channels as a fraction of the teacher's (1: a copy; below, pruned from it)
+    init: str | None = None  # a student weights file of this width to start from instead (a run folder resumes over it)
     dtype: str = "auto"  # autocast of the networks' calls: auto is bf16 on CUDA and on a CPU with bf16 instructions
     ema_decay: float = 0.99
     seed: int = 0
@@ -167,7 +177,14 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student = student_from(teacher, cfg.width).to(device).train()
+    student = student_from(teacher, cfg.width)
+    if cfg.init is not None:
+        initial = load_student(cfg.init, teacher)
+        if initial.config.block_out_channels != student.config.block_out_channels:
+            raise ConfigError(f"{cfg.init} is a student of channels {initial.config.block_out_channels}; "
+                              f"--width {cfg.width:g} makes {student.config.block_out_channels}")
+        student.load_state_dict(initial.state_dict())
+    student = student.to(device).train()
     params = list(student.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -201,7 +218,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + step)
     config_dict = asdict(cfg) | {"walk": list(walk), "teacher": teacher.config.to_dict(), "resolved_dtype": str(dtype)}
     log_file = (out / "log.jsonl").open("a")
-    start, sums, seen = time.perf_counter(), {"distill": 0.0, "fidelity": 0.0, "adversarial": 0.0, "d": 0.0}, 0
+    start, sums, seen = time.perf_counter(), dict.fromkeys(SUMS, 0.0), 0
 
     def checkpoint() -> None:
         save_training_state(state_path, student, ema, optimizer, step, config_dict)
@@ -230,13 +247,15 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             prediction = student.predict(x_student, t, cond)
         x0, _ = denoise_step(codebook, student.spec, prediction.float(), x_student, t, k_idx)
         fake = student.decode(x0)
-        losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img)}
+        target_img = student.decode(target)
+        losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img),
+                  "texture": texture_loss(fake, target_img)}
         adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
         with autocast(device, dtype):
             realness = discriminator(judged(fake)).float() if adversarial_on else None
         losses["adversarial"] = -realness.mean() if realness is not None else fake.new_zeros(())
         loss = (cfg.distill_weight * losses["distill"] + cfg.fidelity_weight * losses["fidelity"]
-                + cfg.adversarial_weight * losses["adversarial"])
+                + cfg.texture_weight * losses["texture"] + cfg.adversarial_weight * losses["adversarial"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -253,6 +272,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         for key, value in losses.items():
             sums[key] += float(value.detach())
         sums["d"] += float(d_loss.detach())
+        with torch.no_grad():  # the student's detail over the teacher's: 1 draws as much, below it smoother
+            sums["detail_ratio"] += float(detail_energy(fake).mean() / detail_energy(target_img).mean())
         seen += 1
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")

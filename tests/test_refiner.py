@@ -322,17 +322,18 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
         marked.unet.conv_out.bias.fill_(0.25)
     save_backbone(marked, tmp_path / "marked.student.safetensors")
     tuned = tmp_path / "tuned.student.safetensors"  # a new run starting from it, with the texture loss
-    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-tuned"), "--steps", "2",
-                 "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu", "--width", "0.5",
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-tuned"),
+                 "--steps", "2", "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu",
+                 "--width", "0.5",
                  "--init", str(tmp_path / "marked.student.safetensors"), "--texture-weight", "1",
                  "--student-out", str(tuned)])
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
     bias = load_student(tuned, load_backbone(weights)).unet.conv_out.bias.detach()
     assert float((bias - 0.25).abs().max()) < 0.01  # it started there (two EMA steps later)
-    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-mismatch"), "--steps",
-                 "1", "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu",
-                 "--init", str(narrow), "--student-out", str(tmp_path / "x.safetensors")])  # full width from a half-width file
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-mismatch"),
+                 "--steps", "1", "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu",
+                 "--init", str(narrow), "--student-out", str(tmp_path / "x.safetensors")])  # width 1
     err = capsys.readouterr().err
     assert code == 2 and "--width" in err and len(err.strip().splitlines()) == 1
     narrow.replace(student_path_for(weights))  # the narrow student beside the teacher runs where it is asked

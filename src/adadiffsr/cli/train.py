@@ -151,7 +151,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--texture-weight", type=click.FloatRange(min=0), default=D.texture_weight, show_default=True,
               help="Weight of the texture loss: the local amount of fine detail against the teacher's output.")
-@click.option("--init", help="A student weights file to start from (of the same --width) instead of the pruned teacher.")
+@click.option("--init", help="A student weights file (of the same --width) to start from, not the pruned teacher.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=D.ema_decay, show_default=True,
               help="EMA of the student's weights (the file written is the EMA).")
 @click.option("--width", type=click.FloatRange(0, 1, min_open=True), default=D.width, show_default=True,

@@ -58,7 +58,6 @@ from .checkpoint import load_training_state, save_or_stop, save_training_state
 from .prune import prune_into
 from .texture import detail_energy, texture_loss
 
-
 SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio")  # what the log averages
 
 

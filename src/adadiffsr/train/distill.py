@@ -6,9 +6,14 @@ starts from the teacher pruned to them, ``prune.py``: AdcSR's trade of size for 
 step: from the prior's estimate noised at the teacher walk's first timestep ``t_s`` straight to the
 clean sample. It is trained with
 
-- a **distillation loss**: L1 between the student's estimate and the teacher's walk from the same
-  noised start, the teacher's start made from the ground truth instead of the prior's estimate
-  (AddSR's "HR-regulated teacher": its output carries detail the prior lost, a sharper target);
+- a **distillation loss**: L1 between the student's estimate and the teacher's output, one of two
+  ``target`` s: ``hr-walk``, the teacher's whole walk from the same noised start made from the ground
+  truth instead of the prior's estimate (AddSR's "HR-regulated teacher": its output carries detail
+  the prior lost, a sharper target), or ``default``, what the teacher's default does to the crop at
+  inference: the crop's group by the texture of the prior's estimate (``policies/groups.py``: no step
+  on a flat crop, else the walk's last 1-3 steps) walked from the prior's estimate noised with the
+  student's noise (the HR-regulated target is HR-like detail, while at inference the teacher draws
+  fine grain over smooth, not flat regions, which the student should learn to draw too);
 - a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
 - a **texture loss** (``texture_weight``, ``texture.py``): the local amount of fine detail of the
   student's output against the teacher's. The teacher's walk draws fresh noise at every step, so the
@@ -54,10 +59,13 @@ from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
+from ..policies.groups import GroupSettings, steps_by_thresholds, tile_texture
 from .checkpoint import load_training_state, save_or_stop, save_training_state
 from .prune import prune_into
-from .texture import detail_energy, texture_loss
+from .texture import detail_ratio, texture_loss
 
+TARGETS = ("hr-walk", "default")
+DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat level, as the teacher's default uses them
 SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio")  # what the log averages
 
 
@@ -73,6 +81,7 @@ class DistillConfig:
     distill_weight: float = 1.0
     fidelity_weight: float = 0.1
     texture_weight: float = 0.0  # L1 between the local detail energies of the student's and the teacher's outputs
+    target: str = "hr-walk"  # the teacher's output to distil: "hr-walk" (AddSR's HR-regulated) or "default"
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
     conditional: bool = False  # the discriminator also sees the prior's estimate (True: texture must fit the input)
@@ -147,6 +156,27 @@ def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ..
     return x
 
 
+@torch.no_grad()
+def default_target(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], estimate: Tensor, cond: Tensor,
+                   noise: Tensor, generator: torch.Generator, dtype: torch.dtype = torch.float32,
+                   groups: GroupSettings = DEFAULT_GROUPS) -> Tensor:
+    """What the teacher's default (``--policy grouped``) does to each crop: the walk's last ``s``
+    steps from the prior's ``estimate`` noised there with ``noise``, ``s`` from the texture of the
+    estimate by the default thresholds, and at least 1 on a crop that is not flat (at inference the
+    floor gives such tiles a step on a smooth photo); a flat crop keeps the estimate."""
+    difficulty = tile_texture(teacher.decode(estimate))
+    steps = steps_by_thresholds(difficulty, groups.thresholds, len(walk))
+    steps = torch.where((steps == 0) & (difficulty >= groups.flat), 1, steps)
+    target = estimate.clone()
+    for s in range(1, len(walk) + 1):
+        chosen = steps == s
+        if bool(chosen.any()):
+            t = torch.full((int(chosen.sum()),), walk[-s], dtype=torch.long, device=estimate.device)
+            x_t = add_noise(teacher.spec.schedule, estimate[chosen], t, noise[chosen])
+            target[chosen] = teacher_walk(teacher, codebook, walk[-s:], x_t, cond[chosen], generator, dtype)
+    return target
+
+
 def training_dtype(name: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
     if name == "auto":
@@ -168,6 +198,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     walk = distill_walk(teacher)
+    if cfg.target not in TARGETS:
+        raise ConfigError(f"unknown distillation target {cfg.target!r}; known: {', '.join(TARGETS)}")
     dtype = training_dtype(cfg.dtype, device)
     cache_prior = read_cache_config(Path(cfg.cache))["prior"]
     if cache_prior != teacher.config.prior:
@@ -236,8 +268,11 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             noise = torch.randn(estimate.shape, generator=generator, device=device)
             t = torch.full((estimate.shape[0],), t_s, dtype=torch.long, device=device)
             x_student = add_noise(schedule, estimate.float(), t, noise)
-            x_teacher = add_noise(schedule, teacher.encode(hr_img).float(), t, noise)  # the HR-regulated start
-            target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator, dtype)
+            if cfg.target == "default":
+                target = default_target(teacher, codebook, walk, estimate.float(), cond, noise, generator, dtype)
+            else:
+                x_teacher = add_noise(schedule, teacher.encode(hr_img).float(), t, noise)  # the HR-regulated start
+                target = teacher_walk(teacher, codebook, walk, x_teacher, cond, generator, dtype)
         def judged(image: Tensor, prior_img: Tensor = prior_img) -> Tensor:  # what the discriminator sees
             return torch.cat([image, prior_img], dim=1) if cfg.conditional else image
 
@@ -272,7 +307,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             sums[key] += float(value.detach())
         sums["d"] += float(d_loss.detach())
         with torch.no_grad():  # the student's detail over the teacher's: 1 draws as much, below it smoother
-            sums["detail_ratio"] += float(detail_energy(fake).mean() / detail_energy(target_img).mean())
+            sums["detail_ratio"] += float(detail_ratio(fake, target_img))
         seen += 1
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")

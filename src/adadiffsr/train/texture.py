@@ -6,7 +6,9 @@ which in textured regions is smoother than any sample: the student learns the te
 not its grain. This loss compares the *local amount* of fine detail instead (the RMS of the luma's
 high frequencies over ``window`` x ``window`` pixels), which does not depend on the texture's phase:
 the student is asked to draw as much detail as the teacher does, region by region, and no more (a
-smooth sky in the target penalises grain in the student's output).
+smooth sky in the target penalises grain in the student's output). Energies are compared as
+logarithms, so faint grain over a smooth region counts as much as a difference on an edge (NIQE, too,
+divides each pixel by its local contrast); ``FLOOR`` keeps detail below 8-bit quantisation noise out.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PSNR-Y and NIQE read an image
+FLOOR = 2 / 255 / 12**0.5  # the RMS of 8-bit quantisation noise in [-1, 1] units (0.0023)
 
 
 def detail_energy(image: Tensor, window: int = 16) -> Tensor:
@@ -26,6 +29,16 @@ def detail_energy(image: Tensor, window: int = 16) -> Tensor:
     return F.avg_pool2d(high.square(), window).add(1e-8).sqrt()
 
 
+def log_detail(image: Tensor, window: int = 16) -> Tensor:
+    """``log(detail_energy + FLOOR)``: the local amount of detail on a relative scale."""
+    return detail_energy(image, window).add(FLOOR).log()
+
+
 def texture_loss(image: Tensor, target: Tensor, window: int = 16) -> Tensor:
-    """L1 between the two images' local detail energies (:func:`detail_energy`)."""
-    return F.l1_loss(detail_energy(image, window), detail_energy(target, window))
+    """L1 between the two images' :func:`log_detail`."""
+    return F.l1_loss(log_detail(image, window), log_detail(target, window))
+
+
+def detail_ratio(image: Tensor, target: Tensor, window: int = 16) -> Tensor:
+    """The geometric mean over windows of ``image``'s detail over ``target``'s (1: as much detail)."""
+    return (log_detail(image, window) - log_detail(target, window)).mean().exp()

@@ -11,18 +11,20 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-TERMS = (("distill", (31, 119, 180)), ("fidelity", (44, 160, 44)), ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)))
+TERMS = (("distill", (31, 119, 180)), ("fidelity", (44, 160, 44)), ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)),
+         ("texture", (255, 127, 14)), ("detail_ratio", (23, 190, 207)))  # the last two in logs since 2026-12-07
 
 
 def plot(records: list[dict[str, float]], marks: list[tuple[int, str]], width: int = 760, height: int = 260) -> Image.Image:
     font = ImageFont.load_default()
-    canvas = Image.new("RGB", (width, height * len(TERMS)), "white")
+    terms = [(term, colour) for term, colour in TERMS if any(term in r for r in records)]
+    canvas = Image.new("RGB", (width, height * len(terms)), "white")
     draw = ImageDraw.Draw(canvas)
     left, top, right, bottom = 44, 40, width - 44, height - 44
     last = max(r["step"] for r in records)
-    for p, (term, colour) in enumerate(TERMS):
+    for p, (term, colour) in enumerate(terms):
         oy = p * height
-        points = [(r["step"], r[term]) for r in records if term != "adversarial" or r[term] != 0.0]
+        points = [(r["step"], r[term]) for r in records if term in r and (term != "adversarial" or r[term] != 0.0)]
         if not points:
             continue
         low, high = min(v for _, v in points), max(v for _, v in points)

@@ -360,3 +360,38 @@ def test_distillation_logs_the_texture_loss_and_the_students_detail_against_the_
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["texture"] > 0 and 0 < r["detail_ratio"] < 1 for r in records)
+
+
+def test_the_default_target_is_what_the_teachers_default_does_to_each_crop(tiny_prior):
+    """``--target default``: a flat crop keeps the prior's estimate, a smooth (not flat) one takes the
+    walk's last step, a textured one the whole walk, each from the estimate noised with the student's
+    noise; the same as the teacher's walk run on that crop alone."""
+    import itertools
+
+    from adadiffsr.core.schedule import SkipCodebook, add_noise
+    from adadiffsr.policies.groups import tile_texture
+    from adadiffsr.train.distill import default_target, teacher_walk
+
+    teacher = tiny_refiner(live=True)
+    walk = (299, 49)
+    jumps = tuple(sorted({a - b for a, b in itertools.pairwise(walk)} | {walk[-1] + 1, walk[0] + 1}))
+    codebook = SkipCodebook.build(teacher.spec.schedule, jumps)
+    size, s = 32, teacher.spec.scale_factor
+    ramp = torch.linspace(-0.18, 0.19, size).expand(3, size, size)  # about 0.006 per pixel: smooth, not flat
+    images = torch.stack([torch.full((3, size, size), 0.2), ramp, torch.rand(3, size, size, generator=torch.Generator()
+                                                                            .manual_seed(1)) * 2 - 1])
+    difficulty = tile_texture(images)
+    assert difficulty[0] < 0.003 <= difficulty[1] < 0.010 <= difficulty[2]
+    lr = torch.rand(3, 3, size // s, size // s) * 2 - 1
+    estimate = teacher.encode(images)
+    cond = torch.cat([estimate, lr], 1)
+    noise = torch.randn(estimate.shape, generator=torch.Generator().manual_seed(2))
+    target = default_target(teacher, codebook, walk, estimate, cond, noise, torch.Generator().manual_seed(3))
+    assert torch.equal(target[0], estimate[0])
+    one = teacher_walk(teacher, codebook, walk[-1:], add_noise(teacher.spec.schedule, estimate[1:2],
+                                                               torch.tensor([49]), noise[1:2]), cond[1:2],
+                       torch.Generator().manual_seed(3))
+    whole = teacher_walk(teacher, codebook, walk, add_noise(teacher.spec.schedule, estimate[2:], torch.tensor([299]),
+                                                            noise[2:]), cond[2:], torch.Generator().manual_seed(3))
+    assert torch.allclose(target[1:2], one, atol=1e-6) and torch.allclose(target[2:], whole, atol=1e-6)
+    assert not torch.allclose(target[1], estimate[1]) and not torch.allclose(target[2], estimate[2])

@@ -32,18 +32,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..core.pixels import luma
 from ..errors import ConfigError
-
-# Rec. 601 luma weights, for inputs in [-1, 1]
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def tile_texture(tiles: Tensor) -> Tensor:
     """Difficulty of each tile of ``(n, 3, h, w)`` in ``[-1, 1]``: the mean absolute luma
     difference between neighbouring pixels, in ``[0, 1]`` units (flat sky about 0.002, foliage
     0.05 and more)."""
-    weights = torch.tensor(_LUMA, dtype=tiles.dtype, device=tiles.device).view(1, 3, 1, 1)
-    y = (tiles * weights).sum(1) / 2  # [-1, 1] -> half range: differences in [0, 1] units
+    y = luma(tiles)[:, 0] / 2  # [-1, 1] -> half range: differences in [0, 1] units
     dx = (y[:, :, 1:] - y[:, :, :-1]).abs().mean(dim=(1, 2))
     dy = (y[:, 1:, :] - y[:, :-1, :]).abs().mean(dim=(1, 2))
     return (dx + dy).float()

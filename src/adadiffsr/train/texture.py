@@ -16,16 +16,16 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PSNR-Y and NIQE read an image
+from ..core.pixels import luma
+
 FLOOR = 2 / 255 / 12**0.5  # the RMS of 8-bit quantisation noise in [-1, 1] units (0.0023)
 
 
 def detail_energy(image: Tensor, window: int = 16) -> Tensor:
     """``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, 1, H / window, W / window)``: the RMS of the luma minus
     its 3x3 mean, over each window (colour left out: chroma grain reads as noise, not detail)."""
-    r, g, b = image.float().unbind(1)
-    luma = (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
-    high = luma - F.avg_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    y = luma(image.float())
+    high = y - F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     return F.avg_pool2d(high.square(), window).add(1e-8).sqrt()
 
 

@@ -67,8 +67,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
     header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
                      + chunk(b"IEND", b""))
+    long_job = []  # copies of the photo: a job that is still running when a closed tab is noticed, on fast CPUs too
+    for i in range(4):
+        long_job.append(folder / f"photo-{i}.png")
+        long_job[-1].write_bytes(PHOTO.read_bytes())
     return {"small": small, "broken": broken, "notes": notes, "heavy": heavy, "wide": wide, "bomb": bomb,
-            "photo": PHOTO}
+            "photo": PHOTO, "long_job": long_job}
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +188,7 @@ def test_a_waiting_job_shows_its_place_and_a_closed_tab_frees_the_running_one(se
     before = _status(server)["stopped_jobs"]
     page = _open(browser, server)
     page.locator("#budget label", has_text="Thorough").click()
-    _upload_and_run(page, [files["photo"]])
+    _upload_and_run(page, files["long_job"])  # one photo finished before the close was noticed on a fast CPU
     page.wait_for_selector(":text('tile evaluations')", timeout=60000)  # the progress bar is moving
     second = _open(browser, server)
     _upload_and_run(second, [files["small"]])

@@ -44,9 +44,6 @@ def train() -> None:
 @click.option("--model", "model_json", default="{}", help='CompactConfig overrides as JSON, e.g. \'{"tile_size": 64}\'.')
 @click.option("--cache", help="A prior cache (`adadiffsr data cache`): train a refiner over its prior.")
 @click.option("--max-timestep", type=click.IntRange(0, 999), help="Train on timesteps 0..N only (a refiner's range).")
-@click.option("--target", type=click.Choice(TARGETS), default=D.target, show_default=True,
-              help="What to distil: the teacher's walk from the noised ground truth (hr-walk, AddSR's HR-regulated "
-                   "teacher) or what its default does to each crop from the prior's estimate (default).")
 @click.option("--init", help="Weights file to warm-start from (tensors that fit are copied).")
 @DEBUG
 def train_backbone_cmd(

@@ -80,7 +80,7 @@ class DistillConfig:
     discriminator_lr: float = 2e-4
     distill_weight: float = 1.0
     fidelity_weight: float = 0.1
-    texture_weight: float = 0.0  # L1 between the local detail energies of the student's and the teacher's outputs
+    texture_weight: float = 0.0  # L1 between the log local detail energies of the student's and the teacher's outputs
     target: str = "hr-walk"  # the teacher's output to distil: "hr-walk" (AddSR's HR-regulated) or "default"
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from adadiffsr.api import UpscaleConfig, Upscaler
-from adadiffsr.backbones import save_backbone
+from adadiffsr.backbones import load_backbone, save_backbone
 from adadiffsr.cli import main
 from adadiffsr.errors import ConfigError, WeightsError
 from adadiffsr.gain.regressor import QualityRegressor, RegressorConfig, regressor_path_for, save_regressor
@@ -96,7 +96,7 @@ def test_export_and_upscale_with_onnx_from_the_cli(tmp_path, capsys):
     assert main(["export", "onnx", "--weights", str(weights), "--image", str(PHOTO)]) == 0
     err = capsys.readouterr().err
     assert "wrote 4 ONNX files" in err and "max |ONNX - PyTorch|" in err
-    assert all(onnx_path(weights, kind).is_file() for kind in KINDS)
+    assert all(onnx_path(weights, kind).is_file() for kind in KINDS if kind != "student")  # it has no student
     _image().save(tmp_path / "in.png")
     outputs = {}
     for runtime in ("torch", "onnx"):
@@ -183,3 +183,36 @@ def test_the_prior_follows_the_upscalers_dtype(tiny_prior):
     upscaler = Upscaler(tiny_refiner(), "cpu", dtype="bf16")
     assert upscaler.backbone.prior.dtype == torch.bfloat16
     assert upscaler.backbone.prior.network.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_distilled_student_is_exported_and_runs_in_onnx_runtime(tmp_path, capsys):
+    """A student beside the weights is exported too; ``--runtime onnx --policy distilled`` runs it from
+    its export (same output as PyTorch), and without that export asking for the student is one line
+    while the rest still runs."""
+    from adadiffsr.backbones import student_path_for
+    from adadiffsr.train.distill import student_from
+
+    weights = _model(tmp_path)
+    student = student_from(load_backbone(weights), 0.5)
+    with torch.no_grad():
+        student.unet.conv_out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    save_backbone(student, student_path_for(weights), metadata={"adadiffsr.student_timestep": "299"})
+    assert main(["export", "onnx", "--weights", str(weights), "--image", str(PHOTO)]) == 0
+    assert "wrote 5 ONNX files" in capsys.readouterr().err and onnx_path(weights, "student").is_file()
+    image = _image()
+    config = UpscaleConfig(policy="distilled", timesteps=(299, 49), seed=1)
+    reference = Upscaler.from_pretrained(weights, device="cpu", dtype="fp32")(image, config)
+    onnx = Upscaler.from_pretrained(weights, device="cpu", runtime="onnx")
+    result = onnx(image, config)
+    assert result.report["nfe_student"] == result.report["num_tiles"] > 0
+    assert result.report["settings"]["files"]["onnx_student"] == str(onnx_path(weights, "student"))
+    assert type(onnx.student).__name__ == "OnnxBackbone"
+    assert np.abs(result.picture.rgb - reference.picture.rgb).max() < 1e-4
+    zero = Upscaler.from_pretrained(weights, device="cpu", dtype="fp32")(image, UpscaleConfig(steps=0))
+    assert np.abs(zero.picture.rgb - reference.picture.rgb).max() > 1e-3  # the student moved the prior's estimate
+    onnx_path(weights, "student").unlink()
+    image.save(tmp_path / "in.png")
+    _one_line_error(capsys, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "s.png"), "--weights",
+                             str(weights), "--runtime", "onnx", "--policy", "distilled"], 1, "no student export")
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "r.png"), "--weights", str(weights),
+                 "--runtime", "onnx", "-q"]) == 0

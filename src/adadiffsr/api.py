@@ -218,11 +218,15 @@ class Upscaler:
         teacher = model  # the PyTorch refiner, whose prior the student shares (also under --runtime onnx)
         student = (lambda: load_student(student_file, teacher, resolved)) if has_student else None
         if runtime == "onnx":
-            from .runtime.onnx_models import to_onnx
+            from .runtime.onnx_export import onnx_path
+            from .runtime.onnx_models import student_to_onnx, to_onnx
 
             exported = to_onnx(model, gain_model, injection, weights, resolved)
             model, gain_model, injection = exported.backbone, exported.regressor, exported.pfj
             files.update(exported.files)
+            if student is not None:  # its export, opened and checked when a config asks for the student
+                files["onnx_student"] = str(onnx_path(weights, "student"))
+                student = (lambda load=student: student_to_onnx(load(), weights, resolved))
         return cls(model, resolved, dtype, gain_model, injection, files, runtime, student,
                    None if student_t is None else int(student_t))
 

@@ -1,4 +1,5 @@
-"""``adadiffsr export onnx``: the refiner, the prior, the gain regressor and PFJ as ONNX files.
+"""``adadiffsr export onnx``: the refiner, the prior, the gain regressor, PFJ and the distilled student
+as ONNX files.
 
 Each network is traced by PyTorch's ONNX exporter (TorchScript-based, opset 17) with a dynamic
 batch and, for the convolutional ones, dynamic height and width; the refiner takes ``(B,)``
@@ -8,8 +9,8 @@ is checked against PyTorch on random inputs and on a real photo's tile before it
 metadata what it is (``adadiffsr.kind``) and a digest of the weights it came from, so that a stale
 export is refused in one line instead of running a network that no longer matches.
 
-Files lie beside the weights: ``NAME.onnx`` (refiner), ``NAME.prior.onnx``, ``NAME.regressor.onnx``
-and ``NAME.pfj.onnx`` for ``NAME.safetensors``.
+Files lie beside the weights: ``NAME.onnx`` (refiner), ``NAME.prior.onnx``, ``NAME.regressor.onnx``,
+``NAME.pfj.onnx`` and ``NAME.student.onnx`` for ``NAME.safetensors`` (each where the model has that network).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .onnx_session import INSTALL_HINT, KIND_KEY, SOURCE_KEY, OnnxSession
 
 TOLERANCE = 1e-4  # largest absolute difference from PyTorch allowed, on outputs in [-1, 1] (or [0, 1])
 OPSET = 17
-KINDS: tuple[str, ...] = ("refiner", "prior", "regressor", "pfj")
+KINDS: tuple[str, ...] = ("refiner", "prior", "regressor", "pfj", "student")
 DEFAULT_IMAGE = Path(__file__).resolve().parents[3] / "assets" / "coffee-lr.png"  # the real photo of the check
 
 
@@ -98,6 +99,9 @@ class Networks(Protocol):
     regressor: QualityRegressor | None
     pfj: FeatureInjection | None
 
+    @property
+    def student(self) -> Backbone | None: ...  # the distilled student beside the weights, if any
+
 
 def _image_axes(*names: str, spatial: bool = True) -> dict[str, dict[int, str]]:
     return {n: ({0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}) for n in names}
@@ -136,6 +140,11 @@ def _jobs(upscaler: Networks, image: Tensor) -> list[_Job]:
     jobs.append(_Job("refiner", _Predict(backbone), (["x_t", "t", "cond"], ["prediction"]),
                      {**_image_axes("x_t", "cond", "prediction"), "t": {0: "batch"}}, (x_t, t, cond2),
                      (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(backbone)))
+    student: Backbone | None = upscaler.student
+    if student is not None:  # the same contract as the refiner's, at other widths
+        jobs.append(_Job("student", _Predict(student), (["x_t", "t", "cond"], ["prediction"]),
+                         {**_image_axes("x_t", "cond", "prediction"), "t": {0: "batch"}}, (x_t, t, cond2),
+                         (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(student)))
     regressor: QualityRegressor | None = upscaler.regressor
     if regressor is not None:
         pool = regressor.config.pool

@@ -115,6 +115,12 @@ def _open(weights: Path, kind: str, module: nn.Module, device: torch.device) -> 
     return session
 
 
+def student_to_onnx(student: Backbone, weights: str | os.PathLike[str], device: torch.device) -> OnnxBackbone:
+    """The distilled student with its ``predict`` from its export beside ``weights`` (checked to match it)."""
+    require_onnxruntime()
+    return OnnxBackbone(student, _open(Path(weights), "student", student, device))
+
+
 def to_onnx(backbone: Backbone, regressor: QualityRegressor | None, pfj: FeatureInjection | None,
             weights: str | os.PathLike[str], device: torch.device) -> OnnxModels:
     """Swap each loaded PyTorch network for its export beside ``weights`` (checked to match it)."""

@@ -137,14 +137,12 @@ def _jobs(upscaler: Networks, image: Tensor) -> list[_Job]:
     h, w = m * 3, m * 5
     rand_cond = torch.randn(3, cond.shape[1], h * spec.latent_scale, w * spec.latent_scale, generator=g)
     rand_x = torch.randn(3, x0.shape[1], h * spec.latent_scale, w * spec.latent_scale, generator=g)
-    jobs.append(_Job("refiner", _Predict(backbone), (["x_t", "t", "cond"], ["prediction"]),
-                     {**_image_axes("x_t", "cond", "prediction"), "t": {0: "batch"}}, (x_t, t, cond2),
-                     (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(backbone)))
-    student: Backbone | None = upscaler.student
-    if student is not None:  # the same contract as the refiner's, at other widths
-        jobs.append(_Job("student", _Predict(student), (["x_t", "t", "cond"], ["prediction"]),
+    # the student, where there is one, has the refiner's contract at other widths: the same inputs
+    predictors = [("refiner", backbone)] + ([("student", upscaler.student)] if upscaler.student is not None else [])
+    for kind, predictor in predictors:
+        jobs.append(_Job(kind, _Predict(predictor), (["x_t", "t", "cond"], ["prediction"]),
                          {**_image_axes("x_t", "cond", "prediction"), "t": {0: "batch"}}, (x_t, t, cond2),
-                         (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(student)))
+                         (rand_x, torch.randint(0, total, (3,), generator=g), rand_cond), state_sha256(predictor)))
     regressor: QualityRegressor | None = upscaler.regressor
     if regressor is not None:
         pool = regressor.config.pool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -326,9 +327,11 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
                  "--steps", "2", "--batch-size", "2", "--crop", "32", "--weights", str(weights), "--device", "cpu",
                  "--width", "0.5",
                  "--init", str(tmp_path / "marked.student.safetensors"), "--texture-weight", "1",
-                 "--student-out", str(tuned)])
+                 "--texture-levels", "2", "--student-out", str(tuned)])
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
+    with safe_open(str(tuned), "pt") as f:  # the recipe as run, in the file
+        assert json.loads(f.metadata()["adadiffsr.distill"])["texture_levels"] == 2
     bias = load_student(tuned, load_backbone(weights)).unet.conv_out.bias.detach()
     assert float((bias - 0.25).abs().max()) < 0.01  # it started there (two EMA steps later)
     code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run-mismatch"),
@@ -336,6 +339,9 @@ def test_train_distill_then_upscale_with_the_student_from_the_cli(tmp_path, caps
                  "--init", str(narrow), "--student-out", str(tmp_path / "x.safetensors")])  # width 1
     err = capsys.readouterr().err
     assert code == 2 and "--width" in err and len(err.strip().splitlines()) == 1
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--texture-levels", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--texture-levels" in err
     narrow.replace(student_path_for(weights))  # the narrow student beside the teacher runs where it is asked
     code = main(["upscale", str(image), "-o", str(tmp_path / "narrow.png"), "--weights", str(weights), "--policy",
                  "distilled", "--report", str(tmp_path / "narrow.json"), "-q"])
@@ -355,11 +361,14 @@ def test_distillation_logs_the_texture_loss_and_the_students_detail_against_the_
     teacher = tiny_refiner(live=True, sampling={"sampler": "timesteps", "timesteps": [299, 49], "rule": "ddpm"},
                            default_strength=0.3)
     cfg = DistillConfig(cache=str(tmp_path / "cache"), out=str(tmp_path / "run"), steps=2, batch_size=2, crop=32,
-                        width=0.5, texture_weight=1.0, log_every=1, device="cpu", dtype="fp32")
+                        width=0.5, texture_weight=1.0, texture_levels=3, log_every=1, device="cpu", dtype="fp32")
     train_distill(teacher, cfg, tmp_path / "s.safetensors", log=lambda line: None)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["texture"] > 0 and 0 < r["detail_ratio"] < 1 for r in records)
+    assert all(0 < r["detail_ratio_2x"] < 1 and 0 < r["detail_ratio_4x"] < 1 for r in records)
+    with pytest.raises(ConfigError, match="texture levels"):
+        train_distill(teacher, replace(cfg, texture_levels=5), tmp_path / "s.safetensors", log=lambda line: None)
 
 
 def test_the_default_target_is_what_the_teachers_default_does_to_each_crop(tiny_prior):

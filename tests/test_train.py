@@ -75,3 +75,25 @@ def test_the_texture_loss_compares_how_much_detail_not_where():
         stepped = blurred - 10.0 * blurred.grad
     assert float(detail_energy(stepped).mean()) > before
     assert float(texture_loss(a, flat)) > 0.05  # grain where the target is smooth costs
+
+
+def test_the_texture_loss_at_several_levels_sees_detail_coarser_than_a_pixel():
+    """Two images with the same fine grain, one with detail at a 4-pixel scale (noise upsampled by 4)
+    and one with it blurred away: the finest level's 3x3 high-pass sees mostly the grain, the coarser
+    levels see the missing detail, so the three-level loss is larger and ``detail_ratio`` at level 2
+    is lower than at level 0; impossible levels are refused."""
+    import pytest
+    import torch
+    import torch.nn.functional as F
+
+    from adadiffsr.train.texture import detail_ratio, texture_loss
+
+    g = torch.Generator().manual_seed(0)
+    coarse = F.interpolate(0.3 * torch.randn(2, 3, 16, 16, generator=g), scale_factor=4, mode="bilinear")
+    smooth = F.avg_pool2d(F.pad(coarse, (4, 4, 4, 4), mode="replicate"), 9, stride=1)
+    coarse, smooth = (x + 0.05 * torch.randn(x.shape, generator=g) for x in (coarse, smooth))
+    one, three = float(texture_loss(smooth, coarse)), float(texture_loss(smooth, coarse, levels=3))
+    assert three > 3 * one
+    assert float(detail_ratio(smooth, coarse, level=2)) < 0.5 * float(detail_ratio(smooth, coarse, level=0))
+    with pytest.raises(ValueError, match="levels"):
+        texture_loss(smooth, coarse, levels=5)

@@ -12,7 +12,7 @@ from ..backbones import CompactSR, student_path_for
 from ..data.degradations import DEGRADATIONS
 from ..errors import WeightsError
 from ..train.backbone import BackboneTrainConfig, train_backbone
-from ..train.distill import TARGETS, DistillConfig, train_distill
+from ..train.distill import MAX_TEXTURE_LEVELS, TARGETS, DistillConfig, train_distill
 from ..train.pfj import PFJTrainConfig, train_pfj
 from ..train.regressor import RegressorTrainConfig, train_regressor
 from .options import DEBUG, backbone_option, device_option, int_list, joined
@@ -151,6 +151,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--texture-weight", type=click.FloatRange(min=0), default=D.texture_weight, show_default=True,
               help="Weight of the texture loss: the local amount of fine detail against the teacher's output.")
+@click.option("--texture-levels", type=click.IntRange(1, MAX_TEXTURE_LEVELS), default=D.texture_levels,
+              show_default=True, help="Scales the texture loss compares (1: the finest; 3: also at 2 and 4 pixels).")
 @click.option("--target", type=click.Choice(TARGETS), default=D.target, show_default=True,
               help="What to distil: the teacher's walk from the noised ground truth (hr-walk, AddSR's HR-regulated "
                    "teacher) or what its default does to each crop from the prior's estimate (default).")
@@ -169,7 +171,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
                       adversarial_weight: float, adversarial_start: int, conditional: bool, fidelity_weight: float,
-                      texture_weight: float, target: str, init: str | None, ema_decay: float,
+                      texture_weight: float, texture_levels: int, target: str, init: str | None, ema_decay: float,
                       width: float, dtype: str, weights: str | None,
                       student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
@@ -180,7 +182,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
-                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, target=target, init=init,
+                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, texture_levels=texture_levels, target=target, init=init,
                         ema_decay=ema_decay, width=width, dtype=dtype, device=device,
                         max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])

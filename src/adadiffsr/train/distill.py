@@ -16,7 +16,7 @@ clean sample. It is trained with
   fine grain over smooth, not flat regions, which the student should learn to draw too);
 - a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
 - a **texture loss** (``texture_weight``, ``texture.py``): the local amount of fine detail of the
-  student's output against the teacher's. The teacher's walk draws fresh noise at every step, so the
+  student's output against the teacher's, at the finest scale or at ``texture_levels`` scales. The teacher's walk draws fresh noise at every step, so the
   L1 terms teach the median of its texture, smoother than any of its samples; this term asks for as
   much detail as the teacher draws, region by region, whatever its phase;
 - an **adversarial loss**: a small patch discriminator on ground-truth crops against the student's
@@ -65,8 +65,10 @@ from .prune import prune_into
 from .texture import detail_ratio, texture_loss
 
 TARGETS = ("hr-walk", "default")
+MAX_TEXTURE_LEVELS = 4  # the texture loss's 16-pixel window halves per level, down to 2 pixels
 DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat level, as the teacher's default uses them
-SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio")  # what the log averages
+# what the log averages; detail_ratio_2x / _4x: the student's detail over the teacher's at 2 and 4 pixel scales
+SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio", "detail_ratio_2x", "detail_ratio_4x")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class DistillConfig:
     distill_weight: float = 1.0
     fidelity_weight: float = 0.1
     texture_weight: float = 0.0  # L1 between the log local detail energies of the student's and the teacher's outputs
+    texture_levels: int = 1  # scales the texture loss compares: 1 the finest only, 3 also at 2 and 4 pixels
     target: str = "hr-walk"  # the teacher's output to distil: "hr-walk" (AddSR's HR-regulated) or "default"
     adversarial_weight: float = 0.01
     adversarial_start: int = 100  # steps of distillation alone before the discriminator's loss counts
@@ -200,6 +203,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     walk = distill_walk(teacher)
     if cfg.target not in TARGETS:
         raise ConfigError(f"unknown distillation target {cfg.target!r}; known: {', '.join(TARGETS)}")
+    if not 1 <= cfg.texture_levels <= MAX_TEXTURE_LEVELS:
+        raise ConfigError(f"texture levels must be 1 to {MAX_TEXTURE_LEVELS}, got {cfg.texture_levels}")
     dtype = training_dtype(cfg.dtype, device)
     cache_prior = read_cache_config(Path(cfg.cache))["prior"]
     if cache_prior != teacher.config.prior:
@@ -283,7 +288,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         fake = student.decode(x0)
         target_img = student.decode(target)
         losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img),
-                  "texture": texture_loss(fake, target_img)}
+                  "texture": texture_loss(fake, target_img, levels=cfg.texture_levels)}
         adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
         with autocast(device, dtype):
             realness = discriminator(judged(fake)).float() if adversarial_on else None
@@ -307,7 +312,8 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             sums[key] += float(value.detach())
         sums["d"] += float(d_loss.detach())
         with torch.no_grad():  # the student's detail over the teacher's: 1 draws as much, below it smoother
-            sums["detail_ratio"] += float(detail_ratio(fake, target_img))
+            for level, key in enumerate(("detail_ratio", "detail_ratio_2x", "detail_ratio_4x")):
+                sums[key] += float(detail_ratio(fake, target_img, level=level))
         seen += 1
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")

@@ -9,6 +9,11 @@ the student is asked to draw as much detail as the teacher does, region by regio
 smooth sky in the target penalises grain in the student's output). Energies are compared as
 logarithms, so faint grain over a smooth region counts as much as a difference on an edge (NIQE, too,
 divides each pixel by its local contrast); ``FLOOR`` keeps detail below 8-bit quantisation noise out.
+
+With ``levels`` above 1 the same comparison is also made at coarser scales (the image average-pooled
+by 2, 4... with the window shrunk alike, so every level compares the same regions): on the held-out
+photos the teacher's walk adds more of its detail at 2-4 pixel scales than at the finest one
+(docs/benchmarks.md), which the 3x3 high-pass of the finest level hardly sees.
 """
 
 from __future__ import annotations
@@ -34,11 +39,22 @@ def log_detail(image: Tensor, window: int = 16) -> Tensor:
     return detail_energy(image, window).add(FLOOR).log()
 
 
-def texture_loss(image: Tensor, target: Tensor, window: int = 16) -> Tensor:
-    """L1 between the two images' :func:`log_detail`."""
-    return F.l1_loss(log_detail(image, window), log_detail(target, window))
+def coarser(image: Tensor, level: int) -> Tensor:
+    """``image`` average-pooled by ``2 ** level`` (level 0: itself)."""
+    return F.avg_pool2d(image, 2**level) if level else image
 
 
-def detail_ratio(image: Tensor, target: Tensor, window: int = 16) -> Tensor:
-    """The geometric mean over windows of ``image``'s detail over ``target``'s (1: as much detail)."""
-    return (log_detail(image, window) - log_detail(target, window)).mean().exp()
+def texture_loss(image: Tensor, target: Tensor, window: int = 16, levels: int = 1) -> Tensor:
+    """L1 between the two images' :func:`log_detail`, averaged over ``levels`` scales (level ``i``: both
+    images pooled by ``2 ** i``, the window by as much, at least 2 pixels)."""
+    if levels < 1 or window >> (levels - 1) < 2 or window % 2 ** (levels - 1):
+        raise ValueError(f"{levels} levels of a {window}-pixel window leave no window to compare")
+    return sum(F.l1_loss(log_detail(coarser(image, i), window >> i), log_detail(coarser(target, i), window >> i))
+               for i in range(levels)) / levels
+
+
+def detail_ratio(image: Tensor, target: Tensor, window: int = 16, level: int = 0) -> Tensor:
+    """The geometric mean over windows of ``image``'s detail over ``target``'s (1: as much detail), at
+    ``level`` (both pooled by ``2 ** level``, the window by as much)."""
+    a, b = coarser(image, level), coarser(target, level)
+    return (log_detail(a, window >> level) - log_detail(b, window >> level)).mean().exp()

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 TERMS = (("distill", (31, 119, 180)), ("fidelity", (44, 160, 44)), ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)),
          ("texture", (255, 127, 14)), ("detail_ratio", (23, 190, 207)),  # in logs since 2026-12-07
-         ("detail_ratio_2x", (188, 189, 34)), ("detail_ratio_4x", (127, 127, 127)))  # since the second session that day
+         ("detail_ratio_2x", (188, 189, 34)), ("detail_ratio_4x", (127, 127, 127)))  # since later that day
 
 
 def plot(records: list[dict[str, float]], marks: list[tuple[int, str]], width: int = 760, height: int = 260) -> Image.Image:

@@ -182,8 +182,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
-                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, texture_levels=texture_levels, target=target, init=init,
-                        ema_decay=ema_decay, width=width, dtype=dtype, device=device,
+                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, texture_levels=texture_levels,
+                        target=target, init=init, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
                         max_minutes=max_minutes, seed=seed)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))

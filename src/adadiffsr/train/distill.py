@@ -16,9 +16,10 @@ clean sample. It is trained with
   fine grain over smooth, not flat regions, which the student should learn to draw too);
 - a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
 - a **texture loss** (``texture_weight``, ``texture.py``): the local amount of fine detail of the
-  student's output against the teacher's, at the finest scale or at ``texture_levels`` scales. The teacher's walk draws fresh noise at every step, so the
-  L1 terms teach the median of its texture, smoother than any of its samples; this term asks for as
-  much detail as the teacher draws, region by region, whatever its phase;
+  student's output against the teacher's, at the finest scale or at ``texture_levels`` scales (1, 2,
+  4... pixels). The teacher's walk draws fresh noise at every step, so the L1 terms teach the median
+  of its texture, smoother than any of its samples; this term asks for as much detail as the teacher
+  draws, region by region, whatever its phase;
 - an **adversarial loss**: a small patch discriminator on ground-truth crops against the student's
   outputs (hinge loss), weighted by ``adversarial_weight`` (AddSR's timestep-adaptive weight
   reduces to one weight for a one-step student at a fixed ``t_s``); with ``conditional`` it judges

@@ -44,17 +44,23 @@ def coarser(image: Tensor, level: int) -> Tensor:
     return F.avg_pool2d(image, 2**level) if level else image
 
 
+def log_detail_at(image: Tensor, level: int, window: int = 16) -> Tensor:
+    """:func:`log_detail` at ``level``: the image pooled by ``2 ** level`` and the window by as much, so
+    every level's windows cover the same regions (at least 2 pixels each)."""
+    if level < 0 or window >> level < 2 or window % 2**level:
+        raise ValueError(f"level {level} of a {window}-pixel window leaves no window to compare")
+    return log_detail(coarser(image, level), window >> level)
+
+
 def texture_loss(image: Tensor, target: Tensor, window: int = 16, levels: int = 1) -> Tensor:
-    """L1 between the two images' :func:`log_detail`, averaged over ``levels`` scales (level ``i``: both
-    images pooled by ``2 ** i``, the window by as much, at least 2 pixels)."""
-    if levels < 1 or window >> (levels - 1) < 2 or window % 2 ** (levels - 1):
-        raise ValueError(f"{levels} levels of a {window}-pixel window leave no window to compare")
-    return sum(F.l1_loss(log_detail(coarser(image, i), window >> i), log_detail(coarser(target, i), window >> i))
+    """L1 between the two images' :func:`log_detail_at` levels ``0 .. levels - 1``, averaged."""
+    if levels < 1:
+        raise ValueError(f"the texture loss needs at least 1 level, got {levels}")
+    return sum(F.l1_loss(log_detail_at(image, i, window), log_detail_at(target, i, window))
                for i in range(levels)) / levels
 
 
 def detail_ratio(image: Tensor, target: Tensor, window: int = 16, level: int = 0) -> Tensor:
     """The geometric mean over windows of ``image``'s detail over ``target``'s (1: as much detail), at
-    ``level`` (both pooled by ``2 ** level``, the window by as much)."""
-    a, b = coarser(image, level), coarser(target, level)
-    return (log_detail(a, window >> level) - log_detail(b, window >> level)).mean().exp()
+    ``level`` (:func:`log_detail_at`)."""
+    return (log_detail_at(image, level, window) - log_detail_at(target, level, window)).mean().exp()

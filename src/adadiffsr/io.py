@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .core.pixels import normalize
+from .core.pixels import LUMA, normalize
 from .errors import InputImageError, OutputError
 
 WriteFn = Callable[[Path], None]
@@ -220,7 +220,7 @@ def save_picture(picture: Picture, path: str | os.PathLike[str]) -> list[str]:
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of ``(H, W, 3)``, as PIL's ``convert("L")``: ``(H, W, 1)``."""
-    return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    return (rgb @ np.array(LUMA, dtype=np.float32))[..., None]
 
 
 def _write_16bit(picture: Picture, tmp: Path, fmt: str) -> None:

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..core.pixels import LUMA
+
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
@@ -158,7 +160,7 @@ def poisson_noise(image: Tensor, scale: float, gray: bool, gen: torch.Generator)
     """Shot noise of an 8-bit image, ``scale`` times its natural strength (basicsr's definition)."""
     levels = 256.0
     if gray:
-        luma = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None].clamp(0, 1)
+        luma = (LUMA[0] * image[0] + LUMA[1] * image[1] + LUMA[2] * image[2])[None].clamp(0, 1)
         quantised = (luma * 255).round() / 255
         noise = (torch.poisson(quantised * levels, generator=gen) / levels - quantised).expand_as(image)
     else:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.pixels import LUMA
+
 
 def _gradient_magnitude(y: Tensor) -> Tensor:
     dx = torch.tensor([[1.0, 0.0, -1.0]] * 3, dtype=y.dtype, device=y.device) / 3
@@ -20,7 +22,7 @@ def _gradient_magnitude(y: Tensor) -> Tensor:
 
 def gmsd(output: Tensor, target: Tensor, t: float = 170.0) -> Tensor:
     """Per-image GMSD of ``(B, 3, H, W)`` images in ``[0, 1]``."""
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64, device=output.device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA, dtype=torch.float64, device=output.device).view(1, 3, 1, 1)
 
     def prep(x: Tensor) -> Tensor:
         y = ((x.clamp(0, 1) * 255).round().double() * weights).sum(1, keepdim=True)

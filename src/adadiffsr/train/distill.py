@@ -63,13 +63,14 @@ from ..io import atomic_write
 from ..policies.groups import GroupSettings, steps_by_thresholds, tile_texture
 from .checkpoint import load_training_state, save_or_stop, save_training_state
 from .prune import prune_into
+from .texture import MAX_LEVELS as MAX_TEXTURE_LEVELS
 from .texture import detail_ratio, texture_loss
 
 TARGETS = ("hr-walk", "default")
-MAX_TEXTURE_LEVELS = 4  # the texture loss's 16-pixel window halves per level, down to 2 pixels
 DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat level, as the teacher's default uses them
-# what the log averages; detail_ratio_2x / _4x: the student's detail over the teacher's at 2 and 4 pixel scales
-SUMS = ("distill", "fidelity", "texture", "adversarial", "d", "detail_ratio", "detail_ratio_2x", "detail_ratio_4x")
+# the student's detail over the teacher's at 1, 2 and 4 pixel scales (texture levels 0, 1, 2), logged
+DETAIL_RATIOS = ("detail_ratio", "detail_ratio_2x", "detail_ratio_4x")
+SUMS = ("distill", "fidelity", "texture", "adversarial", "d", *DETAIL_RATIOS)  # what the log averages
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             sums[key] += float(value.detach())
         sums["d"] += float(d_loss.detach())
         with torch.no_grad():  # the student's detail over the teacher's: 1 draws as much, below it smoother
-            for level, key in enumerate(("detail_ratio", "detail_ratio_2x", "detail_ratio_4x")):
+            for level, key in enumerate(DETAIL_RATIOS):
                 sums[key] += float(detail_ratio(fake, target_img, level=level))
         seen += 1
         if not math.isfinite(float(loss.detach())):

@@ -24,9 +24,11 @@ from torch import Tensor
 from ..core.pixels import luma
 
 FLOOR = 2 / 255 / 12**0.5  # the RMS of 8-bit quantisation noise in [-1, 1] units (0.0023)
+WINDOW = 16  # pixels per side of the windows whose detail is compared
+MAX_LEVELS = WINDOW.bit_length() - 1  # levels before the window, halved at each, is under 2 pixels (4)
 
 
-def detail_energy(image: Tensor, window: int = 16) -> Tensor:
+def detail_energy(image: Tensor, window: int = WINDOW) -> Tensor:
     """``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, 1, H / window, W / window)``: the RMS of the luma minus
     its 3x3 mean, over each window (colour left out: chroma grain reads as noise, not detail)."""
     y = luma(image.float())
@@ -34,7 +36,7 @@ def detail_energy(image: Tensor, window: int = 16) -> Tensor:
     return F.avg_pool2d(high.square(), window).add(1e-8).sqrt()
 
 
-def log_detail(image: Tensor, window: int = 16) -> Tensor:
+def log_detail(image: Tensor, window: int = WINDOW) -> Tensor:
     """``log(detail_energy + FLOOR)``: the local amount of detail on a relative scale."""
     return detail_energy(image, window).add(FLOOR).log()
 
@@ -44,7 +46,7 @@ def coarser(image: Tensor, level: int) -> Tensor:
     return F.avg_pool2d(image, 2**level) if level else image
 
 
-def log_detail_at(image: Tensor, level: int, window: int = 16) -> Tensor:
+def log_detail_at(image: Tensor, level: int, window: int = WINDOW) -> Tensor:
     """:func:`log_detail` at ``level``: the image pooled by ``2 ** level`` and the window by as much, so
     every level's windows cover the same regions (at least 2 pixels each)."""
     if level < 0 or window >> level < 2 or window % 2**level:
@@ -52,7 +54,7 @@ def log_detail_at(image: Tensor, level: int, window: int = 16) -> Tensor:
     return log_detail(coarser(image, level), window >> level)
 
 
-def texture_loss(image: Tensor, target: Tensor, window: int = 16, levels: int = 1) -> Tensor:
+def texture_loss(image: Tensor, target: Tensor, window: int = WINDOW, levels: int = 1) -> Tensor:
     """L1 between the two images' :func:`log_detail_at` levels ``0 .. levels - 1``, averaged."""
     if levels < 1:
         raise ValueError(f"the texture loss needs at least 1 level, got {levels}")
@@ -60,7 +62,7 @@ def texture_loss(image: Tensor, target: Tensor, window: int = 16, levels: int = 
                for i in range(levels)) / levels
 
 
-def detail_ratio(image: Tensor, target: Tensor, window: int = 16, level: int = 0) -> Tensor:
+def detail_ratio(image: Tensor, target: Tensor, window: int = WINDOW, level: int = 0) -> Tensor:
     """The geometric mean over windows of ``image``'s detail over ``target``'s (1: as much detail), at
     ``level`` (:func:`log_detail_at`)."""
     return (log_detail_at(image, level, window) - log_detail_at(target, level, window)).mean().exp()

@@ -28,7 +28,8 @@ from .core.pixels import denormalize
 from .core.policy import Policy
 from .core.step import InjectFn, ProgressFn, strength_timestep
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import PipelineOutput, PlanFn, TilePlan, resolve_tiling, upscale_tensor
+from .engine.pipeline import PipelineOutput, PlanFn, PriorStage, TilePlan, resolve_tiling, upscale_tensor
+from .engine.prior_route import PriorEstimate
 from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
@@ -39,6 +40,8 @@ from .policies.groups import group_steps, student_tiles, walk_starts
 from .policies.registry import GROUPED_POLICIES, POLICIES, WALK_POLICIES
 from .policies.timesteps import even_walk
 from .policies.uniform import UniformPolicy
+from .prior import PRIORS, Prior, load_prior
+from .prior.routing import ROUTED, default_share, routed_prior
 from .report import build_report, render_step_map
 from .runtime import RUNTIMES
 from .weights import read_metadata
@@ -147,6 +150,7 @@ class Upscaler:
         # the student, or what loads it on first use (--student, --policy distilled)
         self._student = student.to(self.device).eval() if isinstance(student, torch.nn.Module) else student
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
+        self._compact_prior: Prior | None = None  # loaded the first time stage 1 is routed
         self._check_companions()
 
     @property
@@ -324,7 +328,49 @@ class Upscaler:
         if strength < 1 and not self.backbone.starts_from_estimate:
             raise ConfigError(f"--strength below 1 and --steps 0 need a backbone that starts from an estimate; "
                               f"{type(self.backbone).__name__} starts from pure noise only")
-        return replace(config, sampling=replace(s, strength=strength, interval=interval, timesteps=walk))
+        config = replace(config, sampling=replace(s, strength=strength, interval=interval, timesteps=walk))
+        return self._resolve_prior(config)
+
+    @property
+    def priors(self) -> tuple[str, ...]:
+        """What ``UpscaleConfig.prior`` may name for this model, its default first: ``routed`` and the
+        stand-in where the backbone's prior has a cheaper one distilled from it (Real-ESRGAN x4plus: the
+        compact prior) whose weights are here, and the backbone's own prior."""
+        own = self.backbone.prior
+        if own is None:
+            return ()
+        stand_in = own.info.stand_in
+        if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available():
+            return (ROUTED, own.info.name, stand_in)
+        return (own.info.name,)
+
+    def _resolve_prior(self, config: UpscaleConfig) -> UpscaleConfig:
+        """Stage 1 as resolved: the prior's name (the model's default where unset) and, routed, the share."""
+        if not self.priors:
+            if config.prior is not None:
+                raise ConfigError(f"prior={config.prior!r}: this backbone has no prior")
+            return config
+        name = config.prior or self.priors[0]
+        if name not in self.priors:
+            raise ConfigError(f"unknown prior {name!r} for this model; choose one of {', '.join(self.priors)}")
+        share = config.routing.prior_share
+        if name == ROUTED and share is None:
+            share = default_share(self.device.type)
+        return replace(config, prior=name, routing=replace(config.routing, prior_share=share))
+
+    def prior_stage(self, config: UpscaleConfig) -> PriorStage | None:
+        """Stage 1 for a resolved config: None for the backbone's own prior over the whole image."""
+        own = self.backbone.prior
+        if own is None or config.prior in (None, own.info.name):
+            return None
+        if self._compact_prior is None:
+            self._compact_prior = load_prior(str(own.info.stand_in)).to(self.device)
+            self._compact_prior.use_dtype(self.dtype)
+        compact = self._compact_prior
+        if config.prior == own.info.stand_in:
+            return lambda lr: PriorEstimate(compact(lr))
+        share = float(config.routing.prior_share)  # type: ignore[arg-type]
+        return lambda lr: routed_prior(lr, compact, own, config.routing, share, own.scale)
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
@@ -347,6 +393,7 @@ class Upscaler:
             performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
             progress=progress, inject=inject, plan=self.plan(config),
             student=self.student if config.student or config.policy == "distilled" else None,
+            prior=self.prior_stage(config),
         )
 
     @staticmethod
@@ -401,7 +448,7 @@ class Upscaler:
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(getattr(self.backbone, "inner", self.backbone)).__name__,
             "runtime": self.runtime,
-            "prior": None if self.backbone.prior is None else self.backbone.prior.info.name,
+            "prior": config.prior,  # as resolved: routed, or the one prior over the whole image
             "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
             "files": self.files,
         }

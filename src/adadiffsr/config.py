@@ -11,7 +11,8 @@ The parts own their fields and defaults, and check them when made:
   groups the student takes;
 - ``dtss`` (``policies.dtss.DTSSPolicy``): the adaptive policy's own frozen config, as tuned for the
   shipped model (``policies.dtss.SHIPPED``);
-- ``tiling`` (``engine.pipeline.TilingSettings``): tile, overlap and the fusion of overlaps.
+- ``tiling`` (``engine.pipeline.TilingSettings``): tile, overlap and the fusion of overlaps;
+- ``routing`` (``prior.routing.PriorRouting``): which regions take the full prior when stage 1 is routed.
 
 The rest (the policy's name, the student, seed, batch size, gain, PFJ fidelity, colour fix, output
 scale) are the config's own. The flat names (what the CLI's flags, the weights files' sampling
@@ -34,6 +35,7 @@ from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings
 from .policies.registry import GROUPED_POLICIES, POLICIES
 from .policies.timesteps import TimestepsPolicy
+from .prior.routing import PriorRouting
 
 GAINS: tuple[str, ...] = ("auto", "exact", "learned")  # auto: the gain the policy or PFJ needs, none otherwise
 LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called auto
@@ -70,7 +72,7 @@ class SamplingOptions:
 
 
 PARTS: dict[str, type] = {"sampling": SamplingOptions, "groups": GroupSettings, "dtss": DTSSPolicy,
-                          "tiling": TilingSettings}
+                          "tiling": TilingSettings, "routing": PriorRouting}
 OPTION_ALIASES = {"group_thresholds": "thresholds"}  # flat names from before the config was composed
 _PART_OF = {f.name: part for part, kind in PARTS.items() for f in dataclasses.fields(kind)}
 
@@ -84,6 +86,10 @@ class UpscaleConfig:
     groups: GroupSettings = GroupSettings()  # noqa: RUF009 (frozen, so one shared default is safe)
     dtss: DTSSPolicy = DTSS_SHIPPED
     tiling: TilingSettings = TilingSettings()  # noqa: RUF009 (frozen)
+    routing: PriorRouting = PriorRouting()  # noqa: RUF009 (frozen): how regions choose their prior
+    # stage 1: "routed" (the compact prior everywhere, the full one where a region needs it), or one prior's
+    # name for the whole image (the backbone's own, or the compact one); None = the model's default
+    prior: str | None = None
     # the grouped policy's student: the tiles of ``groups.student_groups`` take one step of the distilled
     # student instead of the teacher's walk; None = the model's default (off unless its weights file says so)
     student: bool | None = None
@@ -96,11 +102,13 @@ class UpscaleConfig:
 
     def __init__(self, policy: str | None = None, *, sampling: SamplingOptions | None = None,
                  groups: GroupSettings | None = None, dtss: DTSSPolicy | None = None,
-                 tiling: TilingSettings | None = None, **options: Any) -> None:
+                 tiling: TilingSettings | None = None, routing: PriorRouting | None = None,
+                 **options: Any) -> None:
         """The parts as given (or their defaults), then ``options`` by name: the config's own fields
         and any part's (``steps=3`` is ``sampling=SamplingOptions(steps=3)``)."""
         own = {f.name for f in dataclasses.fields(self)} - set(PARTS)
-        parts: dict[str, Any] = {"sampling": sampling, "groups": groups, "dtss": dtss, "tiling": tiling}
+        parts: dict[str, Any] = {"sampling": sampling, "groups": groups, "dtss": dtss, "tiling": tiling,
+                                 "routing": routing}
         split: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
         values: dict[str, Any] = {"policy": policy}
         for name, value in options.items():
@@ -156,7 +164,7 @@ class UpscaleConfig:
         by flat name)."""
         own = {name: value for name, value in self.options().items() if name not in _PART_OF}
         return UpscaleConfig(sampling=self.sampling, groups=self.groups, dtss=self.dtss, tiling=self.tiling,
-                             **{**own, **options})
+                             routing=self.routing, **{**own, **options})
 
     def options(self) -> dict[str, Any]:
         """Every option by its flat name: the config's own fields and the parts' (the report's settings)."""

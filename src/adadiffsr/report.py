@@ -45,6 +45,11 @@ def build_report(
     if out.by_student is not None:
         for tile, routed in zip(tiles, out.by_student.tolist(), strict=True):
             tile["network"] = "student" if routed else ("refiner" if tile["steps"] else "prior")
+    route = out.prior_route
+    if route is not None:  # stage 1 was routed: the prior that dominates each tile, and its weight there
+        for tile, fraction in zip(tiles, route.full_fraction(grid).tolist(), strict=True):
+            tile["prior"] = "full" if fraction >= 0.5 else "compact"
+            tile["prior_full_weight"] = round(fraction, 3)
     return {
         "nfe": run.nfe,
         "nfe_student": run.nfe_student,  # of nfe: the distilled student's evaluations
@@ -52,6 +57,10 @@ def build_report(
         "nfe_uniform": nfe_uniform,
         "nfe_saved": nfe_uniform - run.nfe,
         "tiles_exited_early": int((run.exit_t >= 0).sum()),
+        "prior_regions": None if route is None else {
+            "count": len(route.grid), "full": int(route.full.sum()), "region": list(reversed(route.grid.tile_shape)),
+            "full_boxes": [[b.left, b.top, b.width, b.height]
+                           for b, chosen in zip(route.grid.boxes, route.full.tolist(), strict=True) if chosen]},
         "speedup_nfe": nfe_uniform / run.nfe if run.nfe else None,
         "seconds": {k: round(v, 6) for k, v in out.seconds.items()},
         "seconds_per_tile_evaluation": out.seconds["backbone"] / run.nfe if run.nfe else None,
@@ -104,6 +113,12 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
             cx, cy = (box.left + box.width / 2) * factor, (box.top + box.height / 2) * factor
             if cx < picture.width and cy < picture.height:
                 draw.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], outline=(255, 255, 255), width=2)
+    route = out.prior_route
+    if route is not None:  # regions that took the full prior: an orange outline
+        for box, chosen in zip(route.grid.boxes, route.full.tolist(), strict=True):
+            if chosen:
+                draw.rectangle([box.left * factor + 1, box.top * factor + 1, (box.left + box.width) * factor - 2,
+                                (box.top + box.height) * factor - 2], outline=(255, 140, 0), width=2)
     bar_w = max(8, min(200, picture.width - 150))
     bar = colormap(np.linspace(0, 1, bar_w)[None, :].repeat(12, axis=0))
     canvas.paste(Image.fromarray(bar), (4, picture.height + 8))
@@ -113,6 +128,8 @@ def render_step_map(out: PipelineOutput, image: Image.Image | None = None, min_s
         text += f"   last category: {counts[0]} growing, {counts[1]} stable, {counts[2]} saturated (x)"
     if any(routed):
         text += f"   {sum(routed)} by the student (o)"
+    if route is not None:
+        text += f"   full prior on {int(route.full.sum())} of {len(route.grid)} regions (orange)"
     draw.text((bar_w + 10, picture.height + 8), text, fill=(0, 0, 0), font=ImageFont.load_default())
     return canvas
 

@@ -33,9 +33,11 @@ class Bicubic:
 
 @dataclass
 class RealESRGAN:
-    """Real-ESRGAN x4plus as a peer (the same ``Prior`` the default model starts from): the PyTorch
-    RRDBNet over 256-pixel tiles, or the same weights in the ncnn runtime (``realesrgan:runtime=ncnn``),
-    the way CPU users run it, or in ONNX Runtime from the default model's export (``runtime=onnx``)."""
+    """Real-ESRGAN x4plus as a peer (the same ``Prior`` the default model uses where a region needs it):
+    the PyTorch RRDBNet over 256-pixel tiles in the bench's dtype (``auto``: bf16 on a CPU with bf16
+    instructions, its fastest way there; labelled ``realesrgan-bf16``), or the same weights in the ncnn
+    runtime (``realesrgan:runtime=ncnn``), or in ONNX Runtime from the default model's export
+    (``runtime=onnx``)."""
 
     model: Any
     label: str = "realesrgan"
@@ -89,7 +91,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
     """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
     An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
     ``runtime`` and ``dtype`` for it."""
-    from ..api import DTYPES, Upscaler
+    from ..api import DTYPE_CHOICES, DTYPES, Upscaler, auto_dtype
+    from ..backbones import DEFAULT_BACKBONE
     from ..config import OPTION_ALIASES, UpscaleConfig
     from ..policies.registry import POLICIES
     from ..runtime import RUNTIMES
@@ -101,10 +104,14 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
         name, params = parse_spec(spec)
         if name == "bicubic" and not params:
             methods.append(Bicubic())
-        elif name == "realesrgan" and set(params) <= {"runtime"}:
+        elif name == "realesrgan" and set(params) <= {"runtime", "dtype"}:
             prior_runtime = params.get("runtime", "torch")
             if prior_runtime not in ("torch", "ncnn", "onnx"):
                 raise ConfigError(f"method {spec!r}: runtime must be torch, ncnn or onnx")
+            # its fastest way here: PyTorch in the dtype ``auto`` picks (bf16 on a CPU with bf16 instructions)
+            peer_dtype = params.get("dtype", dtype)
+            if peer_dtype not in DTYPE_CHOICES or (prior_runtime != "torch" and peer_dtype not in ("auto", "fp32")):
+                raise ConfigError(f"method {spec!r}: dtype must be one of {', '.join(DTYPE_CHOICES)} (fp32 outside torch)")
             if prior_runtime == "onnx":  # the default model's export of the same weights
                 upscalers["onnx-fp32"] = (upscalers.get("onnx-fp32")
                                           or Upscaler.from_pretrained(weights, device=device, runtime="onnx"))
@@ -115,8 +122,14 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 from ..api import resolve_device
                 from ..prior import load_prior
 
-                prior = load_prior("realesrgan-x4plus", runtime=prior_runtime).to(resolve_device(device))
-            methods.append(RealESRGAN(prior, label="realesrgan" if prior_runtime == "torch" else f"realesrgan-{prior_runtime}"))
+                where = resolve_device(device)
+                prior = load_prior("realesrgan-x4plus", runtime=prior_runtime).to(where)
+                if prior_runtime == "torch":
+                    resolved = auto_dtype(where, "torch", DEFAULT_BACKBONE) if peer_dtype == "auto" else peer_dtype
+                    prior.use_dtype(DTYPES[resolved])
+                    peer_dtype = resolved
+            label = "realesrgan" if prior_runtime == "torch" else f"realesrgan-{prior_runtime}"
+            methods.append(RealESRGAN(prior, label=label + (f"-{peer_dtype}" if prior_runtime == "torch" else "")))
         elif name in POLICIES:
             engine_runtime, engine_dtype = params.pop("runtime", runtime), params.pop("dtype", dtype)
             if engine_runtime not in RUNTIMES:

@@ -14,10 +14,12 @@ from ..errors import WeightsError
 from ..train.backbone import BackboneTrainConfig, train_backbone
 from ..train.distill import MAX_TEXTURE_LEVELS, TARGETS, DistillConfig, train_distill
 from ..train.pfj import PFJTrainConfig, train_pfj
+from ..train.prior import PriorTrainConfig, train_prior
 from ..train.regressor import RegressorTrainConfig, train_regressor
 from .options import DEBUG, backbone_option, device_option, int_list, joined
 
 B, R, P, D = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig, DistillConfig  # the defaults below are their fields'
+Q = PriorTrainConfig
 
 
 @click.group()
@@ -188,3 +190,38 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2))
+
+
+@train.command("prior")
+@click.option("--cache", default=Q.cache, show_default=True,
+              help="A cache of Real-ESRGAN x4plus outputs on the training photos (`adadiffsr data cache`).")
+@click.option("--out", default=Q.out, show_default=True, help="Run folder (resumes from it).")
+@click.option("--steps", type=click.IntRange(min=1), default=Q.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=Q.batch_size, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=Q.crop, show_default=True, help="Ground-truth crop side.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=Q.lr, show_default=True)
+@click.option("--teacher-weight", type=click.FloatRange(min=0), default=Q.teacher_weight, show_default=True,
+              help="Weight of the L1 loss to Real-ESRGAN x4plus's output.")
+@click.option("--gt-weight", type=click.FloatRange(min=0), default=Q.gt_weight, show_default=True,
+              help="Weight of the L1 loss to the ground truth.")
+@click.option("--model", "model_json", default="{}", help='CompactPriorConfig overrides as JSON, e.g. \'{"num_conv": 32}\'.')
+@click.option("--workers", type=click.IntRange(min=0), default=Q.workers, show_default=True)
+@device_option(Q.device)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
+@click.option("--seed", type=int, default=Q.seed, show_default=True)
+@DEBUG
+def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
+                    teacher_weight: float, gt_weight: float, model_json: str, workers: int, device: str,
+                    max_minutes: float | None, seed: int, debug: bool) -> None:
+    """Distil the compact prior (SRVGGNetCompact class) from Real-ESRGAN x4plus and the ground truth, resumable."""
+    try:
+        model = json.loads(model_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e.msg})", param_hint="--model") from e
+    if not isinstance(model, dict):
+        raise click.BadParameter("expected a JSON object", param_hint="--model")
+    cfg = PriorTrainConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+                           teacher_weight=teacher_weight, gt_weight=gt_weight, model=model, workers=workers,
+                           device=device, max_minutes=max_minutes, seed=seed)
+    path = train_prior(cfg, log=lambda line: click.echo(line, err=True))
+    click.echo(f"EMA weights: {path}", err=True)

@@ -33,6 +33,7 @@ from ..core.policy import Policy
 from ..core.step import InjectFn, ProgressFn
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
+from .prior_route import PriorEstimate, RegionRoute
 from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
 
@@ -92,6 +93,11 @@ class PipelineOutput:
     seconds: dict[str, float]  # prior, condition, plan, sampling (backbone, gain, policy inside), fusion, decode, total
     difficulty: Tensor | None = None  # (N,) each tile's difficulty where a plan grouped the tiles
     by_student: Tensor | None = None  # (N,) bool: the tiles the plan gave to the student
+    prior_route: RegionRoute | None = None  # which prior ran where, when stage 1 was routed
+
+
+PriorStage = Callable[[Tensor], PriorEstimate]
+"""Stage 1 over an image: ``(1, 3, H, W)`` in ``[-1, 1]`` -> its ``PriorEstimate`` (``prior/routing.py``)."""
 
 
 def resolve_tiling(backbone: Backbone, tiling: TilingSettings) -> tuple[int, int]:
@@ -129,9 +135,11 @@ def upscale_tensor(
     inject: InjectFn | None = None,
     plan: PlanFn | None = None,
     student: Backbone | None = None,
+    prior: PriorStage | None = None,
 ) -> PipelineOutput:
     """Super-resolve ``lr (1, 3, H, W)`` in ``[-1, 1]``; see the module docstring. ``student``: the
-    distilled refiner that takes the tiles ``plan`` gives it."""
+    distilled refiner that takes the tiles ``plan`` gives it; ``prior``: stage 1 instead of the
+    backbone's own prior over the whole image (the prior chosen per region)."""
     if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
         raise ValueError(f"expected a (1, 3, H, W) image, got {tuple(lr.shape)}")
     start = time.perf_counter()
@@ -156,12 +164,16 @@ def upscale_tensor(
     owner = dominant_tile(latent_grid, tiling.fusion_sigma).to(device) if tiling.fusion == "none" else None
     canvas = torch.zeros_like(noise)
     seconds = {"prior": 0.0, "condition": 0.0, "sampling": 0.0, "fusion": 0.0}
-    estimate = None
+    estimate = route = None
     if backbone.prior is not None:
         t0 = time.perf_counter()
         # on the input as given (so that zero steps return exactly the prior's output), then padded
-        estimate = pad_to_multiple(backbone.prior(lr), spec.size_multiple * spec.scale_factor)
+        stage1 = prior(lr) if prior is not None else PriorEstimate(backbone.prior(lr))
+        estimate = pad_to_multiple(stage1.estimate, spec.size_multiple * spec.scale_factor)
         seconds["prior"] = time.perf_counter() - t0
+        seconds.update(stage1.seconds)
+        route = stage1.route
+        del stage1  # the padded estimate is the one held
     hr_grid = grid.scaled(spec.scale_factor)
     runs: list[RunSummary] = []
     n = len(grid)
@@ -210,7 +222,8 @@ def upscale_tensor(
     return PipelineOutput(image=image, run=summary, grid=grid, input_size=(h, w), seconds=seconds,
                           difficulty=None if difficulty is None else difficulty.cpu(),
                           by_student=None if tile_plan is None or tile_plan.by_student is None
-                          else tile_plan.by_student.cpu())
+                          else tile_plan.by_student.cpu(),
+                          prior_route=route)
 
 
 def tile_difficulty(lr: Tensor, estimate: Tensor | None, grid: TileGrid, scale: int, chunk: int) -> Tensor:

@@ -4,6 +4,6 @@ The prior's output is the starting estimate of every tile and what the refiner c
 (PatchScaler's global restoration module, DiffBIR's first stage). Priors are named in ``PRIORS``.
 """
 
-from .runner import PRIORS, Prior, PriorInfo, load_prior
+from .runner import COMPACT_PRIOR, PRIORS, Prior, PriorInfo, load_prior
 
-__all__ = ["PRIORS", "Prior", "PriorInfo", "load_prior"]
+__all__ = ["COMPACT_PRIOR", "PRIORS", "Prior", "PriorInfo", "load_prior"]

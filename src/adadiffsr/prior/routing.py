@@ -1,0 +1,143 @@
+"""The prior chosen per region: the compact prior everywhere, Real-ESRGAN x4plus only where it is needed.
+
+PCSR (ECCV 2024) routes each region to an upsampler of the size it needs; PatchScaler reads each
+region's difficulty off its restoration module's output. Here:
+
+1. the compact prior (``prior/compact.py``, about 1/30 of x4plus's cost) runs over the whole image;
+2. the image is cut into overlapping regions (``region`` input pixels, ``overlap`` between them) and
+   each region's difficulty is the texture of the compact estimate over it (``tile_texture``);
+3. regions at or above ``threshold`` take the full prior, the hardest first, at most ``share`` of
+   them: a sky costs the compact prior alone, a forest at most ``share`` of x4plus;
+4. the full prior's regions (each run with ``margin`` pixels of context, then cropped) are fused into
+   the compact estimate: ``out = compact + sum_i (w_i / W) (full_i - compact)``, where ``w_i`` is 1
+   inside a region and falls to nearly 0 at its edges over the overlap (``ramp_weights``) and ``W``
+   sums the weights of every region, so a boundary between the two blends over the overlap with no seam.
+
+When every region is routed alike the result is exactly the single prior's output (the full prior
+then runs over the whole image as it would alone).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..engine.prior_route import PriorEstimate, RegionRoute
+from ..engine.tiling import Box, TileGrid
+from ..errors import ConfigError
+from ..policies.groups import tile_texture
+
+ROUTED = "routed"  # the name of stage 1 chosen per region (UpscaleConfig.prior)
+# the share of regions that may take the full prior, by device type: on this project's 2-core CPU
+# the full prior costs about 30x the compact one per pixel (docs/benchmarks.md); GPUs are not measured yet
+DEFAULT_SHARE: dict[str, float] = {"cpu": 0.25, "cuda": 0.25, "mps": 0.25}
+
+
+def default_share(device_type: str) -> float:
+    """The share of regions that may take the full prior on this kind of device."""
+    return DEFAULT_SHARE.get(device_type, DEFAULT_SHARE["cpu"])
+
+
+PriorFn = Callable[[Tensor], Tensor]
+"""``(1, 3, H, W)`` in ``[-1, 1]`` -> ``(1, 3, sH, sW)`` in ``[-1, 1]``: a prior over a whole image or a region."""
+
+
+@dataclass(frozen=True)
+class PriorRouting:
+    """How regions choose between the compact prior and the full one."""
+
+    # at most this fraction of the regions take the full prior (0: the compact prior alone, 1: every region
+    # at or above the threshold); None = the model's default for the device (``default_share``)
+    prior_share: float | None = None
+    # the difficulty (tile_texture of the compact estimate) from which a region takes the full prior
+    prior_threshold: float = 0.010
+    prior_region: int = 128  # region side, input pixels: x4plus runs one call per region
+    prior_overlap: int = 16
+    # input pixels of context around a region that the full prior also sees (then cropped away), so that its
+    # output near the region's edges is what it would be over the whole image
+    prior_margin: int = 8
+
+    def __post_init__(self) -> None:
+        if self.prior_share is not None and not 0 <= self.prior_share <= 1:
+            raise ConfigError(f"prior share must be in [0, 1], got {self.prior_share}")
+        if not (self.prior_threshold >= 0 and math.isfinite(self.prior_threshold)):
+            raise ConfigError(f"prior threshold must be a non-negative number, got {self.prior_threshold}")
+        if self.prior_margin < 0:
+            raise ConfigError(f"prior margin must be at least 0, got {self.prior_margin}")
+        if not 0 <= self.prior_overlap < self.prior_region:
+            raise ConfigError(f"prior regions must exceed their overlap, got region {self.prior_region}, "
+                              f"overlap {self.prior_overlap}")
+
+
+def choose_regions(difficulty: Tensor, share: float, threshold: float) -> Tensor:
+    """``(R,)`` bool: the regions at or above ``threshold``, hardest first, at most ``floor(share * R)``
+    of them (ties go to the earlier region)."""
+    count = math.floor(share * difficulty.numel() + 1e-9)
+    order = torch.argsort(difficulty.float(), descending=True, stable=True)
+    chosen = torch.zeros(difficulty.numel(), dtype=torch.bool)
+    chosen[order[:count]] = True
+    return chosen & (difficulty.cpu() >= threshold)
+
+
+def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRouting, share: float,
+                 scale: int = 4) -> PriorEstimate:
+    """The compact prior over ``lr`` (1, 3, H, W) in [-1, 1], the full one on the regions that need it
+    (see the module docstring); ``share`` as resolved (``routing.prior_share`` or the model's default)."""
+    h, w = lr.shape[-2:]
+    t0 = time.perf_counter()
+    base = compact(lr)
+    seconds = {"prior_compact": time.perf_counter() - t0, "prior_full": 0.0}
+    grid = TileGrid.build(h, w, routing.prior_region, routing.prior_overlap)
+    hr_grid = grid.scaled(scale)
+    difficulty = torch.cat([tile_texture(hr_grid.crop(base, range(i, i + 1)).clamp(-1, 1)) for i in range(len(grid))])
+    chosen = choose_regions(difficulty.cpu(), share, routing.prior_threshold)
+    t0 = time.perf_counter()
+    if bool(chosen.all()):  # exactly the full prior's output, as when it runs alone
+        base = full(lr)
+    elif bool(chosen.any()):
+        ramp = routing.prior_overlap * scale
+        total = torch.zeros(hr_grid.height, hr_grid.width, device=base.device)
+        for hr_box in hr_grid.boxes:
+            total[hr_box.slices()] += ramp_weights(hr_box, hr_grid, ramp, base.device)
+        out = base.clone()
+        for i in torch.nonzero(chosen).flatten().tolist():
+            box, hr_box = grid.boxes[i], hr_grid.boxes[i]
+            region = _with_margin(full, lr, box, routing.prior_margin, scale)
+            share_map = (ramp_weights(hr_box, hr_grid, ramp, base.device) / total[hr_box.slices()]).to(base.dtype)
+            out[(..., *hr_box.slices())] += share_map * (region - base[(..., *hr_box.slices())])
+        base = out.clamp(-1, 1)
+    seconds["prior_full"] = time.perf_counter() - t0
+    return PriorEstimate(base, RegionRoute(grid, chosen, difficulty.cpu()), seconds)
+
+
+def _with_margin(full: PriorFn, lr: Tensor, box: Box, margin: int, scale: int) -> Tensor:
+    """``full`` over ``box`` of ``lr`` with up to ``margin`` pixels of context on each side, cropped to the box."""
+    h, w = lr.shape[-2:]
+    top, left = max(0, box.top - margin), max(0, box.left - margin)
+    bottom, right = min(h, box.top + box.height + margin), min(w, box.left + box.width + margin)
+    out = full(lr[..., top:bottom, left:right])
+    dy, dx = (box.top - top) * scale, (box.left - left) * scale
+    return out[..., dy : dy + box.height * scale, dx : dx + box.width * scale]
+
+
+def ramp_weights(box: Box, grid: TileGrid, ramp: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(h, w)`` weight of a region: 1 inside, rising as sin^2 over ``ramp`` pixels from each side that
+    lies inside the image (a side on the image's border stays at 1), never 0, so the weights of two
+    overlapping regions cross over smoothly and the full prior's share fades to nothing at a region's edge."""
+
+    def axis(start: int, length: int, size: int) -> Tensor:
+        d = torch.arange(length, dtype=torch.float64, device=device)
+        w = torch.ones(length, dtype=torch.float64, device=device)
+        if ramp > 0 and start > 0:
+            w = w * torch.where(d < ramp, torch.sin(torch.pi / 2 * (d + 0.5) / ramp) ** 2, 1.0)
+        if ramp > 0 and start + length < size:
+            e = length - 1 - d
+            w = w * torch.where(e < ramp, torch.sin(torch.pi / 2 * (e + 0.5) / ramp) ** 2, 1.0)
+        return w
+
+    return (axis(box.top, box.height, grid.height)[:, None] * axis(box.left, box.width, grid.width)[None, :]).float()

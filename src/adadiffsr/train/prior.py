@@ -1,0 +1,164 @@
+"""Distil the compact prior from Real-ESRGAN x4plus and the ground truth: one flat, resumable loop.
+
+Batches are random sub-crops of the prior cache (``adadiffsr data cache``), which holds each
+crop's degraded input, x4plus's output and the ground truth, so x4plus never runs here. The loss
+is ``teacher_weight * L1(out, x4plus) + gt_weight * L1(out, truth)``: the teacher keeps the
+student's look close to what the refiner was trained over, the truth keeps it faithful. The
+cache's last shard is held out and scored every ``val_every`` steps (PSNR-Y against both).
+State lives in ``OUT/last.safetensors`` (resumable); ``OUT/ema.safetensors`` is the EMA network as
+a weights file, with the run's recipe in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Subset
+
+from ..data.cache import CacheDataset, read_cache_config
+from ..errors import ConfigError
+from ..metrics.psnr import psnr_y
+from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig
+from ..weights import save_module
+from .checkpoint import load_training_state, save_or_stop, save_training_state
+
+
+@dataclass
+class PriorTrainConfig:
+    """Everything a run depends on; saved in every checkpoint and, as the recipe, in the weights."""
+
+    cache: str = "data/cache"  # a prior cache of x4plus outputs (adadiffsr data cache)
+    out: str = "runs/prior"
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup: int = 100
+    crop: int = 192  # ground-truth sub-crop side (the input is crop / 4)
+    teacher_weight: float = 1.0
+    gt_weight: float = 0.5
+    ema_decay: float = 0.999
+    seed: int = 0
+    workers: int = 1
+    log_every: int = 50
+    val_every: int = 500
+    save_every: int = 250
+    max_minutes: float | None = None
+    device: str = "auto"
+    bf16: bool = True  # autocast in bf16 on CUDA and on a CPU with bf16 instructions
+    model: dict[str, Any] = field(default_factory=dict)  # CompactPriorConfig overrides
+
+    def __post_init__(self) -> None:
+        if self.teacher_weight < 0 or self.gt_weight < 0 or self.teacher_weight + self.gt_weight == 0:
+            raise ConfigError("the teacher and ground-truth weights must be non-negative and not both 0")
+
+
+def prior_loss(model: CompactPrior, lr: torch.Tensor, teacher: torch.Tensor, hr: torch.Tensor,
+               cfg: PriorTrainConfig) -> torch.Tensor:
+    """The weighted L1 to the teacher's output and to the truth (all in ``[0, 1]``)."""
+    out = model(lr).float()
+    return cfg.teacher_weight * F.l1_loss(out, teacher) + cfg.gt_weight * F.l1_loss(out, hr)
+
+
+@torch.no_grad()
+def validate(model: CompactPrior, crops: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+             device: torch.device) -> dict[str, float]:
+    """Mean PSNR-Y of the network on the held-out crops against x4plus and against the truth,
+    and x4plus's own against the truth."""
+    lr, teacher, hr = (c.float().div(255) for c in crops)
+    out = torch.cat([model(x[None].to(device)).float().clamp(0, 1).cpu() for x in lr])
+    return {"psnr_y_vs_teacher": float(psnr_y(out, teacher).mean()), "psnr_y": float(psnr_y(out, hr).mean()),
+            "psnr_y_teacher": float(psnr_y(teacher, hr).mean())}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
+                on_step: Callable[[int, float], None] | None = None) -> Path:
+    """Train (or resume) and return the path of the EMA network's weights file."""
+    from ..api import cpu_runs_bf16
+
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_config = read_cache_config(Path(cfg.cache))
+    if cache_config.get("prior") != "realesrgan-x4plus":
+        raise ConfigError(f"{cfg.cache} caches {cache_config.get('prior')!r}; the compact prior is distilled from "
+                          "realesrgan-x4plus")
+    model = CompactPrior(CompactPriorConfig.from_dict(cfg.model)).to(device).train()
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    state_path = out / "last.safetensors"
+    step = load_training_state(state_path, model, ema, optimizer) if state_path.is_file() else 0
+    if step:
+        log(f"resumed from {state_path} at step {step}")
+    data = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)
+    shard = int(cache_config.get("shard_size", 32))  # type: ignore[call-overload]
+    if len(data.hr) < 2 * shard:
+        raise ConfigError(f"{cfg.cache} holds {len(data.hr)} crops; the prior needs at least two shards "
+                          "(the last one is held out)")
+    held_out = (data.lr[-shard:], data.prior[-shard:], data.hr[-shard:])
+    data.lr, data.prior, data.hr = data.lr[:-shard], data.prior[:-shard], data.hr[:-shard]
+    loader = DataLoader(Subset(data, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
+                        batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
+                        persistent_workers=cfg.workers > 0)
+    use_bf16 = cfg.bf16 and (device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    recipe = asdict(cfg) | {"model": model.config.to_dict(), "cache_config": cache_config, "bf16": use_bf16}
+    log_file = (out / "log.jsonl").open("a")
+    start, window, seen = time.perf_counter(), 0.0, 0
+
+    def checkpoint() -> None:
+        save_training_state(state_path, model, ema, optimizer, step, recipe)
+        save_module(ema.module, out / "ema.safetensors", ARCHITECTURE, model.config.to_dict(),
+                    {"adadiffsr.train_steps": str(step), "adadiffsr.recipe": json.dumps(recipe)})
+
+    for lr_img, teacher, hr in loader:
+        lr_img, teacher, hr = lr_img.to(device), teacher.to(device), hr.to(device)
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+        decay = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # cosine to 0.1x over the run
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * warm * (0.1 + 0.9 * decay)
+        with autocast:
+            loss = prior_loss(model, lr_img, teacher, hr, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update_parameters(model)
+        step += 1
+        window, seen = window + loss.item(), seen + 1
+        if on_step is not None:
+            on_step(step, window / seen)
+        if step % cfg.log_every == 0:
+            elapsed = time.perf_counter() - start
+            log_file.write(json.dumps({"step": step, "loss": window / seen, "minutes": elapsed / 60}) + "\n")
+            log_file.flush()
+            log(f"step {step}/{cfg.steps} loss {window / seen:.5f} ({elapsed / 60:.1f} min)")
+            window, seen = 0.0, 0
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            scores = validate(ema.module.eval(), held_out, device)
+            log_file.write(json.dumps({"step": step, **scores}) + "\n")
+            log_file.flush()
+            log(f"step {step} held-out PSNR-Y {scores['psnr_y']:.2f} dB vs truth (x4plus "
+                f"{scores['psnr_y_teacher']:.2f}), {scores['psnr_y_vs_teacher']:.2f} dB vs x4plus")
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
+            break
+    checkpoint()
+    log_file.close()
+    if not math.isfinite(window):
+        raise FloatingPointError("training diverged (loss is not finite)")
+    return out / "ema.safetensors"

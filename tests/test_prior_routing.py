@@ -1,0 +1,181 @@
+"""The compact prior, its training, and stage 1 chosen per region (the compact prior everywhere, the
+full one where a region needs it)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors import safe_open
+
+from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr.backbones import save_backbone
+from adadiffsr.cli import main
+from adadiffsr.data.cache import CacheConfig, build_cache
+from adadiffsr.errors import ConfigError, WeightsError
+from adadiffsr.prior import PRIORS, PriorInfo, load_prior
+from adadiffsr.prior.compact import CompactPrior, CompactPriorConfig, load_compact_prior
+from adadiffsr.prior.routing import PriorRouting, choose_regions, routed_prior
+
+from .conftest import tiny_refiner, tiny_rrdbnet
+from .test_refiner import _photos
+
+WALK = (399, 149, 29)
+
+
+def tiny_compact_prior() -> CompactPrior:
+    torch.manual_seed(3)
+    return CompactPrior(CompactPriorConfig(num_feat=8, num_conv=1)).eval()
+
+
+@pytest.fixture
+def routable(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``tiny-test`` (a tiny RRDBNet) with ``tiny-compact`` as its stand-in; returns the full prior's name."""
+    monkeypatch.setitem(PRIORS, "tiny-compact", PriorInfo("tiny-compact", 4, "tests", "test only", tiny_compact_prior))
+    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", tiny_rrdbnet,
+                                                       stand_in="tiny-compact"))
+    return "tiny-test"
+
+
+def half_flat_half_textured(h: int = 40, w: int = 96) -> Image.Image:
+    a = np.full((h, w, 3), 120, np.uint8)
+    a[:, w // 2 :] = np.random.default_rng(0).integers(0, 256, (h, w - w // 2, 3))
+    return Image.fromarray(a)
+
+
+def test_compact_prior_is_small_and_a_residual_over_the_nearest_upsample():
+    model = CompactPrior()
+    assert sum(p.numel() for p in model.parameters()) <= 1_500_000
+    with torch.no_grad():
+        model.body[-2].weight.zero_()
+        model.body[-2].bias.zero_()
+    x = torch.rand(1, 3, 10, 14)
+    assert torch.equal(model(x), F.interpolate(x, scale_factor=4, mode="nearest"))
+
+
+def test_choose_regions_takes_the_hardest_above_the_threshold_up_to_the_share():
+    d = torch.tensor([0.02, 0.001, 0.05, 0.03, 0.015, 0.002])
+    assert choose_regions(d, 0.5, 0.01).tolist() == [True, False, True, True, False, False]
+    assert choose_regions(d, 0.5, 0.025).tolist() == [False, False, True, True, False, False]  # threshold wins
+    assert choose_regions(d, 1 / 3, 0.0).tolist() == [False, False, True, True, False, False]  # share wins
+    assert not choose_regions(d, 0.0, 0.0).any()
+    assert choose_regions(d, 1.0, 0.0).all()
+    with pytest.raises(ConfigError):
+        PriorRouting(prior_share=1.5)
+    with pytest.raises(ConfigError):
+        PriorRouting(prior_region=16, prior_overlap=16)
+
+
+def _bicubic(lr: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def test_routed_alike_equals_the_single_prior_and_a_boundary_blends_without_a_seam():
+    lr = torch.from_numpy(np.asarray(half_flat_half_textured(), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    calls: list[tuple[int, int]] = []
+
+    def full(x: torch.Tensor) -> torch.Tensor:  # another estimate: brighter by 0.2
+        calls.append(tuple(x.shape[-2:]))
+        return (_bicubic(x) + 0.2).clamp(-1, 1)
+
+    routing = PriorRouting(prior_region=24, prior_overlap=8, prior_threshold=0.01, prior_margin=4)
+    everywhere = routed_prior(lr, _bicubic, full, routing, share=1.0)
+    region_calls = list(calls)
+    assert everywhere.route is not None and everywhere.route.full.sum() < len(everywhere.route.grid)  # flat ones stay
+    alike = routed_prior(lr, _bicubic, full, PriorRouting(prior_region=24, prior_overlap=8, prior_threshold=0.0), 1.0)
+    assert torch.equal(alike.estimate, full(lr))  # every region full: the full prior alone, in one call
+    nowhere = routed_prior(lr, _bicubic, full, routing, share=0.0)
+    assert torch.equal(nowhere.estimate, _bicubic(lr)) and nowhere.seconds["prior_full"] < 0.05
+    # the flat left half is the compact estimate far from the boundary, the full one on the textured side,
+    # and the step of 0.2 between them is spread over the overlap: no seam
+    out = everywhere.estimate[0, 0]
+    route = everywhere.route
+    assert route.full.tolist() == [d >= 0.01 for d in route.difficulty.tolist()]
+    left, right = out[:, :40], _bicubic(lr)[0, 0, :, 40:]
+    assert torch.allclose(left, _bicubic(lr)[0, 0, :, :40])
+    assert torch.allclose(out[:, -40:], (right[:, -40:] + 0.2).clamp(-1, 1), )  # the margin hides the regions' edges
+    flat = out[:, 40:180]  # the flat side up to the texture (input column 48 -> output 192, less bicubic's reach)
+    assert flat[:, -1].mean() - flat[:, 0].mean() > 0.1  # the full prior's estimate already weighs there
+    assert (flat[:, 1:] - flat[:, :-1]).abs().max() < 0.2 / 8  # a hard switch would jump by 0.2 at once
+    assert len(region_calls) == int(route.full.sum())  # one call per chosen region
+    assert set(region_calls) <= {(28, 32), (28, 28)}  # 24 + a margin of 4 on each side inside the 40 x 96 image
+
+
+def test_the_public_api_routes_by_default_and_reports_the_prior_per_tile(routable):
+    upscaler = Upscaler(tiny_refiner(live=True))
+    assert upscaler.priors == ("routed", "tiny-test", "tiny-compact")
+    image = half_flat_half_textured()
+    config = UpscaleConfig(policy="grouped", timesteps=WALK, prior_region=24, prior_overlap=8, prior_share=0.5)
+    result = upscaler(image, config)
+    settings, regions = result.report["settings"], result.report["prior_regions"]
+    assert settings["prior"] == "routed" and settings["prior_share"] == 0.5
+    assert 0 < regions["full"] <= regions["count"] // 2
+    kinds = [t["prior"] for t in result.report["tiles"]]
+    assert kinds[0] == "compact" and kinds[-1] == "full"  # flat top-left, textured bottom-right
+    assert result.report["seconds"]["prior_full"] > 0
+    result.step_map()  # draws the full prior's regions
+    default = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK))
+    assert default.report["settings"]["prior"] == "routed" and default.report["settings"]["prior_share"] == 0.25
+    # the full prior over the whole image: exactly what the model without a stand-in runs
+    single = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK, prior="tiny-test"))
+    assert single.report["prior_regions"] is None and "prior" not in single.report["tiles"][0]
+    monkey_free = Upscaler(tiny_refiner(live=True))
+    object.__setattr__(monkey_free.backbone.prior, "info", PriorInfo("tiny-test", 4, "t", "t", tiny_rrdbnet))
+    assert monkey_free.priors == ("tiny-test",)
+    plain = monkey_free(image, UpscaleConfig(policy="grouped", timesteps=WALK))
+    assert np.array_equal(plain.picture.rgb, single.picture.rgb)
+    zero = upscaler(image, UpscaleConfig(steps=0, prior="tiny-compact"))
+    expected = load_prior("tiny-compact")(torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1).permute(2, 0, 1)[None])
+    assert np.abs(zero.picture.rgb - ((expected[0].permute(1, 2, 0).numpy() + 1) / 2)).max() < 1e-5
+    with pytest.raises(ConfigError, match="unknown prior"):
+        upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK, prior="nope"))
+
+
+def test_cli_prior_flags(routable, tmp_path, capsys):
+    weights = tmp_path / "refiner.safetensors"
+    save_backbone(tiny_refiner(live=True), weights)
+    half_flat_half_textured().save(tmp_path / "in.png")
+    base = ["upscale", str(tmp_path / "in.png"), "--weights", str(weights), "--timesteps", "399,149,29", "-q"]
+    code = main([*base, "-o", str(tmp_path / "out.png"), "--prior-share", "1", "--prior-threshold", "0",
+                 "--report", str(tmp_path / "r.json")])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["settings"]["prior"] == "routed" and report["settings"]["prior_threshold"] == 0
+    assert report["prior_regions"]["full"] == report["prior_regions"]["count"]
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "o2.png"), "--prior", "nope"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown prior" in err and "Traceback" not in err and not (tmp_path / "o2.png").exists()
+    assert main([*base, "-o", str(tmp_path / "o3.png"), "--prior-share", "2"]) == 2
+
+
+def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path, tiny_prior, capsys):
+    files = _photos(tmp_path)
+    build_cache(files, tmp_path / "cache", 8, CacheConfig(prior="tiny-test", crop=64, shard_size=4),
+                load_prior("tiny-test"))
+    meta = tmp_path / "cache" / "cache.json"
+    data = json.loads(meta.read_text())
+    data["config"]["prior"] = "realesrgan-x4plus"  # the command distils x4plus only: pretend this cache is one
+    meta.write_text(json.dumps(data))
+    args = ["train", "prior", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--crop", "32",
+            "--batch-size", "2", "--workers", "0", "--model", '{"num_feat": 8, "num_conv": 1}']
+    assert main([*args, "--steps", "3"]) == 0, capsys.readouterr().err
+    model = load_compact_prior(tmp_path / "run" / "ema.safetensors")
+    assert model.config == CompactPriorConfig(num_feat=8, num_conv=1)
+    with safe_open(str(tmp_path / "run" / "ema.safetensors"), framework="pt") as f:
+        meta_data = f.metadata()
+    recipe = json.loads(meta_data["adadiffsr.recipe"])
+    assert recipe["steps"] == 3 and recipe["gt_weight"] == 0.5 and meta_data["adadiffsr.train_steps"] == "3"
+    capsys.readouterr()
+    assert main([*args, "--steps", "5"]) == 0
+    assert "resumed from" in capsys.readouterr().err
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("psnr_y_vs_teacher" in r for r in log)
+    assert main([*args, "--model", "[1]"]) == 2
+    (tmp_path / "broken.safetensors").write_bytes(b"nope")
+    with pytest.raises(WeightsError):
+        load_compact_prior(tmp_path / "broken.safetensors")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from adadiffsr.backbones import save_backbone
@@ -56,6 +57,8 @@ def test_bench_writes_results_table_plot_and_sheets(folders, tmp_path, capsys):
         assert entry["psnr"]["median_difference"] == pytest.approx(sum(diffs) / 2)
         assert entry["niqe"]["better_on"] == sum(by[(i, label)]["niqe"] < by[(i, "bicubic")]["niqe"] for i in ("cat", "cup"))
         assert entry["psnr"]["images"] == 2
+        ratios = sorted(by[(i, label)]["seconds"] / by[(i, "bicubic")]["seconds"] for i in ("cat", "cup"))
+        assert entry["seconds"]["median_ratio"] == pytest.approx(sum(ratios) / 2)
     assert "Against bicubic, image by image" in (out / "results.md").read_text()
     assert Image.open(out / "pareto.png").size[0] > 300
     assert Image.open(out / "images" / "uniform-interval500" / "cup.png").size == (192, 192)
@@ -100,3 +103,16 @@ def test_method_specs():
     assert parse_spec("uniform:interval=5,batch-tiles=4") == ("uniform", {"interval": "5", "batch_tiles": "4"})
     with pytest.raises(ConfigError):
         parse_spec("uniform:interval")
+
+
+def test_the_real_esrgan_peer_runs_in_the_dtype_auto_picks():
+    from adadiffsr.api import cpu_runs_bf16
+    from adadiffsr.bench.methods import build_methods
+
+    (auto,) = build_methods(["realesrgan"], None, "cpu", "auto")
+    expected = "bf16" if cpu_runs_bf16() else "fp32"
+    assert auto.label == f"realesrgan-{expected}" and auto.model.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[expected]
+    (fp32,) = build_methods(["realesrgan:dtype=fp32"], None, "cpu", "auto")
+    assert fp32.label == "realesrgan-fp32" and fp32.model.runtime == "torch"
+    with pytest.raises(ConfigError):
+        build_methods(["realesrgan:runtime=ncnn,dtype=bf16"], None, "cpu", "auto")

@@ -155,6 +155,7 @@ def run_bench(
     summary = _summarise(rows, [m.label for m in methods], [m.name for m in metrics])
     paired = paired_differences(rows, [m.label for m in methods], [m.name for m in metrics])
     results = {"methods": [m.label for m in methods], "metrics": metric_names, "images": [p.name for p in pairs],
+               "output_megapixels": {p.name: p.hr.shape[-2] * p.hr.shape[-1] / 1e6 for p in pairs},
                "threads": torch.get_num_threads(), "rows": rows, "median": summary, "paired": paired}
     atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
     table = markdown_table(summary, [m.name for m in metrics], len(pairs)) + paired_table(paired, [m.name for m in metrics])
@@ -197,6 +198,10 @@ def paired_differences(rows: list[dict[str, Any]], labels: list[str], metric_nam
                 "better_on": sum(1 for a, b in pairs if (a < b if lower else a > b)),
                 "images": len(pairs),
             }
+        times = [mine[(i, label)]["seconds"] / mine[(i, reference)]["seconds"] for i in images
+                 if mine[(i, reference)]["seconds"] > 0]
+        if times:  # time against the reference's, photo by photo (both timed in the same run)
+            entry["seconds"] = {"median_ratio": statistics.median(times), "images": len(times)}
         out["methods"][label] = entry
     return out
 
@@ -205,9 +210,9 @@ def paired_table(paired: dict[str, Any], metric_names: list[str]) -> str:
     """``paired_differences`` as markdown: median difference (median relative change), better on k of n."""
     if not paired["methods"]:
         return ""
-    head = ["method", *(m.upper() for m in metric_names)]
+    head = ["method", *(m.upper() for m in metric_names), "time ratio"]
     title = (f"Against {paired['reference']}, image by image: median difference (median relative change), "
-             "better on k of n images.")
+             "better on k of n images; time ratio: the median of the per-image ratios of seconds.")
     lines = ["", title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, entry in paired["methods"].items():
         cells = [label]
@@ -215,6 +220,7 @@ def paired_table(paired: dict[str, Any], metric_names: list[str]) -> str:
             e = entry.get(m)
             cells.append("-" if e is None else f"{e['median_difference']:+.4g} ({e['median_relative_percent']:+.1f}%), "
                                                 f"{e['better_on']}/{e['images']}")
+        cells.append(f"{entry['seconds']['median_ratio']:.2f}x" if "seconds" in entry else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -8,7 +8,8 @@ region's difficulty off its restoration module's output. Here:
    each region's difficulty is the texture of the compact estimate over it (``tile_texture``);
 3. regions at or above ``threshold`` take the full prior, the hardest first, at most ``share`` of
    them: a sky costs the compact prior alone, a forest at most ``share`` of x4plus;
-4. the full prior's regions (each run with ``margin`` pixels of context, then cropped) are fused into
+4. the full prior's regions (one call per run of neighbouring chosen regions in a row, with ``margin``
+   pixels of context, then cropped) are fused into
    the compact estimate: ``out = compact + sum_i (w_i / W) (full_i - compact)``, where ``w_i`` is 1
    inside a region and falls to nearly 0 at its edges over the overlap (``ramp_weights``) and ``W``
    sums the weights of every region, so a boundary between the two blends over the overlap with no seam.
@@ -56,11 +57,11 @@ class PriorRouting:
     prior_share: float | None = None
     # the difficulty (tile_texture of the compact estimate) from which a region takes the full prior
     prior_threshold: float = 0.010
-    prior_region: int = 128  # region side, input pixels: x4plus runs one call per region
-    prior_overlap: int = 16
+    prior_region: int = 64  # region side, input pixels (as the refiner's tiles)
+    prior_overlap: int = 8
     # input pixels of context around a region that the full prior also sees (then cropped away), so that its
     # output near the region's edges is what it would be over the whole image
-    prior_margin: int = 8
+    prior_margin: int = 4
 
     def __post_init__(self) -> None:
         if self.prior_share is not None and not 0 <= self.prior_share <= 1:
@@ -105,14 +106,32 @@ def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRout
         for hr_box in hr_grid.boxes:
             total[hr_box.slices()] += ramp_weights(hr_box, hr_grid, ramp, base.device)
         out = base.clone()
-        for i in torch.nonzero(chosen).flatten().tolist():
-            box, hr_box = grid.boxes[i], hr_grid.boxes[i]
-            region = _with_margin(full, lr, box, routing.prior_margin, scale)
-            share_map = (ramp_weights(hr_box, hr_grid, ramp, base.device) / total[hr_box.slices()]).to(base.dtype)
-            out[(..., *hr_box.slices())] += share_map * (region - base[(..., *hr_box.slices())])
+        for run in row_runs(grid, chosen):  # one call per run of neighbouring chosen regions in a row
+            union = Box(grid.boxes[run[0]].top, grid.boxes[run[0]].left, grid.boxes[run[0]].height,
+                        grid.boxes[run[-1]].left + grid.boxes[run[-1]].width - grid.boxes[run[0]].left)
+            strip = _with_margin(full, lr, union, routing.prior_margin, scale)
+            for i in run:
+                hr_box = hr_grid.boxes[i]
+                dx = hr_box.left - union.left * scale
+                region = strip[..., dx : dx + hr_box.width]
+                share_map = (ramp_weights(hr_box, hr_grid, ramp, base.device) / total[hr_box.slices()]).to(base.dtype)
+                out[(..., *hr_box.slices())] += share_map * (region - base[(..., *hr_box.slices())])
         base = out.clamp(-1, 1)
     seconds["prior_full"] = time.perf_counter() - t0
     return PriorEstimate(base, RegionRoute(grid, chosen, difficulty.cpu()), seconds)
+
+
+def row_runs(grid: TileGrid, chosen: Tensor) -> list[list[int]]:
+    """The chosen regions in runs of horizontal neighbours (same row, next in the grid's row-major
+    order): the full prior runs once over each run's union, not once per region, so overlaps inside
+    a run cost nothing."""
+    runs: list[list[int]] = []
+    for i in torch.nonzero(chosen).flatten().tolist():
+        if runs and runs[-1][-1] == i - 1 and grid.boxes[i - 1].top == grid.boxes[i].top:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def _with_margin(full: PriorFn, lr: Tensor, box: Box, margin: int, scale: int) -> Tensor:

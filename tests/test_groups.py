@@ -210,15 +210,18 @@ def test_the_student_takes_its_groups_tiles_in_one_step_sharing_batches_with_the
         expected = one_step if by_student else (walked if steps == 3 else prior)
         assert steps in (0, 3) or by_student
         assert (mixed.image[box] - expected.image[box]).abs().max() < 1e-5, tile  # batch sizes differ
-    # without a student, or not asked for, nothing is routed and the plan is the walk's
+    # without a student, or turned off, nothing is routed and the plan is the walk's; a student beside the
+    # weights runs by default (since 2026-12-07)
     plain = Upscaler(teacher, "cpu").run(image, UpscaleConfig(budget=1.0, **base))
-    off = upscaler.run(image, UpscaleConfig(budget=1.0, **base))
+    off = upscaler.run(image, UpscaleConfig(budget=1.0, student=False, **base))
     assert plain.run.nfe_student == off.run.nfe_student == 0 and torch.equal(plain.image, off.image)
+    assert upscaler.run(image, UpscaleConfig(budget=1.0, **base)).run.nfe_student > 0
     with pytest.raises(ConfigError, match="grouped"):
         UpscaleConfig(policy="adaptive", student=True)
     # a student distilled at 399 joins only walks that start there
     pinned = Upscaler(teacher, "cpu", student=student, student_timestep=399)
-    assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk)).student is False  # off unless asked
+    assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk)).student is True  # on by default
+    assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=(239, 89, 17))).student is False  # quietly off
     assert pinned.resolve(UpscaleConfig(policy="grouped", timesteps=walk, student=True)).student is True
     with pytest.raises(ConfigError, match="distilled to start at timestep 399"):
         pinned.resolve(UpscaleConfig(policy="grouped", timesteps=(239, 89, 17), student=True))
@@ -226,8 +229,8 @@ def test_the_student_takes_its_groups_tiles_in_one_step_sharing_batches_with_the
 
 
 def test_the_student_on_request_or_as_the_models_default_from_the_cli(tmp_path, capsys, refiner_weights):
-    """A student beside the weights is loaded but runs only when asked (--student) or when the weights
-    file's sampling defaults say so; the report counts nfe_student and names each tile's network;
+    """A student beside the weights runs by default (since 2026-12-07) unless the weights file's sampling
+    defaults or --no-student say otherwise; the report counts nfe_student and names each tile's network;
     --no-student overrides the model; --student without a student file is one line."""
     import json
 
@@ -252,14 +255,17 @@ def test_the_student_on_request_or_as_the_models_default_from_the_cli(tmp_path, 
     on_by_default = tmp_path / "on.safetensors"  # the same refiner, its file saying "student": true
     save_backbone(tiny_refiner(live=True, sampling={"student": True}), on_by_default)
     save_backbone(student, student_path_for(on_by_default))
-    runs = {"plain": [], "asked": ["--student"], "model": ["--weights", str(on_by_default)],
-            "model-off": ["--weights", str(on_by_default), "--no-student"]}
+    off_by_default = tmp_path / "off.safetensors"  # the same refiner, its file saying "student": false
+    save_backbone(tiny_refiner(live=True, sampling={"student": False}), off_by_default)
+    save_backbone(student, student_path_for(off_by_default))
+    runs = {"plain": ["--weights", str(off_by_default)], "asked": ["--student"], "model": ["--weights", str(on_by_default)],
+            "model-off": ["--weights", str(on_by_default), "--no-student"], "default": []}
     reports = {}
     for name, extra in runs.items():
         code = main([*args, *extra, "-o", str(tmp_path / f"{name}.png"), "--report", str(tmp_path / f"{name}.json")])
         assert code == 0, capsys.readouterr().err
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
-    for name in ("asked", "model"):
+    for name in ("asked", "model", "default"):
         report = reports[name]
         assert report["nfe_student"] == report["student_tiles"] == 4 and report["nfe"] == 4, name  # the textured half
         assert [t["network"] for t in report["tiles"]][:4] == ["prior", "prior", "student", "student"]

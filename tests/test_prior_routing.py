@@ -130,11 +130,27 @@ def test_routed_alike_equals_the_single_prior_and_a_boundary_blends_without_a_se
     assert route.full.sum() == 8 and region_calls == [(28, 68), (28, 68)]
 
 
-def test_the_public_api_routes_by_default_and_reports_the_prior_per_tile(routable):
+def test_the_input_signal_sees_what_a_smoothing_compact_prior_hides():
+    lr = torch.from_numpy(np.asarray(half_flat_half_textured(), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+
+    def smoothing(x: torch.Tensor) -> torch.Tensor:  # a compact prior that blurs texture away
+        return F.interpolate(F.avg_pool2d(x, 8, ceil_mode=True), size=(x.shape[-2] * 4, x.shape[-1] * 4), mode="nearest")
+
+    by_estimate = routed_prior(lr, smoothing, _bicubic, PriorRouting(prior_region=24, prior_overlap=8), share=1.0)
+    by_input = routed_prior(lr, smoothing, _bicubic, PriorRouting(prior_region=24, prior_overlap=8, prior_signal="input"),
+                            share=1.0)
+    assert not by_estimate.route.full.any()  # the blurred estimate reads flat everywhere
+    assert by_input.route.full.tolist() == [box.left + box.width > 48 for box in by_input.route.grid.boxes]
+    with pytest.raises(ConfigError, match="unknown prior signal"):
+        PriorRouting(prior_signal="noise")
+
+
+def test_the_public_api_routes_when_asked_and_reports_the_prior_per_tile(routable):
     upscaler = Upscaler(tiny_refiner(live=True))
-    assert upscaler.priors == ("routed", "tiny-test", "tiny-compact")
+    assert upscaler.priors == ("tiny-test", "routed", "tiny-compact")
     image = half_flat_half_textured()
-    config = UpscaleConfig(policy="grouped", timesteps=WALK, prior_region=24, prior_overlap=8, prior_share=0.5)
+    config = UpscaleConfig(policy="grouped", timesteps=WALK, prior="routed", prior_region=24, prior_overlap=8,
+                           prior_share=0.5, prior_threshold=0.01)
     result = upscaler(image, config)
     settings, regions = result.report["settings"], result.report["prior_regions"]
     assert settings["prior"] == "routed" and settings["prior_share"] == 0.5
@@ -143,10 +159,11 @@ def test_the_public_api_routes_by_default_and_reports_the_prior_per_tile(routabl
     assert kinds[0] == "compact" and kinds[-1] == "full"  # flat top-left, textured bottom-right
     assert result.report["seconds"]["prior_full"] > 0
     result.step_map()  # draws the full prior's regions
-    default = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK))
-    assert default.report["settings"]["prior"] == "routed" and default.report["settings"]["prior_share"] == 0.25
-    # the full prior over the whole image: exactly what the model without a stand-in runs
-    single = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK, prior="tiny-test"))
+    default = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK, prior="routed"))
+    assert default.report["settings"]["prior"] == "routed" and default.report["settings"]["prior_share"] == 1.0
+    # the default, the full prior over the whole image: exactly what the model without a stand-in runs
+    single = upscaler(image, UpscaleConfig(policy="grouped", timesteps=WALK))
+    assert single.report["settings"]["prior"] == "tiny-test"
     assert single.report["prior_regions"] is None and "prior" not in single.report["tiles"][0]
     monkey_free = Upscaler(tiny_refiner(live=True))
     object.__setattr__(monkey_free.backbone.prior, "info", PriorInfo("tiny-test", 4, "t", "t", tiny_rrdbnet))
@@ -165,7 +182,7 @@ def test_cli_prior_flags(routable, tmp_path, capsys):
     save_backbone(tiny_refiner(live=True), weights)
     half_flat_half_textured().save(tmp_path / "in.png")
     base = ["upscale", str(tmp_path / "in.png"), "--weights", str(weights), "--timesteps", "399,149,29", "-q"]
-    code = main([*base, "-o", str(tmp_path / "out.png"), "--prior-share", "1", "--prior-threshold", "0",
+    code = main([*base, "-o", str(tmp_path / "out.png"), "--prior", "routed", "--prior-share", "1", "--prior-threshold", "0",
                  "--report", str(tmp_path / "r.json")])
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "r.json").read_text())

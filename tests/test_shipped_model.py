@@ -19,8 +19,10 @@ from adadiffsr.weights import default_weights_path
 
 # scikit-image's CC0 coffee photo, a 288x192 crop; the input is its mild-x4 degradation (seed 0)
 GROUND_TRUTH = Path(__file__).parent / "fixtures" / "coffee-288x192.png"
-STORED_PSNR_Y = 28.642  # measured with the committed weights at the default settings (2 and 1 threads alike)
-STORED_PSNR_Y_STUDENT = 28.717  # the same with --student (the shipped one-step student on every textured tile)
+STORED_PSNR_Y = 28.735  # measured with the committed weights at the default settings (2 and 1 threads alike):
+# x4plus everywhere, then the student (the same here with --prior routed: this textured crop takes x4plus everywhere)
+STORED_PSNR_Y_X4PLUS_TEACHER = 28.642  # the default until 2026-12-07: x4plus everywhere, the teacher's walk
+STORED_PSNR_Y_COMPACT = 28.921  # the compact prior alone (--prior routed --prior-share 0), then the student
 TOLERANCE_DB = 0.15
 
 
@@ -41,12 +43,19 @@ def test_the_shipped_model_beats_bicubic_and_holds_its_score(pair):
     lr = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
     ours, base = float(psnr_y(out, hr)), float(psnr_y(bicubic, hr))
-    assert ours > base + 0.2, (ours, base)  # 28.64 against bicubic 28.20 and the prior alone 28.24
+    assert ours > base + 0.2, (ours, base)  # 28.74 against bicubic 28.20 and the prior alone 28.24
     assert abs(ours - STORED_PSNR_Y) <= TOLERANCE_DB, ours
-    assert result.report["settings"]["prior"] == "realesrgan-x4plus"
-    assert result.report["settings"]["files"]["student"] is not None  # loaded, but the default does not run it
-    assert result.report["nfe_student"] == 0 and result.report["settings"]["student"] is False
-    student = Upscaler.from_pretrained(device="cpu")(image, UpscaleConfig(seed=0, student=True))
-    out = torch.from_numpy(student.picture.rgb).permute(2, 0, 1)[None]
-    assert abs(float(psnr_y(out, hr)) - STORED_PSNR_Y_STUDENT) <= TOLERANCE_DB  # --student: the textured tiles, 1 step
-    assert student.report["nfe_student"] == student.report["nfe"] == student.report["student_tiles"] > 0
+    settings = result.report["settings"]
+    assert settings["prior"] == "realesrgan-x4plus" and settings["student"] is True and result.report["prior_regions"] is None
+    routed = Upscaler.from_pretrained(device="cpu")(image, UpscaleConfig(seed=0, prior="routed"))
+    assert routed.report["prior_regions"]["full"] == routed.report["prior_regions"]["count"]  # textured: x4plus
+    assert np.array_equal(routed.picture.rgb, result.picture.rgb)  # every region x4plus: the single prior exactly
+    assert result.report["nfe_student"] == result.report["nfe"] == result.report["student_tiles"] > 0
+    before = Upscaler.from_pretrained(device="cpu")(image, UpscaleConfig(seed=0, prior="realesrgan-x4plus", student=False))
+    out = torch.from_numpy(before.picture.rgb).permute(2, 0, 1)[None]
+    assert abs(float(psnr_y(out, hr)) - STORED_PSNR_Y_X4PLUS_TEACHER) <= TOLERANCE_DB  # the previous default
+    assert before.report["nfe_student"] == 0 and before.report["prior_regions"] is None
+    compact = Upscaler.from_pretrained(device="cpu")(image, UpscaleConfig(seed=0, prior="routed", prior_share=0))
+    out = torch.from_numpy(compact.picture.rgb).permute(2, 0, 1)[None]
+    assert abs(float(psnr_y(out, hr)) - STORED_PSNR_Y_COMPACT) <= TOLERANCE_DB  # the compact prior alone
+    assert compact.report["prior_regions"]["full"] == 0 and compact.report["seconds"]["prior_full"] < 0.05

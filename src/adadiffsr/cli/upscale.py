@@ -18,7 +18,7 @@ from ..policies.dtss import FR_CHANGES
 from ..policies.groups import GroupSettings
 from ..policies.registry import POLICIES
 from ..prior import COMPACT_PRIOR
-from ..prior.routing import PriorRouting
+from ..prior.routing import SIGNALS, PriorRouting
 from .options import DEBUG, float_list, int_list, joined, load_upscaler, model_options, progress_factory, say_to_stderr
 
 D = UpscaleConfig  # the defaults below are its fields' and its parts' (D.dtss: DTSS as shipped)
@@ -55,15 +55,19 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--student-groups", help="The groups (steps on the walk) the student takes over. "
                                        f"[default: {joined(GroupSettings.student_groups)}]")
 @click.option("--prior", "prior_name",
-              help="Stage 1: routed (the compact prior over the whole image, Real-ESRGAN x4plus on the regions "
-                   f"that need it), realesrgan-x4plus (over the whole image: with --steps 0, Real-ESRGAN alone) or "
-                   f"{COMPACT_PRIOR} (the compact prior alone). [default: the model's; the shipped model's: routed]")
+              help="Stage 1: realesrgan-x4plus (over the whole image: with --steps 0, Real-ESRGAN alone), routed "
+                   "(the compact prior over the whole image, Real-ESRGAN x4plus on the regions that need it) or "
+                   f"{COMPACT_PRIOR} (the compact prior alone). [default: the model's; the shipped model's: "
+                   "realesrgan-x4plus]")
 @click.option("--prior-share", type=click.FloatRange(0, 1),
               help="Routed: at most this fraction of the regions take Real-ESRGAN x4plus, the most textured first "
                    "(0: the compact prior alone). [default: the model's for the device]")
 @click.option("--prior-threshold", type=click.FloatRange(min=0), default=PriorRouting.prior_threshold, show_default=True,
               help="Routed: the difficulty (mean luma gradient of the compact estimate) from which a region "
                    "takes Real-ESRGAN x4plus.")
+@click.option("--prior-signal", type=click.Choice(SIGNALS), default=PriorRouting.prior_signal, show_default=True,
+              help="Routed: what a region's difficulty is read off: the compact prior's estimate, or the input's "
+                   "bicubic upsample (noise and all, so a noisy sky takes x4plus too).")
 @click.option("--intervals", default=joined(D.dtss.intervals), show_default=True,
               help="The adaptive policy's interval set (the paper's: 5,10,15,20).")
 @click.option("--tau", type=click.FloatRange(min=0), default=D.dtss.tau, show_default=True,
@@ -171,4 +175,5 @@ def config_from_flags(flags: dict[str, Any]) -> UpscaleConfig:
         prior=flags["prior_name"],
         prior_share=flags["prior_share"],
         prior_threshold=flags["prior_threshold"],
+        prior_signal=flags["prior_signal"],
     )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine.prior_route import PriorEstimate, RegionRoute
@@ -33,10 +34,12 @@ from ..engine.tiling import Box, TileGrid
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
 
+SIGNALS: tuple[str, ...] = ("estimate", "input")
 ROUTED = "routed"  # the name of stage 1 chosen per region (UpscaleConfig.prior)
-# the share of regions that may take the full prior, by device type: on this project's 2-core CPU
-# the full prior costs about 30x the compact one per pixel (docs/benchmarks.md); GPUs are not measured yet
-DEFAULT_SHARE: dict[str, float] = {"cpu": 0.25, "cuda": 0.25, "mps": 0.25}
+# the share of regions that may take the full prior, by device type. 1: every region at or above the
+# threshold. On the 8 validation photos (realesrgan-x4) a cap below that cost more quality than time:
+# the threshold decides (docs/benchmarks.md); GPUs are not measured yet, so they share the CPU's value
+DEFAULT_SHARE: dict[str, float] = {"cpu": 1.0, "cuda": 1.0, "mps": 1.0}
 
 
 def default_share(device_type: str) -> float:
@@ -55,8 +58,14 @@ class PriorRouting:
     # at most this fraction of the regions take the full prior (0: the compact prior alone, 1: every region
     # at or above the threshold); None = the model's default for the device (``default_share``)
     prior_share: float | None = None
-    # the difficulty (tile_texture of the compact estimate) from which a region takes the full prior
-    prior_threshold: float = 0.010
+    # the difficulty (tile_texture of the compact estimate) from which a region takes the full prior: on the
+    # 8 validation photos (realesrgan-x4) 0.010, the refiner's first group threshold, left most regions to the
+    # compact prior (-0.42 dB PSNR-Y, NIQE +22% against x4plus everywhere); 0.005 gave -0.20 dB, NIQE -2.3%
+    # at 0.58x the time (docs/benchmarks.md)
+    prior_threshold: float = 0.005
+    # what a region's difficulty is read off: "estimate" (the compact prior's output) or "input" (the bicubic
+    # upsample of the input, noise and all, before any prior runs)
+    prior_signal: str = "estimate"
     prior_region: int = 64  # region side, input pixels (as the refiner's tiles)
     prior_overlap: int = 8
     # input pixels of context around a region that the full prior also sees (then cropped away), so that its
@@ -68,6 +77,8 @@ class PriorRouting:
             raise ConfigError(f"prior share must be in [0, 1], got {self.prior_share}")
         if not (self.prior_threshold >= 0 and math.isfinite(self.prior_threshold)):
             raise ConfigError(f"prior threshold must be a non-negative number, got {self.prior_threshold}")
+        if self.prior_signal not in SIGNALS:
+            raise ConfigError(f"unknown prior signal {self.prior_signal!r}; choose one of {', '.join(SIGNALS)}")
         if self.prior_margin < 0:
             raise ConfigError(f"prior margin must be at least 0, got {self.prior_margin}")
         if not 0 <= self.prior_overlap < self.prior_region:
@@ -95,7 +106,8 @@ def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRout
     seconds = {"prior_compact": time.perf_counter() - t0, "prior_full": 0.0}
     grid = TileGrid.build(h, w, routing.prior_region, routing.prior_overlap)
     hr_grid = grid.scaled(scale)
-    difficulty = torch.cat([tile_texture(hr_grid.crop(base, range(i, i + 1)).clamp(-1, 1)) for i in range(len(grid))])
+    difficulty = torch.cat([tile_texture(_signal(lr, base, grid, hr_grid, i, routing.prior_signal, scale))
+                            for i in range(len(grid))])
     chosen = choose_regions(difficulty.cpu(), share, routing.prior_threshold)
     t0 = time.perf_counter()
     if bool(chosen.all()):  # exactly the full prior's output, as when it runs alone
@@ -119,6 +131,14 @@ def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRout
         base = out.clamp(-1, 1)
     seconds["prior_full"] = time.perf_counter() - t0
     return PriorEstimate(base, RegionRoute(grid, chosen, difficulty.cpu()), seconds)
+
+
+def _signal(lr: Tensor, estimate: Tensor, grid: TileGrid, hr_grid: TileGrid, i: int, signal: str, scale: int) -> Tensor:
+    """Region ``i`` as the difficulty reads it: the compact estimate, or the input's bicubic upsample."""
+    if signal == "estimate":
+        return hr_grid.crop(estimate, range(i, i + 1)).clamp(-1, 1)
+    up = F.interpolate(grid.crop(lr, range(i, i + 1)), scale_factor=scale, mode="bicubic", align_corners=False)
+    return up.clamp(-1, 1)
 
 
 def row_runs(grid: TileGrid, chosen: Tensor) -> list[list[int]]:

@@ -42,7 +42,8 @@ BUDGETS: dict[str, Budget] = {
     "fast": Budget("Fast", None, "the restoration prior alone, no diffusion step"),
     "quick": Budget("Quick", 1.0, "one step of the distilled student where the plan takes any (the look's start "
                     "does not apply: the student starts where it was distilled)", student=True),
-    "standard": Budget("Standard", 1.0, "the model's own number of steps"),
+    "standard": Budget("Standard", 1.0, "the model's own setting (the shipped model: one step of its student "
+                       "where the plan takes any, as Quick)"),
     "thorough": Budget("Thorough", 2.0, "twice the model's steps, the same start"),
 }
 DEFAULT_LOOK = "balanced"

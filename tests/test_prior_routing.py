@@ -120,6 +120,10 @@ def test_routed_alike_equals_the_single_prior_and_a_boundary_blends_without_a_se
     out = everywhere.estimate[0, 0]
     route = everywhere.route
     assert route.full.tolist() == [d >= 0.01 for d in route.difficulty.tolist()]
+    mix = route.full_map()  # what the report reads: the full prior's weight, with the blend's own weights
+    assert float(mix[:, :10].max()) == 0 and float(mix[:, -10:].min()) > 0.999
+    fractions = route.full_fraction(route.grid)
+    assert all((f > 0.5) == chosen for f, chosen in zip(fractions.tolist(), route.full.tolist(), strict=True))
     left, right = out[:, :40], _bicubic(lr)[0, 0, :, 40:]
     assert torch.allclose(left, _bicubic(lr)[0, 0, :, :40])
     assert torch.allclose(out[:, -40:], (right[:, -40:] + 0.2).clamp(-1, 1), )  # the margin hides the regions' edges
@@ -154,6 +158,7 @@ def test_the_public_api_routes_when_asked_and_reports_the_prior_per_tile(routabl
     result = upscaler(image, config)
     settings, regions = result.report["settings"], result.report["prior_regions"]
     assert settings["prior"] == "routed" and settings["prior_share"] == 0.5
+    assert settings["files"]["prior_stand_in"] == "tests"  # where the stand-in came from
     assert 0 < regions["full"] <= regions["count"] // 2
     kinds = [t["prior"] for t in result.report["tiles"]]
     assert kinds[0] == "compact" and kinds[-1] == "full"  # flat top-left, textured bottom-right

@@ -373,6 +373,7 @@ class Upscaler:
         if self._compact_prior is None:
             self._compact_prior = load_prior(str(own.info.stand_in)).to(self.device)
             self._compact_prior.use_dtype(self.dtype)
+            self.files["prior_stand_in"] = PRIORS[str(own.info.stand_in)].source  # for reports: what was loaded
         compact = self._compact_prior
         if config.prior == own.info.stand_in:
             return lambda lr: PriorEstimate(compact(lr))

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..engine.prior_route import PriorEstimate, RegionRoute
+from ..engine.prior_route import PriorEstimate, RegionRoute, ramp_weights
 from ..engine.tiling import Box, TileGrid
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
@@ -130,7 +130,7 @@ def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRout
                 out[(..., *hr_box.slices())] += share_map * (region - base[(..., *hr_box.slices())])
         base = out.clamp(-1, 1)
     seconds["prior_full"] = time.perf_counter() - t0
-    return PriorEstimate(base, RegionRoute(grid, chosen, difficulty.cpu()), seconds)
+    return PriorEstimate(base, RegionRoute(grid, chosen, difficulty.cpu(), routing.prior_overlap), seconds)
 
 
 def _signal(lr: Tensor, estimate: Tensor, grid: TileGrid, hr_grid: TileGrid, i: int, signal: str, scale: int) -> Tensor:
@@ -162,21 +162,3 @@ def _with_margin(full: PriorFn, lr: Tensor, box: Box, margin: int, scale: int) -
     out = full(lr[..., top:bottom, left:right])
     dy, dx = (box.top - top) * scale, (box.left - left) * scale
     return out[..., dy : dy + box.height * scale, dx : dx + box.width * scale]
-
-
-def ramp_weights(box: Box, grid: TileGrid, ramp: int, device: torch.device | str = "cpu") -> Tensor:
-    """``(h, w)`` weight of a region: 1 inside, rising as sin^2 over ``ramp`` pixels from each side that
-    lies inside the image (a side on the image's border stays at 1), never 0, so the weights of two
-    overlapping regions cross over smoothly and the full prior's share fades to nothing at a region's edge."""
-
-    def axis(start: int, length: int, size: int) -> Tensor:
-        d = torch.arange(length, dtype=torch.float64, device=device)
-        w = torch.ones(length, dtype=torch.float64, device=device)
-        if ramp > 0 and start > 0:
-            w = w * torch.where(d < ramp, torch.sin(torch.pi / 2 * (d + 0.5) / ramp) ** 2, 1.0)
-        if ramp > 0 and start + length < size:
-            e = length - 1 - d
-            w = w * torch.where(e < ramp, torch.sin(torch.pi / 2 * (e + 0.5) / ramp) ** 2, 1.0)
-        return w
-
-    return (axis(box.top, box.height, grid.height)[:, None] * axis(box.left, box.width, grid.width)[None, :]).float()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors import safe_open
 
-from adadiffsr import Upscaler, UpscaleConfig
+from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.backbones import save_backbone
 from adadiffsr.cli import main
 from adadiffsr.data.cache import CacheConfig, build_cache

@@ -36,7 +36,7 @@ from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
-from .checkpoint import load_training_state, save_or_stop, save_training_state
+from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state
 
 
 @dataclass
@@ -192,11 +192,7 @@ def train_backbone(
         with autocast:
             loss = diffusion_loss(model, lr_img, hr_img, generator, prior_img[0] if prior_img else None,
                                   cfg.max_timestep)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update_parameters(model)
+        optimizer_step(model, ema, optimizer, loss)
         step += 1
         window, seen = window + loss.item(), seen + 1
         if on_step is not None:

@@ -1,4 +1,5 @@
-"""Resumable training state in one safetensors file: model, EMA, optimizer, step and config."""
+"""Resumable training state in one safetensors file: model, EMA, optimizer, step and config; and the
+optimiser step the training loops share."""
 
 from __future__ import annotations
 
@@ -65,3 +66,13 @@ def save_or_stop(step: int, save_every: int, max_minutes: float | None, start: f
         log(f"time budget of {max_minutes} min reached at step {step}")
         return True
     return False
+
+
+def optimizer_step(model: torch.nn.Module, ema: Any, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   clip: float = 1.0) -> None:
+    """One step of a training loop: backward, gradients clipped to ``clip``, the optimiser, the EMA."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    ema.update_parameters(model)

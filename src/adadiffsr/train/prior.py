@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
 from ..weights import save_module
-from .checkpoint import load_training_state, save_or_stop, save_training_state
+from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state
 
 
 @dataclass
@@ -148,11 +148,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
             group["lr"] = cfg.lr * warm * (0.1 + 0.9 * decay)
         with autocast:
             loss = prior_loss(model, lr_img, teacher, hr, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update_parameters(model)
+        optimizer_step(model, ema, optimizer, loss)
         step += 1
         window, seen = window + loss.item(), seen + 1
         if on_step is not None:

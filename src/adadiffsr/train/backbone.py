@@ -36,7 +36,7 @@ from ..engine.pipeline import TilingSettings, upscale_tensor
 from ..engine.sampler import SamplerSettings
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
-from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state
+from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state, training_device
 
 
 @dataclass
@@ -65,12 +65,6 @@ class BackboneTrainConfig:
     cache: str | None = None  # a prior cache folder: train a refiner over its prior
     max_timestep: int | None = None  # train on timesteps [0, max_timestep] only (None: all of them)
     init: str | None = None  # weights file to warm-start from
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def diffusion_loss(
@@ -143,7 +137,7 @@ def train_backbone(
 ) -> Path:
     """Train (or resume) and return the path of the exported EMA backbone; ``on_step(step, loss)``
     after every optimiser step (the CLI's progress bar)."""
-    device = _device(cfg.device)
+    device = training_device(cfg.device)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Resumable training state in one safetensors file: model, EMA, optimizer, step and config; and the
-optimiser step the training loops share."""
+"""Resumable training state in one safetensors file: model, EMA, optimizer, step and config; and what
+every training loop shares: its device, its autocast dtype, the optimiser step."""
 
 from __future__ import annotations
 
@@ -76,3 +76,19 @@ def optimizer_step(model: torch.nn.Module, ema: Any, optimizer: torch.optim.Opti
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
     ema.update_parameters(model)
+
+
+def training_device(name: str) -> torch.device:
+    """``auto``: CUDA where there is one, else the CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def training_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
+    from ..api import cpu_runs_bf16, resolve_dtype
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
+    return resolve_dtype(name)

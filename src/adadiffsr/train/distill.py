@@ -51,7 +51,6 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
-from ..api import cpu_runs_bf16, resolve_dtype
 from ..backbones import CompactConfig, CompactSR, load_student, save_backbone
 from ..core.pixels import normalize
 from ..core.precision import autocast
@@ -61,7 +60,7 @@ from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..policies.groups import GroupSettings, steps_by_thresholds, tile_texture
-from .checkpoint import load_training_state, save_or_stop, save_training_state
+from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
 from .prune import prune_into
 from .texture import MAX_LEVELS as MAX_TEXTURE_LEVELS
 from .texture import detail_ratio, texture_loss
@@ -182,13 +181,6 @@ def default_target(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, 
     return target
 
 
-def training_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
-    return resolve_dtype(name)
-
-
 def distill_walk(teacher: CompactSR) -> tuple[int, ...]:
     walk = tuple(int(t) for t in teacher.spec.sampling.get("timesteps", ()))
     if not walk or not teacher.starts_from_estimate:
@@ -200,8 +192,7 @@ def distill_walk(teacher: CompactSR) -> tuple[int, ...]:
 def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or resume) the one-step student of ``teacher``; write its EMA weights to ``student_out``."""
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = training_device(cfg.device)
     walk = distill_walk(teacher)
     if cfg.target not in TARGETS:
         raise ConfigError(f"unknown distillation target {cfg.target!r}; known: {', '.join(TARGETS)}")

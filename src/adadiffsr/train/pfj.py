@@ -40,6 +40,7 @@ from ..gain.regressor import LearnedPerformance, QualityRegressor
 from ..io import atomic_write
 from ..pfj import FeatureInjection, PFJConfig, save_pfj
 from ..policies.dtss import SHIPPED as DTSS_SHIPPED
+from .checkpoint import training_device
 
 
 @dataclass
@@ -140,8 +141,7 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
     train_files, val_files = split_files(Path(cfg.photos), "train"), split_files(Path(cfg.photos), "val")
     if not train_files or not val_files:
         raise DataError(f"{cfg.photos}: needs train/ and val/ photos (adadiffsr data photos)")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
+    device = training_device(cfg.device)
     backbone.to(device).eval().requires_grad_(False)
     learned = LearnedPerformance(backbone, regressor.to(device).eval())
     if cfg.objective not in OBJECTIVES:

@@ -29,7 +29,14 @@ from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
 from ..weights import save_module
-from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state
+from .checkpoint import (
+    load_training_state,
+    optimizer_step,
+    save_or_stop,
+    save_training_state,
+    training_device,
+    training_dtype,
+)
 
 
 @dataclass
@@ -93,18 +100,10 @@ def initial_network(cfg: PriorTrainConfig) -> CompactPrior:
     return model.train()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
                 on_step: Callable[[int, float], None] | None = None) -> Path:
     """Train (or resume) and return the path of the EMA network's weights file."""
-    from ..api import cpu_runs_bf16
-
-    device = _device(cfg.device)
+    device = training_device(cfg.device)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
     loader = DataLoader(Subset(data, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
                         batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                         persistent_workers=cfg.workers > 0)
-    use_bf16 = cfg.bf16 and (device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()))
+    use_bf16 = training_dtype("auto" if cfg.bf16 else "fp32", device) == torch.bfloat16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     recipe = asdict(cfg) | {"model": model.config.to_dict(), "cache_config": cache_config, "bf16": use_bf16}
     log_file = (out / "log.jsonl").open("a")

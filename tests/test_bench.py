@@ -69,10 +69,11 @@ def test_bench_degrade_realesrgan_and_crop(folders, tmp_path, capsys):
     hr, _, weights = folders
     out = tmp_path / "out"
     code = main(["bench", "--hr", str(hr), "--degrade", "realesrgan-x4", "--seed", "1", "--crop", "96", "--limit", "1",
-                 "--methods", "bicubic", "--metrics", "psnr,gmsd", "--out", str(out), "-q"])
+                 "--methods", "bicubic", "--metrics", "psnr,gmsd,detail_1,detail_4", "--out", str(out), "-q"])
     assert code == 0, capsys.readouterr().err
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["image"] == "cat" and set(rows[0]) >= {"psnr", "gmsd", "seconds", "peak_mb"}
+    assert 0 < rows[0]["detail_1"] < rows[0]["detail_4"] < 1  # bicubic loses the finest detail most
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,22 @@ def test_registry_metadata_and_errors():
         create_metric("lpips")
     ref, distorted = load("coffee-288x192.png")
     assert create_metric("PSNR").fn(distorted, ref).shape == (1,)
+
+
+def test_detail_ratio_laws():
+    """1 for the truth itself; contrast halved is a quarter of the energy at every scale; a blur
+    removes more detail at 1 px than at 4 px; noise on the truth adds detail; too small: ValueError."""
+    from adadiffsr.metrics.detail import detail_ratio, gaussian_blur
+
+    ref, _ = load("chelsea-288.png")
+    for s in (1, 2, 4):
+        assert detail_ratio(ref, ref, s).item() == pytest.approx(1.0)
+        assert detail_ratio(0.5 * ref + 0.25, ref, s).item() == pytest.approx(0.25, rel=1e-6)
+    blurred = torch.cat([gaussian_blur(ref[:, c : c + 1], 1.5) for c in range(3)], 1)
+    d1, d2, d4 = (detail_ratio(blurred, ref, s).item() for s in (1, 2, 4))
+    assert d1 < d2 < d4 < 1
+    noisy = (ref + 0.05 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(0), dtype=ref.dtype)).clamp(0, 1)
+    assert detail_ratio(noisy, ref, 1).item() > 1.5
+    with pytest.raises(ValueError, match="at least 64 px"):
+        detail_ratio(ref[..., :60, :60], ref[..., :60, :60], 4)
+    assert create_metric("detail_2").full_reference and not create_metric("detail_2").lower_is_better

@@ -155,3 +155,52 @@ def test_companions_for_another_backbone_fail_in_one_line(tmp_path, capsys):
     save_regressor(QualityRegressor(RegressorConfig(in_channels=3, width=8)), regressor_path_for(weights))
     with pytest.raises(Exception, match="regressor was trained for a backbone with 3"):
         Upscaler.from_pretrained(str(weights))
+
+
+def test_train_pfj_for_the_student_from_the_cli_then_fidelity_moves_the_students_output(tmp_path, capsys, tiny_prior):
+    """`train pfj-student` trains PFJ through the student's one step from a prior cache, resumably,
+    and writes NAME.pfj.safetensors beside the refiner; upscale then loads it: --fidelity 0 is the
+    student alone (bit-identical to no PFJ file), --fidelity 1 differs; a refiner without a student: one line."""
+    from adadiffsr.backbones import student_path_for
+    from adadiffsr.data.cache import CacheConfig, build_cache
+    from adadiffsr.prior import load_prior
+
+    from .conftest import tiny_refiner
+
+    files = []
+    for i, box in enumerate([(0, 0, 96, 96), (100, 40, 196, 136)]):
+        files.append(tmp_path / f"p{i}.png")
+        Image.open(SAMPLE).convert("RGB").crop(box).save(files[-1])
+    build_cache(files, tmp_path / "cache", 8, CacheConfig(prior=tiny_prior, crop=64, shard_size=4), load_prior(tiny_prior))
+    teacher = tiny_refiner(live=True, sampling={"policy": "timesteps", "timesteps": [299, 49]}, default_strength=0.3)
+    weights = tmp_path / "refiner.safetensors"
+    save_backbone(teacher, weights)
+    image = tmp_path / "in.png"
+    Image.open(SAMPLE).convert("RGB").crop((50, 50, 82, 74)).save(image)
+    args = ["train", "pfj-student", "--cache", str(tmp_path / "cache"), "--run", str(tmp_path / "run"), "--batch-size", "2",
+            "--crop", "32", "--workers", "0", "--weights", str(weights), "--device", "cpu"]
+    assert main([*args, "--steps", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "student" in err and len(err.strip().splitlines()) == 1
+    save_backbone(tiny_refiner(live=True, default_strength=0.3), student_path_for(weights),
+                  metadata={"adadiffsr.student_timestep": "299"})
+    assert main([*args, "--steps", "2"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main([*args, "--steps", "4"]) == 0, capsys.readouterr().err
+    assert "resumed from" in capsys.readouterr().err
+    report = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert report["step"] == 4 and {"psnr_y", "psnr_y_student", "psnr_y_prior"} <= set(report)
+    pfj = load_pfj(pfj_path_for(weights))
+    assert any(bool(p.any()) for p in pfj.out.parameters())  # it trained (its last layer starts at zero)
+    outputs = {}
+    for fidelity in ("0", "1"):
+        out = tmp_path / f"f{fidelity}.png"
+        assert main(["upscale", str(image), "-o", str(out), "--weights", str(weights), "--policy", "distilled",
+                     "--fidelity", fidelity, "--report", str(tmp_path / f"f{fidelity}.json"), "-q"]) == 0, capsys.readouterr().err
+        outputs[fidelity] = np.asarray(Image.open(out))
+    assert json.loads((tmp_path / "f1.json").read_text())["settings"]["files"]["pfj"] == str(pfj_path_for(weights))
+    pfj_path_for(weights).unlink()
+    assert main(["upscale", str(image), "-o", str(tmp_path / "none.png"), "--weights", str(weights), "--policy", "distilled",
+                 "-q"]) == 0
+    assert np.array_equal(outputs["0"], np.asarray(Image.open(tmp_path / "none.png")))
+    assert not np.array_equal(outputs["0"], outputs["1"])

@@ -24,7 +24,8 @@ from .options import DEBUG, RUNTIME_HELP, device_option, say_to_stderr
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --degrade.")
 @click.option("--methods", default="bicubic,realesrgan,uniform:interval=20", show_default=True,
               help="Comma list: bicubic, realesrgan, or a policy with settings (uniform:interval=5,rule=ddpm).")
-@click.option("--metrics", "metric_names", default="psnr,ssim,gmsd,niqe", show_default=True)
+@click.option("--metrics", "metric_names", default="psnr,ssim,gmsd,niqe,brisque,piqe,detail_1,detail_2,detail_4",
+              show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use the first N images.")
 @click.option("--crop", type=click.IntRange(min=16), help="Centre-crop ground truth to N px (with --degrade).")
 @click.option("--out", required=True, help="Folder for results.json, results.md, pareto.png.")

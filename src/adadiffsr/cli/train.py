@@ -13,13 +13,15 @@ from ..data.degradations import DEGRADATIONS
 from ..errors import WeightsError
 from ..train.backbone import BackboneTrainConfig, train_backbone
 from ..train.distill import MAX_TEXTURE_LEVELS, TARGETS, DistillConfig, train_distill
+from ..pfj import pfj_path_for
 from ..train.pfj import PFJTrainConfig, train_pfj
+from ..train.pfj_student import StudentPFJConfig, train_student_pfj
 from ..train.prior import PriorTrainConfig, train_prior
 from ..train.regressor import RegressorTrainConfig, train_regressor
 from .options import DEBUG, backbone_option, device_option, int_list, joined
 
 B, R, P, D = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig, DistillConfig  # the defaults below are their fields'
-Q = PriorTrainConfig
+Q, S = PriorTrainConfig, StudentPFJConfig
 
 
 @click.group()
@@ -134,6 +136,38 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
                          intervals=int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
     report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+
+
+@train.command("pfj-student")
+@click.option("--cache", default=S.cache, show_default=True, help="A prior cache of the training photos (`adadiffsr data cache`).")
+@click.option("--run", "run_dir", default=S.out, show_default=True, help="Run folder (resumes from it).")
+@click.option("--out", help="The PFJ file (default: NAME.pfj.safetensors beside the weights, where upscale loads it).")
+@click.option("--steps", type=click.IntRange(min=1), default=S.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=S.batch_size, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=S.crop, show_default=True, help="Ground-truth crop side.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=S.lr, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=S.workers, show_default=True)
+@click.option("--weights", help="A refiner's weights with its student beside them (default: the shipped model).")
+@device_option(S.device)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
+@click.option("--seed", type=int, default=S.seed, show_default=True)
+@DEBUG
+def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int, batch_size: int, crop: int,
+                          learning_rate: float, workers: int, weights: str | None, device: str,
+                          max_minutes: float | None, seed: int, debug: bool) -> None:
+    """Train PFJ through the distilled student's one step (what the shipped model runs), resumable;
+    --fidelity then moves its output from the student alone (0) to the faithful end (1)."""
+    upscaler = Upscaler.from_pretrained(weights, device="cpu", regressor=False, pfj=False)
+    refiner, student = upscaler.backbone, upscaler.student
+    if not isinstance(refiner, CompactSR) or student is None or upscaler.student_timestep is None:
+        raise WeightsError("PFJ for the student needs a compact refiner with its student beside it "
+                           "(NAME.student.safetensors; adadiffsr train distill)")
+    cfg = StudentPFJConfig(cache=cache, out=run_dir, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+                           workers=workers, device=device, max_minutes=max_minutes, seed=seed)
+    target = Path(out) if out else pfj_path_for(upscaler.files["weights"] or "")
+    report = train_student_pfj(refiner, student, upscaler.student_timestep, cfg, target,
+                               log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(report | {"pfj": str(target)}, indent=2))
 
 
 @train.command("distill")

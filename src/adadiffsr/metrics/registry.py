@@ -118,6 +118,15 @@ def _musiq_missing() -> str:
     return missing()
 
 
+def _detail(scale: int) -> MetricFn:
+    def fn(o: Tensor, t: Tensor | None) -> Tensor:
+        from .detail import detail_ratio
+
+        return detail_ratio(o, _ref(t), scale)
+
+    return fn
+
+
 def _ref(t: Tensor | None) -> Tensor:
     if t is None:
         raise ValueError("this metric needs a reference image")
@@ -136,6 +145,9 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("niqe", _niqe, False, True, "NIQE, MATLAB-compatible (at least two 96x96 blocks)"),
         MetricSpec("brisque", _brisque, False, True, "BRISQUE, the model of the PyPI brisque package"),
         MetricSpec("piqe", _piqe, False, True, "PIQE, MATLAB-compatible (0-100)"),
+        *(MetricSpec(f"detail_{s}", _detail(s), True, False,
+                     f"detail at {s} px against the truth: band energy output / truth (1 = the truth's amount)")
+          for s in (1, 2, 4)),
         MetricSpec("lpips", _lpips, True, True, "LPIPS v0.1, VGG, from local weights (metrics/lpips.py)",
                    requires=_lpips_missing),
         MetricSpec("dists", _dists, True, True, "DISTS, from local weights (metrics/dists.py)",

@@ -86,3 +86,50 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
     (fake / "engine" / "__init__.py").write_text("from adadiffsr.api import Upscaler\n")
     assert upward_imports(fake) == ["core.bad imports engine.sampler (engine is above core)",
                                     "engine.__init__ imports api (api is above engine)"]
+
+
+def module_file(dotted: str, package: Path = PACKAGE) -> str:
+    """The module a dotted import target runs: the file, or the package's ``__init__``."""
+    parts = dotted.split(".") if dotted != "__init__" else []
+    if parts and (package.joinpath(*parts[:-1]) / f"{parts[-1]}.py").is_file():
+        return dotted
+    if (package.joinpath(*parts) / "__init__.py").is_file():
+        return ".".join([*parts, "__init__"])
+    return module_file(".".join(parts[:-1]), package) if len(parts) > 1 else "__init__"
+
+
+def import_cycles(package: Path = PACKAGE) -> list[list[str]]:
+    """Cycles between files (each file's imports, lazy ones included), one list of modules per cycle."""
+    graph = {module_name(p, package): {module_file(t, package) for t in imported(p, package)}
+             for p in package.rglob("*.py")}
+    graph = {m: targets - {m} for m, targets in graph.items()}
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_two_files_import_each_other() -> None:
+    """Within a layer too: no cycle of imports between files, a package's ``__init__`` included."""
+    assert import_cycles() == []
+
+
+def test_a_cycle_between_files_is_caught(tmp_path: Path) -> None:
+    fake = tmp_path / "adadiffsr"
+    (fake / "serve").mkdir(parents=True)
+    (fake / "serve" / "app.py").write_text("from .server import Settings\n")
+    (fake / "serve" / "server.py").write_text("def f():\n    from .app import build\n")
+    (fake / "serve" / "jobs.py").write_text("from ..errors import E\n")
+    (fake / "errors.py").write_text("")
+    assert import_cycles(fake) == [["serve.app", "serve.server", "serve.app"]]

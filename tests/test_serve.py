@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from adadiffsr.api import UpscaleConfig, Upscaler
-from adadiffsr.serve.jobs import JobCancelled, Workspace, describe, upscale_uploads, zip_outputs
+from adadiffsr.serve.jobs import JobCancelled, JobTimedOut, Workspace, describe, upscale_uploads, zip_outputs
 from adadiffsr.serve.presets import preset_config, scale_walk
 
 from .conftest import tiny_refiner
@@ -143,6 +143,34 @@ def test_a_cancelled_job_stops_at_the_next_step_and_leaves_no_output(upscaler, t
     with pytest.raises(JobCancelled):
         upscale_uploads(upscaler, [("a.png", good), ("b.png", good)], UpscaleConfig(), folder, cancelled=cancelled)
     assert list(folder.iterdir()) == []
+
+
+def test_a_job_past_its_time_limit_stops_with_a_plain_message_and_leaves_no_output(upscaler, tmp_path, monkeypatch):
+    """The page's per-job time limit: the first file finishes, the clock passes the limit during the
+    second file's sampling, the job stops there with one sentence and the finished file is removed too."""
+    import adadiffsr.serve.jobs as jobs
+
+    good = _photo(tmp_path)
+    folder = tmp_path / "job"
+    folder.mkdir()
+    clock = {"now": 0.0}
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock["now"])
+    done: list[str] = []
+
+    def progress(fraction: float, what: str) -> None:
+        done.append(what)
+        if what.startswith("b.png"):  # the second file is under way: 11 s have passed
+            clock["now"] = 11.0
+
+    with pytest.raises(JobTimedOut, match=r"longer than this page allows \(10 s\)"):
+        upscale_uploads(upscaler, [("a.png", good), ("b.png", good)], UpscaleConfig(), folder, progress=progress,
+                        time_limit=10)
+    assert any(w.startswith("b.png") for w in done)
+    assert list(folder.iterdir()) == []
+    assert issubclass(JobTimedOut, JobCancelled)
+    clock["now"] = 0.0
+    outcomes = upscale_uploads(upscaler, [("a.png", good)], UpscaleConfig(), folder, time_limit=10)
+    assert outcomes[0].output is not None and outcomes[0].output.is_file()
 
 
 def test_sixteen_bit_and_alpha_survive_a_job(upscaler, tmp_path):

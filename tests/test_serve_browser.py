@@ -75,17 +75,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
             "photo": PHOTO, "long_job": long_job}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("server")
+def start_server(base: Path, options: list[str]):
+    """``adadiffsr serve`` as a user starts it, in ``base/cwd`` with ``base/tmp`` as its TMPDIR; yields
+    its ``url``, ``process``, ``cwd``, ``tmp`` and ``log``, and stops it with SIGTERM afterwards."""
     cwd, tmp = base / "cwd", base / "tmp"
     cwd.mkdir()
     tmp.mkdir()
     port = _free_port()
     env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "GRADIO_HEARTBEAT_INTERVAL": "3"}  # a closed tab is noticed within 3 s, not Gradio's 15 s
-    command = [sys.executable, "-m", "adadiffsr", "serve", "--port", str(port), "--max-file-size", "1mb",
-               "--max-pixels", "100000", "--queue-size", "16"]
+    command = [sys.executable, "-m", "adadiffsr", "serve", "--port", str(port), *options]
     log = open(base / "server.log", "w")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -102,12 +101,17 @@ def server(tmp_path_factory):
             process.kill()
             raise RuntimeError(f"the server did not start: {(base / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    info = {"url": url, "process": process, "cwd": cwd, "tmp": tmp, "log": base / "server.log"}
-    yield info
+    yield {"url": url, "process": process, "cwd": cwd, "tmp": tmp, "log": base / "server.log"}
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from start_server(tmp_path_factory.mktemp("server"), ["--max-file-size", "1mb", "--max-pixels", "100000",
+                                                                "--queue-size", "16"])
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from ..api import UpscaleConfig, Upscaler
 from ..color import COLOR_FIXES
 from ..errors import AdaDiffSRError
 from ..io import IMAGE_SUFFIXES
-from .jobs import JobCancelled, Outcome, Workspace, upscale_uploads, zip_outputs
+from .jobs import JobCancelled, JobTimedOut, Outcome, Workspace, upscale_uploads, zip_outputs
 from .presets import DEFAULT_BUDGET, DEFAULT_LOOK, LOOKS, budgets_for, preset_config
-from .server import ServeSettings
+from .settings import ServeSettings
 
 
 class Cancellations:
@@ -73,8 +73,11 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
             outcomes = upscale_uploads(
                 upscaler, uploads, config, folder, max_pixels=settings.max_pixels,
                 progress=lambda done, what: progress(done, desc=what),
-                cancelled=lambda: session in cancellations,
+                cancelled=lambda: session in cancellations, time_limit=settings.job_seconds,
             )
+        except JobTimedOut as e:
+            cancellations.count += 1
+            return _show([], str(e))
         except JobCancelled:
             cancellations.count += 1
             return _show([], "The job was stopped.")

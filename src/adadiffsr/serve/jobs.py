@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ PageProgress = Callable[[float, str], None]  # (fraction of the job done, what i
 
 class JobCancelled(Exception):
     """The tab was closed or the job stopped: the sampler stops at its next step."""
+
+
+class JobTimedOut(JobCancelled):
+    """The job ran past the page's time limit: stopped like a cancelled one, with its own message."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The job ran longer than this page allows ({seconds:g} s) and was stopped; "
+                         "try a smaller image or fewer files.")
 
 
 @dataclass
@@ -86,15 +95,38 @@ def upscale_uploads(
     progress: PageProgress | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     max_pixels: int | None = MAX_INPUT_PIXELS,
+    time_limit: float | None = None,
 ) -> list[Outcome]:
     """Upscale ``(name, path)`` uploads one after another into ``folder``; a bad file becomes an
     ``Outcome`` with an error sentence and the others go on. Raises ``JobCancelled`` when
-    ``cancelled()`` turns true (checked at every step)."""
+    ``cancelled()`` turns true and ``JobTimedOut`` after ``time_limit`` seconds (both checked before
+    each file and at every sampler step); a stopped job's files are removed."""
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+
+    def check() -> None:
+        if cancelled():
+            raise JobCancelled()
+        if deadline is not None and time.monotonic() > deadline:
+            raise JobTimedOut(float(time_limit))  # type: ignore[arg-type]
+
+    try:
+        outcomes = _run_uploads(upscaler, uploads, config, folder, check, progress, max_pixels)
+    except JobCancelled:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        raise
+    if progress is not None:
+        progress(1.0, "done")
+    return outcomes
+
+
+def _run_uploads(upscaler: Upscaler, uploads: list[tuple[str, Path]], config: UpscaleConfig, folder: Path,
+                 check: Callable[[], None], progress: PageProgress | None, max_pixels: int | None) -> list[Outcome]:
+    """``upscale_uploads``'s loop; ``check()`` raises to stop the job."""
     outcomes: list[Outcome] = []
     used: set[str] = set()
     for k, (name, path) in enumerate(uploads):
-        if cancelled():
-            raise JobCancelled()
+        check()
         outcome = Outcome(name=name)
         outcomes.append(outcome)
         try:
@@ -106,8 +138,7 @@ def upscale_uploads(
             picture = read_picture(path, max_pixels)
 
             def step(done: float, nfe: int, k: int = k, name: str = name) -> None:
-                if cancelled():
-                    raise JobCancelled()
+                check()
                 if progress is not None:
                     progress((k + done) / len(uploads), f"{name} ({k + 1}/{len(uploads)}): {nfe} tile evaluations")
 
@@ -137,8 +168,6 @@ def upscale_uploads(
             outcome.error = f"{name}: out of memory while upscaling; try a smaller image"
         except Exception as e:  # noqa: BLE001  (a failure inside the model: one sentence on the page, the server goes on)
             outcome.error = f"{name}: the upscale failed inside the model ({type(e).__name__}: {_plain(str(e), path, name)})"
-    if progress is not None:
-        progress(1.0, "done")
     return outcomes
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AdaDiffSRError
-from ..io import MAX_INPUT_PIXELS
 from .jobs import Workspace
+from .settings import ServeSettings
 
 if TYPE_CHECKING:
     from ..api import Upscaler
@@ -16,17 +15,6 @@ if TYPE_CHECKING:
 
 class ServeError(AdaDiffSRError):
     """The server cannot start (the port is taken, say)."""
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    concurrency: int = 1  # jobs at once; 1 on a CPU (more on a GPU with memory to spare)
-    queue_size: int = 16  # jobs waiting beyond this are refused with "queue is full"
-    max_pixels: int = MAX_INPUT_PIXELS  # larger inputs are refused on the page
-    max_file_size: str = "100mb"  # larger uploads are refused by the page before they reach the model
-    max_files: int = 16  # uploads per job
 
 
 def serve(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), model_name: str = "",
@@ -42,7 +30,8 @@ def serve(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), model_n
         demo.launch(server_name=settings.host, server_port=settings.port, share=False, inbrowser=False,
                     ssr_mode=False, max_file_size=settings.max_file_size, show_error=False, quiet=True,
                     prevent_thread_lock=not block, enable_monitoring=False, mcp_server=False,
-                    allowed_paths=[str(workspace.root)], pwa=False)
+                    allowed_paths=[str(workspace.root)], pwa=False, auth=list(settings.auth) or None,
+                    auth_message="adadiffsr: sign in with the user and password the server was started with.")
     except OSError as e:
         workspace.close()
         raise ServeError(f"cannot serve on {settings.host}:{settings.port}: {str(e).splitlines()[0]}") from e

@@ -124,4 +124,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def fp32_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--dtype auto`` is bf16 on CPUs with AMX-BF16 only: the suite runs as on any CPU (fp32), and the
     tests of auto itself say which CPU they pretend to be."""
-    monkeypatch.setattr("adadiffsr.api.cpu_runs_bf16", lambda: False)
+    monkeypatch.setattr("adadiffsr.devices.cpu_runs_bf16", lambda: False)

@@ -53,7 +53,8 @@ def test_config_is_validated_when_made():
     for fields, message in bad:
         with pytest.raises(ConfigError, match=message):
             UpscaleConfig(**fields)  # type: ignore[arg-type]
-    assert UpscaleConfig(gain="none").gain == "auto"  # the old spelling of auto still works
+    with pytest.warns(FutureWarning, match="gain='none' is the old spelling of gain='auto' and goes in adadiffsr 0.3"):
+        assert UpscaleConfig(gain="none").gain == "auto"  # the old spelling of auto still works, until 0.3
     with pytest.raises(ConfigError):
         Upscaler(tiny_compact(), "cpu", dtype="fp8")
 
@@ -71,7 +72,8 @@ def test_config_is_composed_of_its_parts_and_takes_their_fields_by_name():
                           sampling=SamplingOptions(rule="ddpm"), dtss=replace(SHIPPED, tau=0.1), seed=3)
     assert flat == parts and flat.groups.budget == 1.0 and flat.tiling.tile == 32 and flat.dtss.tau == 0.1
     assert isinstance(flat.dtss, DTSSPolicy) and flat.dtss.intervals == SHIPPED.intervals  # the rest as shipped
-    assert UpscaleConfig(group_thresholds=[0.1, 0.2]).groups.thresholds == (0.1, 0.2)  # the old name; lists
+    with pytest.warns(FutureWarning, match="'group_thresholds' is the old spelling of 'thresholds'"):
+        assert UpscaleConfig(group_thresholds=[0.1, 0.2]).groups.thresholds == (0.1, 0.2)  # the old name; lists
     assert UpscaleConfig(**flat.options()) == flat  # the flat view is complete
     moved = flat.with_options(tile=64, seed=4)
     assert moved.tiling.tile == 64 and moved.seed == 4 and moved.groups == flat.groups and flat.tiling.tile == 32
@@ -157,7 +159,7 @@ def test_dtype_auto_is_bf16_on_a_cpu_with_amx_only_and_the_report_says_so(tmp_pa
     from adadiffsr.backbones import save_backbone
     from adadiffsr.cli import main
 
-    monkeypatch.setattr("adadiffsr.api.cpu_runs_bf16", lambda: amx)
+    monkeypatch.setattr("adadiffsr.devices.cpu_runs_bf16", lambda: amx)
     weights = tmp_path / "tiny.safetensors"
     save_backbone(tiny_compact(), weights)
     Image.new("RGB", (16, 12), (90, 140, 60)).save(tmp_path / "in.png")

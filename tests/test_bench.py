@@ -107,8 +107,8 @@ def test_method_specs():
 
 
 def test_the_real_esrgan_peer_runs_in_the_dtype_auto_picks():
-    from adadiffsr.api import cpu_runs_bf16
     from adadiffsr.bench.methods import build_methods
+    from adadiffsr.devices import cpu_runs_bf16
 
     (auto,) = build_methods(["realesrgan"], None, "cpu", "auto")
     expected = "bf16" if cpu_runs_bf16() else "fp32"

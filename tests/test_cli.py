@@ -71,7 +71,8 @@ def test_adaptive_is_the_default_and_steps_alone_mean_uniform(capsys, tmp_path, 
     for flag in ("--policy", "--sampler"):
         code, err = run(capsys, "upscale", photo, "-o", tmp_path / "both.png", "--weights", weights, "--steps", "4",
                         flag, "adaptive")
-        assert code == 2 and "pace of the uniform policy" in err and err.count("\n") == 1
+        assert code == 2 and "pace of the uniform policy" in err.splitlines()[-1] and err.count("error:") == 1
+        assert "Traceback" not in err
     assert not (tmp_path / "both.png").exists()
 
 
@@ -175,3 +176,21 @@ def test_console_script_runs(tmp_path, photo, weights):
     assert Image.open(out).size == (148, 92)
     proc = subprocess.run([str(exe), "upscale", "missing.png", "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_an_old_spelling_runs_with_one_warning_line_that_names_its_last_release(tmp_path, photo, weights):
+    """``--sampler`` and ``--gain none`` still work until 0.3: one ``warning:`` line each, no traceback;
+    given together with a disagreeing ``--policy``, one error line."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "adadiffsr", "upscale", str(photo), "-o", str(tmp_path / "o.png"), "--weights",
+               str(weights), "--tile", "16", "--sampler", "uniform", "--interval", "500", "--gain", "none", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "warning: --sampler is the old spelling of --policy and goes in adadiffsr 0.3" in lines
+    assert "warning: gain='none' is the old spelling of gain='auto' and goes in adadiffsr 0.3" in lines
+    assert len(lines) == 2 and (tmp_path / "o.png").is_file()
+    done = subprocess.run([*command, "--policy", "adaptive"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "disagree" in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr

@@ -48,7 +48,7 @@ def test_two_ranks_write_the_same_files_as_one_and_a_rerun_redoes_a_lost_ranks_f
     photo = Image.open(PHOTO).convert("RGB")
     for k in range(5):
         photo.crop((10 * k, 5 * k, 10 * k + 24, 5 * k + 20)).save(inputs / f"p{k}.png")
-    common = ["upscale", str(inputs), "--weights", str(weights), "--sampler", "uniform", "--interval", "250",
+    common = ["upscale", str(inputs), "--weights", str(weights), "--policy", "uniform", "--interval", "250",
               "--device", "cpu", "-q"]
     one = _upscale([*common, "-o", str(tmp_path / "one")], tmp_path, None)
     assert one.returncode == 0, one.stderr

@@ -122,7 +122,7 @@ def test_grouped_sampler_through_the_api_spends_steps_on_texture_only(refiner_up
     image = _half_flat_image()
     walk = (399, 149, 29)
     base = dict(timesteps=walk, tile=32, overlap=0, rule="ddim")
-    result = upscaler.run(image * 2 - 1, UpscaleConfig(policy="grouped", group_thresholds=(0.001, 0.002, 0.003), **base))
+    result = upscaler.run(image * 2 - 1, UpscaleConfig(policy="grouped", thresholds=(0.001, 0.002, 0.003), **base))
     steps = result.run.steps.view(2, 4)
     assert steps[:, :2].sum() == 0  # the flat half: the prior's estimate, no step
     assert bool((steps[:, 2:] == 3).all())  # the textured half: the whole walk
@@ -165,7 +165,7 @@ def test_budget_through_the_cli_reports_the_groups(tmp_path, capsys, refiner_wei
     assert main(floorless) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["nfe"] == 0
     capsys.readouterr()
-    assert main([*args, "--budget", "1", "--sampler", "uniform"]) != 0
+    assert main([*args, "--budget", "1", "--policy", "uniform"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "grouped" in err and len(err.strip().splitlines()) == 1
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "adadiffsr"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("core",),  # schedule, backbone contract, policy contract, gain eq. 1, one step's arithmetic
-    ("io", "color", "metrics", "policies"),
+    ("io", "color", "metrics", "policies", "devices"),
     ("engine", "weights"),  # the sampling loop, tiling and fusion, the image pipeline; safetensors files
     ("prior",),
     ("backbones",),
@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pfj", "gain"),
     ("report", "runtime"),
     ("config",),  # UpscaleConfig, composed of the parts' settings
+    ("resolve",),  # a call's config with the model's defaults filled in
     ("api",),
     ("files", "bench", "train", "distributed", "serve", "ray_data"),
     ("cli",),
@@ -41,10 +42,12 @@ def imported(path: Path, package_dir: Path = PACKAGE) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
+            if node.level and node.module is None:  # from . import name: the names are modules of the package
                 base = package[: len(package) - (node.level - 1)]
-                target = ".".join([*base, *([node.module] if node.module else [])])
-                found.add(target or "__init__")
+                found |= {".".join([*base, a.name]) for a in node.names}
+            elif node.level:
+                base = package[: len(package) - (node.level - 1)]
+                found.add(".".join([*base, node.module]))
             elif node.module and node.module.startswith("adadiffsr"):
                 found.add(node.module.removeprefix("adadiffsr").lstrip(".") or "__init__")
         elif isinstance(node, ast.Import):

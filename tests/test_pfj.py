@@ -178,7 +178,7 @@ def test_train_pfj_for_the_student_from_the_cli_then_fidelity_moves_the_students
     image = tmp_path / "in.png"
     Image.open(SAMPLE).convert("RGB").crop((50, 50, 82, 74)).save(image)
     args = ["train", "pfj-student", "--cache", str(tmp_path / "cache"), "--run", str(tmp_path / "run"), "--batch-size", "2",
-            "--crop", "32", "--workers", "0", "--weights", str(weights), "--device", "cpu"]
+            "--crop", "32", "--workers", "0", "--weights", str(weights), "--device", "cpu", "--width", "8", "--depth", "3"]
     assert main([*args, "--steps", "2"]) == 1
     err = capsys.readouterr().err
     assert "student" in err and len(err.strip().splitlines()) == 1
@@ -191,6 +191,7 @@ def test_train_pfj_for_the_student_from_the_cli_then_fidelity_moves_the_students
     report = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert report["step"] == 4 and {"psnr_y", "psnr_y_student", "psnr_y_prior"} <= set(report)
     pfj = load_pfj(pfj_path_for(weights))
+    assert (pfj.config.width, pfj.config.depth) == (8, 3)
     assert any(bool(p.any()) for p in pfj.out.parameters())  # it trained (its last layer starts at zero)
     outputs = {}
     for fidelity in ("0", "1"):

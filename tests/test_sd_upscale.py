@@ -112,7 +112,7 @@ def test_adapter_geometry_and_batch_independent_condition(pipeline_folder):
 def test_adaptive_sampler_and_cli_over_the_adapter(pipeline_folder, tmp_path, capsys):
     Image.fromarray((np.random.default_rng(1).random((24, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
     code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--backbone", "sd-x4-upscaler",
-                 "--weights", str(pipeline_folder), "--sampler", "adaptive", "--gain", "exact", "--intervals",
+                 "--weights", str(pipeline_folder), "--policy", "adaptive", "--gain", "exact", "--intervals",
                  "250,500", "--tile", "16", "--guidance-scale", "2", "-q", "--report", str(tmp_path / "r.json")])
     assert code == 0, capsys.readouterr().err
     assert Image.open(tmp_path / "out.png").size == (160, 96)

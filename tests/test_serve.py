@@ -18,7 +18,7 @@ from adadiffsr.serve.presets import preset_config, scale_walk
 from .conftest import tiny_refiner
 
 PHOTO = Path(__file__).parents[1] / "assets" / "coffee-lr.png"
-SHIPPED_LIKE = {"sampler": "timesteps", "timesteps": [399, 149, 29], "rule": "ddpm"}
+SHIPPED_LIKE = {"policy": "timesteps", "timesteps": [399, 149, 29], "rule": "ddpm"}
 
 
 pytestmark = pytest.mark.usefixtures("tiny_prior")
@@ -209,7 +209,7 @@ def test_zip_holds_every_output_and_describe_names_the_costs(upscaler, tmp_path)
     half[:, 24:] = np.random.default_rng(0).integers(0, 256, (24, 24, 3))  # texture on the right only
     Image.fromarray(half).save(tmp_path / "half.png")
     mixed = upscale_uploads(upscaler, [("half.png", tmp_path / "half.png")],
-                            UpscaleConfig(policy="grouped", group_thresholds=(0.001, 0.002, 0.003)), folder)[0].report
+                            UpscaleConfig(policy="grouped", thresholds=(0.001, 0.002, 0.003)), folder)[0].report
     skipped = sum(1 for tile in mixed["tiles"] if tile["steps"] == 0)
     assert 0 < skipped < mixed["num_tiles"] and f"{skipped} flat tile" in describe(mixed)
 

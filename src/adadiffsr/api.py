@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,15 +19,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from . import devices
 from .backbones import BACKBONES, DEFAULT_BACKBONE, load_student, student_path_for
-from .config import OPTION_ALIASES, UpscaleConfig
+from .config import UpscaleConfig
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
 from .core.pixels import denormalize
 from .core.policy import Policy
 from .core.step import InjectFn, ProgressFn, strength_timestep
+from .devices import DTYPES, resolve_device, resolve_dtype
 from .engine.memory import auto_batch_tiles
-from .engine.pipeline import PipelineOutput, PlanFn, PriorStage, TilePlan, resolve_tiling, upscale_tensor
+from .engine.pipeline import PipelineOutput, PriorStage, resolve_tiling, upscale_tensor
 from .engine.prior_route import PriorEstimate
 from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
@@ -36,28 +37,13 @@ from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
-from .policies.groups import group_steps, student_tiles, walk_starts
-from .policies.registry import GROUPED_POLICIES, POLICIES, WALK_POLICIES
-from .policies.timesteps import even_walk
-from .policies.uniform import UniformPolicy
+from .policies.registry import POLICIES
 from .prior import PRIORS, Prior, load_prior
-from .prior.routing import ROUTED, default_share, routed_prior
+from .prior.routing import ROUTED, routed_prior
 from .report import build_report, render_step_map
+from .resolve import ModelFacts, resolve_config
 from .runtime import RUNTIMES
 from .weights import read_metadata
-
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bf16 where measured faster at equal quality (auto_dtype)
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-
-# What an upscale runs when neither the call nor the model's weights file says otherwise. A model
-# ships its own sampling defaults in its config (``BackboneSpec.sampling``: the refiner's steps,
-# strength and update rule, say), which take precedence over these.
-# A distilled student beside the weights runs by default (quietly off where it cannot: another walk, another
-# policy): on the 8 validation photos the shipped one took 0.85x the time of the teacher's walk at -0.05 dB
-# PSNR-Y and -1.8% NIQE, and -0.07 dB, -4.5% NIQE on 14 photos of a source never seen (docs/benchmarks.md).
-SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0, "student": True}
-LEGACY_SAMPLING_KEYS = {"sampler": "policy"}  # what weights files written before the rename call it
 
 
 @dataclass
@@ -80,51 +66,12 @@ class UpscaleResult:
         return render_step_map(self.output, self.image.convert("RGB"))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda:") and name[5:].isdigit():  # one GPU of several (a rank of a launcher)
-        if not torch.cuda.is_available() or int(name[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name} asked for, but this PyTorch sees {torch.cuda.device_count()} CUDA devices")
-        return torch.device(name)
-    if name not in DEVICES:
-        raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but this PyTorch sees no CUDA device")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps asked for, but MPS is not available here")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}"
-                          + (" (auto is resolved by Upscaler.from_pretrained)" if name == "auto" else ""))
-    return DTYPES[name]
-
-
-def cpu_runs_bf16() -> bool:
-    """Does this CPU have bf16 instructions: AMX-BF16 (Intel) or AVX512-BF16 (Intel, AMD Zen 4 on)?
-    Where it has neither, oneDNN emulates bf16 and autocast is slower than fp32. Measured with 2
-    threads: an Intel CPU with AMX ran the default upscale 2.4-2.9x faster in bf16; an AMD EPYC with
-    AVX512-BF16 and no AMX ran the prior 1.44x faster than ncnn's fp32 (a 160x200 input: 3.46 vs
-    4.99 s) and the refiner 1.8x faster (42 vs 76 ms per 64 px tile, batches of 8)."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except (AttributeError, RuntimeError):  # a PyTorch without the probes: assume not
-        return False
-
-
 def auto_dtype(device: torch.device, runtime: str, backbone: str) -> str:
     """What ``dtype="auto"`` runs: bf16 for the compact refiner and its prior in PyTorch on a CPU with
-    bf16 instructions (``cpu_runs_bf16``; with AMX-BF16 2.4-2.9x faster in total on the held-out photos
+    bf16 instructions (``devices.cpu_runs_bf16``; with AMX-BF16 2.4-2.9x faster in total on the held-out photos
     at PSNR-Y within 0.03 dB and NIQE within 1% of fp32, docs/benchmarks.md), fp32 everywhere else
     (not measured on GPUs yet)."""
-    if runtime == "torch" and device.type == "cpu" and backbone == DEFAULT_BACKBONE and cpu_runs_bf16():
+    if runtime == "torch" and device.type == "cpu" and backbone == DEFAULT_BACKBONE and devices.cpu_runs_bf16():
         return "bf16"
     return "fp32"
 
@@ -264,77 +211,12 @@ class Upscaler:
         return LearnedPerformance(self.backbone, self.regressor)
 
     def resolve(self, config: UpscaleConfig) -> UpscaleConfig:
-        """``config`` with the model's defaults filled in: the strength from the backbone's spec (or the
-        walk's first timestep), the uniform interval, and ``steps`` turned into an evenly spaced walk of
-        exactly that many steps from the start (with trailing spacing; the nearest interval otherwise)."""
-        total = self.backbone.spec.schedule.num_train_timesteps  # T is the backbone's
-        for name, value in (("interval", config.sampling.interval), ("steps", config.sampling.steps)):
-            if value is not None and value > total:
-                raise ConfigError(f"{name} must be at most {total} (the backbone's training timesteps), got {value}")
-        renamed = {**LEGACY_SAMPLING_KEYS, **OPTION_ALIASES}
-        model_defaults = {**SAMPLING_FALLBACK, **{renamed.get(k, k): v for k, v in self.backbone.spec.sampling.items()}}
-        s = config.sampling
-        if config.policy is None and config.groups.budget is not None:
-            config = replace(config, policy="grouped")  # a budget was asked for: the groups meet it
-        if config.policy is None and s.timesteps is not None:
-            config = replace(config, policy="timesteps")  # a walk was asked for
-        if config.policy is None and (s.steps is not None or s.interval is not None):
-            config = replace(config, policy="uniform")  # a pace was asked for: uniform sampling at it
-        explicit = {k for k, v in config.options().items() if v is not None}
-        asked_student = bool(config.student)
-        known = UpscaleConfig.option_fields()
-        unset = {k: v for k, v in model_defaults.items() if k in known and k not in explicit}
-        if config.policy is not None and config.policy != model_defaults["policy"]:
-            unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
-            if not (config.policy in WALK_POLICIES and model_defaults["policy"] in WALK_POLICIES):
-                unset.pop("timesteps", None)
-        if unset.get("steps") is not None and s.interval is not None:
-            unset.pop("steps")  # an explicit interval wins over the model's step count
-        if (config.policy or unset.get("policy")) not in GROUPED_POLICIES:
-            unset.pop("student", None)  # the model's student serves the grouped plan only
-        config = config.with_options(**unset)
-        if config.policy == "distilled":
-            if self.student is None:
-                raise WeightsError("--policy distilled needs a student beside the weights (NAME.student.safetensors; "
-                                   "train one: adadiffsr train distill)")
-            first = tuple(config.sampling.timesteps or ())[:1]
-            start = (self.student_timestep,) if self.student_timestep is not None else first
-            config = config.with_options(timesteps=start or None)
-        if config.student:  # asked for, or the model's default (then quietly off where it cannot run)
-            walk = tuple(config.sampling.timesteps or ())
-            fits = self.student_timestep is None or walk[:1] == (self.student_timestep,)
-            if asked_student and self.student is None:
-                raise WeightsError("student=True needs a student beside the weights (NAME.student.safetensors; "
-                                   "train one: adadiffsr train distill)")
-            if asked_student and not fits:
-                raise ConfigError(f"the student was distilled to start at timestep {self.student_timestep}; this walk "
-                                  f"starts at {walk[0] if walk else None} (--no-student, or a walk from {self.student_timestep})")
-            if self.student is None or not fits:
-                config = replace(config, student=False)
-        config = replace(config, student=bool(config.student) and config.policy in GROUPED_POLICIES)
-        s = config.sampling
-        if config.policy in WALK_POLICIES and not s.timesteps:
-            raise ConfigError(f"the {config.policy} policy needs a timestep list (--timesteps 399,149,29)")
-        strength = self.backbone.spec.default_strength if s.strength is None else s.strength
-        if config.policy in WALK_POLICIES and s.steps != 0:
-            strength = (s.timesteps[0] + 1) / total  # type: ignore[index]
-        if s.steps == 0:
-            strength = 0.0
-        interval, walk = s.interval, s.timesteps
-        if config.policy == "uniform" and interval is None:
-            interval = UniformPolicy.interval
-        if config.policy == "uniform":
-            walk = None
-        if s.steps:
-            first = strength_timestep(strength, total)
-            interval = max(1, math.ceil((first + 1) / s.steps))
-            if s.spacing == "trailing":  # exactly that many steps, evenly spaced
-                walk = even_walk(first, min(s.steps, first + 1))
-        if strength < 1 and not self.backbone.starts_from_estimate:
-            raise ConfigError(f"--strength below 1 and --steps 0 need a backbone that starts from an estimate; "
-                              f"{type(self.backbone).__name__} starts from pure noise only")
-        config = replace(config, sampling=replace(s, strength=strength, interval=interval, timesteps=walk))
-        return self._resolve_prior(config)
+        """``config`` with the model's defaults filled in (``resolve.resolve_config``): the policy, the
+        model's sampling defaults, the student, the strength, interval and walk, and the prior."""
+        facts = ModelFacts(spec=self.backbone.spec, name=type(self.backbone).__name__,
+                           starts_from_estimate=self.backbone.starts_from_estimate, has_student=self.has_student,
+                           student_timestep=self.student_timestep, priors=self.priors, device_type=self.device.type)
+        return resolve_config(config, facts)
 
     @property
     def priors(self) -> tuple[str, ...]:
@@ -350,20 +232,6 @@ class Upscaler:
         if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available():
             return (own.info.name, ROUTED, stand_in)
         return (own.info.name,)
-
-    def _resolve_prior(self, config: UpscaleConfig) -> UpscaleConfig:
-        """Stage 1 as resolved: the prior's name (the model's default where unset) and, routed, the share."""
-        if not self.priors:
-            if config.prior is not None:
-                raise ConfigError(f"prior={config.prior!r}: this backbone has no prior")
-            return config
-        name = config.prior or self.priors[0]
-        if name not in self.priors:
-            raise ConfigError(f"unknown prior {name!r} for this model; choose one of {', '.join(self.priors)}")
-        share = config.routing.prior_share
-        if name == ROUTED and share is None:
-            share = default_share(self.device.type)
-        return replace(config, prior=name, routing=replace(config.routing, prior_share=share))
 
     def prior_stage(self, config: UpscaleConfig) -> PriorStage | None:
         """Stage 1 for a resolved config: None for the backbone's own prior over the whole image."""
@@ -399,31 +267,10 @@ class Upscaler:
             self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
-            progress=progress, inject=inject, plan=self.plan(config),
+            progress=progress, inject=inject, plan=POLICIES[str(config.policy)].plan(config),
             student=self.student if config.student or config.policy == "distilled" else None,
             prior=self.prior_stage(config),
         )
-
-    @staticmethod
-    def plan(config: UpscaleConfig) -> PlanFn | None:
-        """The grouped policy's plan: each tile's start (and whether the student takes it) from its
-        difficulty (``policies/groups.py``); the distilled policy's: the student for every tile."""
-        walk = tuple(config.sampling.timesteps or ())
-        if config.policy == "distilled" and walk:
-            return lambda difficulty: TilePlan(torch.full_like(difficulty, walk[0], dtype=torch.long),
-                                               torch.ones_like(difficulty, dtype=torch.bool))
-        if config.policy not in GROUPED_POLICIES:
-            return None
-        groups = config.groups
-
-        def plan(difficulty: Tensor) -> TilePlan:
-            steps = group_steps(difficulty, groups, len(walk))
-            if not config.student:
-                return TilePlan(walk_starts(walk, steps))
-            routed = student_tiles(steps, groups.student_groups)
-            return TilePlan(torch.where(routed, walk[0], walk_starts(walk, steps)), routed)
-
-        return plan
 
     def __call__(
         self,

@@ -23,6 +23,7 @@ and ``with_options()`` sets them, so no name is declared twice.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,7 +39,7 @@ from .policies.timesteps import TimestepsPolicy
 from .prior.routing import PriorRouting
 
 GAINS: tuple[str, ...] = ("auto", "exact", "learned")  # auto: the gain the policy or PFJ needs, none otherwise
-LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called auto
+LEGACY_GAINS = {"none": "auto"}  # what --gain none meant before it was called auto; read until 0.3
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,13 @@ class SamplingOptions:
 
 PARTS: dict[str, type] = {"sampling": SamplingOptions, "groups": GroupSettings, "dtss": DTSSPolicy,
                           "tiling": TilingSettings, "routing": PriorRouting}
-OPTION_ALIASES = {"group_thresholds": "thresholds"}  # flat names from before the config was composed
+OPTION_ALIASES = {"group_thresholds": "thresholds"}  # flat names from before the config was composed; read until 0.3
+REMOVED_IN = "0.3"  # the release that drops the old spellings above (a FutureWarning until then)
+
+
+def deprecated(old: str, new: str) -> None:
+    """The one warning every old spelling gives."""
+    warnings.warn(f"{old} is the old spelling of {new} and goes in adadiffsr {REMOVED_IN}", FutureWarning, stacklevel=4)
 _PART_OF = {f.name: part for part, kind in PARTS.items() for f in dataclasses.fields(kind)}
 
 
@@ -112,6 +119,8 @@ class UpscaleConfig:
         split: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
         values: dict[str, Any] = {"policy": policy}
         for name, value in options.items():
+            if name in OPTION_ALIASES:
+                deprecated(repr(name), repr(OPTION_ALIASES[name]))
             name = OPTION_ALIASES.get(name, name)
             value = tuple(value) if isinstance(value, list) else value  # weights files store lists
             if name in _PART_OF:
@@ -149,6 +158,7 @@ class UpscaleConfig:
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if self.gain in LEGACY_GAINS:
+            deprecated(f"gain={self.gain!r}", f"gain={LEGACY_GAINS[self.gain]!r}")
             object.__setattr__(self, "gain", LEGACY_GAINS[self.gain])
         if self.gain not in GAINS:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")

@@ -35,6 +35,7 @@ class PFJConfig:
     in_channels: int = 48  # channels of the backbone's condition
     gains: int = 2  # FR and NR information gain
     width: int = 32
+    depth: int = 2  # 3x3 convolutions before the output layer (the receptive field grows by 2 px each)
 
 
 class FeatureInjection(nn.Module):
@@ -44,10 +45,10 @@ class FeatureInjection(nn.Module):
         super().__init__()
         self.config = config
         c, w = config.in_channels, config.width
-        self.body = nn.Sequential(
-            nn.Conv2d(c + config.gains, w, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(w, w, 3, padding=1), nn.SiLU(),
-        )
+        layers: list[nn.Module] = [nn.Conv2d(c + config.gains, w, 3, padding=1), nn.SiLU()]
+        for _ in range(config.depth - 1):
+            layers += [nn.Conv2d(w, w, 3, padding=1), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(w, 2 * c, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

@@ -91,9 +91,10 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
     """Instantiate every method once (models loaded once per runtime, shared by the engine methods).
     An engine method's ``runtime=torch|onnx`` and ``dtype=fp32|bf16|fp16`` settings override
     ``runtime`` and ``dtype`` for it."""
-    from ..api import DTYPE_CHOICES, DTYPES, Upscaler, auto_dtype
+    from ..api import Upscaler, auto_dtype
     from ..backbones import DEFAULT_BACKBONE
     from ..config import OPTION_ALIASES, UpscaleConfig
+    from ..devices import DTYPE_CHOICES, DTYPES, resolve_device
     from ..policies.registry import POLICIES
     from ..runtime import RUNTIMES
 
@@ -119,7 +120,6 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 if prior is None or prior.info.name != "realesrgan-x4plus":
                     raise ConfigError(f"method {spec!r}: the model's prior is not Real-ESRGAN x4plus")
             else:
-                from ..api import resolve_device
                 from ..prior import load_prior
 
                 where = resolve_device(device)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..api import DTYPE_CHOICES
 from ..bench.methods import build_methods, split_methods
 from ..bench.runner import load_pairs, markdown_table, run_bench
 from ..data.degradations import DEGRADATIONS
+from ..devices import DTYPE_CHOICES
 from ..metrics.registry import create_metric
 from ..runtime import RUNTIMES
 from .options import DEBUG, RUNTIME_HELP, device_option, say_to_stderr

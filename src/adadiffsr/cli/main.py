@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 
 import click
 
@@ -42,11 +43,24 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """A deprecation (``FutureWarning``) as one line on stderr; other warnings as Python shows them."""
+    if issubclass(category, FutureWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and turn every expected failure into one line on stderr; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     _stop_on_sigterm()
+    warnings.showwarning = _one_line_warning
     try:
         code = cli.main(args=args, prog_name="adadiffsr", standalone_mode=False)
         return code if isinstance(code, int) else 0  # click returns Exit codes in this mode

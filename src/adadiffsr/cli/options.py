@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from ..api import DEVICES, DTYPE_CHOICES, Upscaler
+from ..api import Upscaler
 from ..backbones import BACKBONES, DEFAULT_BACKBONE
+from ..devices import DEVICES, DTYPE_CHOICES
 from ..runtime import RUNTIMES
 
 RUNTIME_HELP = "What runs the networks: PyTorch, or their ONNX exports (adadiffsr export onnx) in ONNX Runtime."

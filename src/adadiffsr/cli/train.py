@@ -146,6 +146,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--batch-size", type=click.IntRange(min=1), default=S.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=S.crop, show_default=True, help="Ground-truth crop side.")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=S.lr, show_default=True)
+@click.option("--width", type=click.IntRange(min=1), default=S.width, show_default=True, help="PFJ's channels.")
+@click.option("--depth", type=click.IntRange(min=1), default=S.depth, show_default=True, help="PFJ's 3x3 convolutions.")
 @click.option("--workers", type=click.IntRange(min=0), default=S.workers, show_default=True)
 @click.option("--weights", help="A refiner's weights with its student beside them (default: the shipped model).")
 @device_option(S.device)
@@ -153,7 +155,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--seed", type=int, default=S.seed, show_default=True)
 @DEBUG
 def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int, batch_size: int, crop: int,
-                          learning_rate: float, workers: int, weights: str | None, device: str,
+                          learning_rate: float, width: int, depth: int, workers: int, weights: str | None, device: str,
                           max_minutes: float | None, seed: int, debug: bool) -> None:
     """Train PFJ through the distilled student's one step (what the shipped model runs), resumable;
     --fidelity then moves its output from the student alone (0) to the faithful end (1)."""
@@ -163,7 +165,7 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
         raise WeightsError("PFJ for the student needs a compact refiner with its student beside it "
                            "(NAME.student.safetensors; adadiffsr train distill)")
     cfg = StudentPFJConfig(cache=cache, out=run_dir, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
-                           workers=workers, device=device, max_minutes=max_minutes, seed=seed)
+                           width=width, depth=depth, workers=workers, device=device, max_minutes=max_minutes, seed=seed)
     target = Path(out) if out else pfj_path_for(upscaler.files["weights"] or "")
     report = train_student_pfj(refiner, student, upscaler.student_timestep, cfg, target,
                                log=lambda line: click.echo(line, err=True))

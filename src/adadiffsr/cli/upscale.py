@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..color import COLOR_FIXES
-from ..config import GAINS, LEGACY_GAINS, SamplingOptions, UpscaleConfig
+from ..config import GAINS, LEGACY_GAINS, SamplingOptions, UpscaleConfig, deprecated
 from ..core.schedule import UPDATE_RULES
 from ..distributed import current_rank, gather_counts, rank_device, shard, share_cpu
 from ..engine.sampler import SPACINGS
@@ -30,8 +30,10 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("-o", "--output", required=True,
               help="Output file (one input) or folder (several inputs, a folder or a glob).")
 @click.option("--scale", type=click.FloatRange(0, 16, min_open=True), help="Final scale (default: the model's, 4).")
-@click.option("--policy", "--sampler", "policy", type=click.Choice(tuple(POLICIES)),
-              help=f"The region policy: {POLICY_HELP}. [default: the model's] (--sampler: its old name)")
+@click.option("--policy", type=click.Choice(tuple(POLICIES)),
+              help=f"The region policy: {POLICY_HELP}. [default: the model's]")
+@click.option("--sampler", "old_policy", type=click.Choice(tuple(POLICIES)), hidden=True,
+              help="The old name of --policy, read until adadiffsr 0.3.")
 @click.option("--interval", type=click.IntRange(min=1), help="DDPM steps per jump (the uniform policy). [default: 20]")
 @click.option("--steps", type=click.IntRange(min=0),
               help="Uniform sampling in exactly N steps instead of --interval; 0 = the prior's output alone.")
@@ -90,7 +92,8 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--color-fix", type=click.Choice(COLOR_FIXES), default=D.color_fix, show_default=True)
 @click.option("--gain", type=click.Choice(GAINS + tuple(LEGACY_GAINS)), default=D.gain, show_default=True,
               help="Information gain per step (MMLE): auto (the learned regressor where the policy or PFJ needs "
-                   "a gain, the exact metrics without one), exact, or learned. none: the old name of auto.")
+                   "a gain, the exact metrics without one), exact, or learned. none: the old name of auto, "
+                   "read until adadiffsr 0.3.")
 @click.option("--fidelity", type=click.FloatRange(0, 4), default=D.fidelity, show_default=True,
               help="PFJ strength: 0 = the backbone alone (grainier, most generative), 1 = as trained "
                    "(cleaner, slightly more faithful); 0.5 was picked on training photos.")
@@ -107,6 +110,12 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @DEBUG
 def upscale(inputs: tuple[str, ...], output: str, **flags: Any) -> None:
     """Super-resolve INPUT files, folders or globs into OUTPUT with the diffusion engine."""
+    old_policy = flags.pop("old_policy")
+    if old_policy is not None:
+        deprecated("--sampler", "--policy")
+        if flags["policy"] not in (None, old_policy):
+            raise click.UsageError(f"--sampler {old_policy} and --policy {flags['policy']} disagree; give --policy alone")
+        flags["policy"] = old_policy
     config = config_from_flags(flags)
     rank = current_rank()
     jobs, folder_mode = plan_jobs(list(inputs), output, flags["ext"], flags["suffix"], flags["report_path"],

@@ -6,6 +6,7 @@ calls a network itself; gains (MMLE) are computed by the sampler's gain function
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,3 +48,15 @@ class Policy(Protocol):
 
     def __call__(self, obs: StepObservation) -> Decision:
         ...
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Patch-adaptive groups: where each tile starts, and which tiles the student takes."""
+
+    start: Tensor  # (N,) first timestep per tile; -1: no step (the prior's estimate is the result)
+    by_student: Tensor | None = None  # (N,) bool: one step of the distilled student from ``start`` instead
+
+
+PlanFn = Callable[[Tensor], TilePlan]
+"""``difficulty (N,) -> TilePlan``: each tile's start (and network) from its difficulty."""

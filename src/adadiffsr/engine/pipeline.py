@@ -29,26 +29,13 @@ from torch import Tensor
 from ..color import apply_color_fix
 from ..core.backbone import Backbone
 from ..core.gain import PerformanceFn
-from ..core.policy import Policy
+from ..core.policy import PlanFn, Policy
 from ..core.step import InjectFn, ProgressFn
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
 from .prior_route import PriorEstimate, RegionRoute
 from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """Patch-adaptive groups: where each tile starts, and which tiles the student takes."""
-
-    start: Tensor  # (N,) first timestep per tile; -1: no step (the prior's estimate is the result)
-    by_student: Tensor | None = None  # (N,) bool: one step of the distilled student from ``start`` instead
-
-
-PlanFn = Callable[[Tensor], TilePlan]
-"""``difficulty (N,) -> TilePlan``: each tile's start (and network) from its difficulty."""
-
 
 FUSIONS: tuple[str, ...] = ("gaussian", "none")  # region integration: Gaussian-weighted, or hard seams (an ablation)
 

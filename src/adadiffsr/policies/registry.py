@@ -1,7 +1,8 @@
 """The region policies a user picks by name (``--policy``): how each is built from the settings.
 
 ``POLICIES`` is the one list the CLI, the API, the benchmark and the page read. A policy is built
-once per upscale from an object with the parts of ``PolicyFields`` (``UpscaleConfig`` has them).
+once per upscale from an object with the parts of ``PolicyFields`` (``UpscaleConfig`` has them), and
+its plan for an image (each tile's start and network from its difficulty) from the same object.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..core.policy import Policy
+import torch
+from torch import Tensor
+
+from ..core.policy import PlanFn, Policy, TilePlan
 from .dtss import DTSSPolicy
+from .groups import GroupSettings, group_steps, student_tiles, walk_starts
 from .timesteps import TimestepsPolicy
 from .uniform import UniformPolicy
 from .walk_dtss import WalkDTSSPolicy
@@ -33,6 +38,10 @@ class PolicyFields(Protocol):
     def sampling(self) -> WalkFields: ...
     @property
     def dtss(self) -> DTSSPolicy: ...
+    @property
+    def groups(self) -> GroupSettings: ...
+    @property
+    def student(self) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class PolicyKind:
     grouped: bool = False  # tiles join the walk where the patch-adaptive groups say (budget, student)
     needs_gain: bool = False  # decides from the information gain (MMLE) along the way
     first_gain: str = "zero"  # the sampler's ``first_gain``: a tile's first gain 0, or against its starting estimate
+    plan: Callable[[PolicyFields], PlanFn | None] = lambda c: None  # each tile's start and network; None: all alike
 
 
 def _uniform(c: PolicyFields) -> Policy:
@@ -65,6 +75,30 @@ def _dtss(c: PolicyFields) -> Policy:
     return c.dtss
 
 
+def _grouped_plan(c: PolicyFields) -> PlanFn:
+    """Each tile's start on the walk from its difficulty (``policies/groups.py``), and with the student
+    on, one step of the student from the walk's first timestep for the groups it takes."""
+    walk, groups = tuple(c.sampling.timesteps or ()), c.groups
+
+    def plan(difficulty: Tensor) -> TilePlan:
+        steps = group_steps(difficulty, groups, len(walk))
+        if not c.student:
+            return TilePlan(walk_starts(walk, steps))
+        routed = student_tiles(steps, groups.student_groups)
+        return TilePlan(torch.where(routed, walk[0], walk_starts(walk, steps)), routed)
+
+    return plan
+
+
+def _student_plan(c: PolicyFields) -> PlanFn | None:
+    """The student for every tile, from the walk's first timestep."""
+    walk = tuple(c.sampling.timesteps or ())
+    if not walk:
+        return None
+    return lambda difficulty: TilePlan(torch.full_like(difficulty, walk[0], dtype=torch.long),
+                                       torch.ones_like(difficulty, dtype=torch.bool))
+
+
 def _walk_dtss(c: PolicyFields) -> Policy:
     d = c.dtss
     return WalkDTSSPolicy(tuple(c.sampling.timesteps or ()), tau=d.tau, drop=d.drop, fr_change=d.fr_change)
@@ -72,16 +106,18 @@ def _walk_dtss(c: PolicyFields) -> Policy:
 
 POLICIES: dict[str, PolicyKind] = {
     "grouped": PolicyKind("grouped", _walk, True,
-                          "each region joins the walk where its difficulty says (0 steps for flat ones)", grouped=True),
+                          "each region joins the walk where its difficulty says (0 steps for flat ones)", grouped=True,
+                          plan=_grouped_plan),
     "grouped-dtss": PolicyKind("grouped-dtss", _walk_dtss, True,
                                "the grouped starts, then DTSS along the walk: the next step, straight to the clean "
                                "sample, or an early exit, from each region's gain", grouped=True, needs_gain=True,
-                               first_gain="estimate"),
+                               first_gain="estimate", plan=_grouped_plan),
     "adaptive": PolicyKind("adaptive", _dtss, False, "DTSS: each region at its own pace from its information gain",
                            needs_gain=True),
     "timesteps": PolicyKind("timesteps", _walk, True, "one walk for all regions"),
     "distilled": PolicyKind("distilled", _first_step, True,
-                            "one step of the distilled student (NAME.student.safetensors) from the walk's first timestep"),
+                            "one step of the distilled student (NAME.student.safetensors) from the walk's first timestep",
+                            plan=_student_plan),
     "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions"),
 }
 WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)

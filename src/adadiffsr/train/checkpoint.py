@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import devices
 from ..io import atomic_write
 
 
@@ -87,8 +88,6 @@ def training_device(name: str) -> torch.device:
 
 def training_dtype(name: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
-    from ..api import cpu_runs_bf16, resolve_dtype
-
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
-    return resolve_dtype(name)
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and devices.cpu_runs_bf16()) else torch.float32
+    return devices.resolve_dtype(name)

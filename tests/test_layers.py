@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backbones",),
     ("data",),
     ("pfj", "gain"),
-    ("report", "runtime"),
+    ("report", "runtime", "result"),
     ("config",),  # UpscaleConfig, composed of the parts' settings
     ("resolve",),  # a call's config with the model's defaults filled in
     ("api",),
@@ -136,3 +136,9 @@ def test_a_cycle_between_files_is_caught(tmp_path: Path) -> None:
     (fake / "serve" / "jobs.py").write_text("from ..errors import E\n")
     (fake / "errors.py").write_text("")
     assert import_cycles(fake) == [["serve.app", "serve.server", "serve.app"]]
+
+
+def test_no_module_is_over_300_lines() -> None:
+    """Small modules a newcomer reads top to bottom: over 300 lines, a file holds more than one idea."""
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    assert long == {}

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -35,35 +32,16 @@ from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
-from .io import Picture, picture_to_pil, picture_to_tensor, read_picture, save_picture
+from .io import Picture, output_picture, picture_to_tensor, read_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.registry import POLICIES
 from .prior import PRIORS, Prior, load_prior
 from .prior.routing import ROUTED, routed_prior
-from .report import build_report, render_step_map
+from .report import build_report
 from .resolve import ModelFacts, resolve_config
+from .result import UpscaleResult
 from .runtime import RUNTIMES
 from .weights import read_metadata
-
-
-@dataclass
-class UpscaleResult:
-    picture: Picture  # the output: RGB float, alpha, bit depth and gray flag of the input
-    report: dict[str, Any]
-    output: PipelineOutput
-
-    @property
-    def image(self) -> Image.Image:
-        """The output as an 8-bit PIL image (RGB, RGBA, L or LA, as the input was)."""
-        return picture_to_pil(self.picture)
-
-    def save(self, path: str | os.PathLike[str]) -> list[str]:
-        """Write atomically, at 16 bits where the input had them and the format allows."""
-        return save_picture(self.picture, path)
-
-    def step_map(self) -> Image.Image:
-        """Steps spent per region, drawn over the output."""
-        return render_step_map(self.output, self.image.convert("RGB"))
 
 
 def auto_dtype(device: torch.device, runtime: str, backbone: str) -> str:
@@ -288,14 +266,8 @@ class Upscaler:
             picture = read_picture(image)
         policy = POLICIES[str(config.policy)].build(config)
         out = self._sample(picture_to_tensor(picture, self.device), config, policy, progress)
-        rgb = denormalize(out.image.float())
-        w, h = picture.size
-        if config.outscale is not None and config.outscale != self.backbone.spec.scale_factor:
-            size = (max(1, round(h * config.outscale)), max(1, round(w * config.outscale)))
-            rgb = F.interpolate(rgb, size=size, mode="bicubic", antialias=True, align_corners=False)
-        rgb_array = rgb[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-        alpha = None if picture.alpha is None else resize_plane(picture.alpha, rgb_array.shape[1], rgb_array.shape[0])
-        result = Picture(rgb_array, alpha, picture.bits, picture.gray, list(picture.notes))
+        outscale = None if config.outscale == self.backbone.spec.scale_factor else config.outscale
+        result = output_picture(denormalize(out.image.float()), picture, outscale)
         settings_dict = {
             **config.options(),
             "gain": self.gain_kind(config.gain, str(config.policy), self.injection(config.fidelity) is not None),
@@ -318,8 +290,3 @@ class Upscaler:
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)
 
-
-def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a float ``(H, W)`` plane (the alpha channel) with Lanczos, kept in ``[0, 1]``."""
-    image = Image.fromarray(plane.astype(np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32).clip(0, 1)

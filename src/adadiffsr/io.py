@@ -176,6 +176,24 @@ def to_image(tensor: Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
 
 
+def output_picture(rgb: Tensor, source: Picture, outscale: float | None = None) -> Picture:
+    """A ``(1, 3, H, W)`` output in ``[0, 1]`` as a ``Picture`` like ``source`` (its alpha resized with
+    Lanczos, its bit depth, gray flag and notes), resized to ``outscale`` x the source first if given."""
+    if outscale is not None:
+        w, h = source.size
+        size = (max(1, round(h * outscale)), max(1, round(w * outscale)))
+        rgb = torch.nn.functional.interpolate(rgb, size=size, mode="bicubic", antialias=True, align_corners=False)
+    array = rgb[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    alpha = None if source.alpha is None else resize_plane(source.alpha, array.shape[1], array.shape[0])
+    return Picture(array, alpha, source.bits, source.gray, list(source.notes))
+
+
+def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a float ``(H, W)`` plane (the alpha channel) with Lanczos, kept in ``[0, 1]``."""
+    image = Image.fromarray(plane.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32).clip(0, 1)
+
+
 def picture_to_pil(picture: Picture, keep_alpha: bool = True) -> Image.Image:
     """8-bit PIL image: RGB, RGBA, L or LA as the picture is."""
     rgb = (picture.rgb.clip(0, 1) * 255).round().astype(np.uint8)
@@ -218,13 +236,9 @@ def save_picture(picture: Picture, path: str | os.PathLike[str]) -> list[str]:
     return notes
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of ``(H, W, 3)``, as PIL's ``convert("L")``: ``(H, W, 1)``."""
-    return (rgb @ np.array(LUMA, dtype=np.float32))[..., None]
-
-
 def _write_16bit(picture: Picture, tmp: Path, fmt: str) -> None:
-    planes = [luma(picture.rgb)] if picture.gray else [picture.rgb]
+    gray = (picture.rgb @ np.array(LUMA, dtype=np.float32))[..., None]  # BT.601, as PIL's convert("L")
+    planes = [gray] if picture.gray else [picture.rgb]
     if picture.alpha is not None:
         planes.append(picture.alpha[..., None])
     data = (np.concatenate(planes, axis=2).clip(0, 1) * 65535).round().astype(np.uint16)

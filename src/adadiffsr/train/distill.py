@@ -59,14 +59,13 @@ from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
-from ..policies.groups import GroupSettings, steps_by_thresholds, tile_texture
 from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
 from .prune import prune_into
+from .teacher import default_target, distill_walk, teacher_walk
 from .texture import MAX_LEVELS as MAX_TEXTURE_LEVELS
 from .texture import detail_ratio, texture_loss
 
 TARGETS = ("hr-walk", "default")
-DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat level, as the teacher's default uses them
 # the student's detail over the teacher's at 1, 2 and 4 pixel scales (texture levels 0, 1, 2), logged
 DETAIL_RATIOS = ("detail_ratio", "detail_ratio_2x", "detail_ratio_4x")
 SUMS = ("distill", "fidelity", "texture", "adversarial", "d", *DETAIL_RATIOS)  # what the log averages
@@ -140,53 +139,6 @@ def student_from(teacher: CompactSR, width: float) -> CompactSR:
         for name in ("weight", "bias"):
             torch.nn.init.zeros_(getattr(student.unet.conv_out, name))
     return student
-
-
-@torch.no_grad()
-def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], x_t: Tensor, cond: Tensor,
-                 generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The teacher's DDPM walk over ``walk`` (each tile from its first timestep) to the clean sample."""
-    spec = teacher.spec
-    x = x_t
-    for i, t in enumerate(walk):
-        nxt = walk[i + 1] if i + 1 < len(walk) else -1
-        k_idx = torch.full((x.shape[0],), codebook.interval_index(t - nxt if nxt >= 0 else t + 1), dtype=torch.long,
-                           device=x.device)
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        noise = torch.randn(x.shape, generator=generator, device=x.device) if nxt >= 0 else torch.zeros_like(x)
-        with autocast(x.device, dtype):
-            prediction = teacher.predict(x, tt, cond)
-        _, x = denoise_step(codebook, spec, prediction.float(), x, tt, k_idx, "ddpm", noise)
-    return x
-
-
-@torch.no_grad()
-def default_target(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], estimate: Tensor, cond: Tensor,
-                   noise: Tensor, generator: torch.Generator, dtype: torch.dtype = torch.float32,
-                   groups: GroupSettings = DEFAULT_GROUPS) -> Tensor:
-    """What the teacher's default (``--policy grouped``) does to each crop: the walk's last ``s``
-    steps from the prior's ``estimate`` noised there with ``noise``, ``s`` from the texture of the
-    estimate by the default thresholds, and at least 1 on a crop that is not flat (at inference the
-    floor gives such tiles a step on a smooth photo); a flat crop keeps the estimate."""
-    difficulty = tile_texture(teacher.decode(estimate))
-    steps = steps_by_thresholds(difficulty, groups.thresholds, len(walk))
-    steps = torch.where((steps == 0) & (difficulty >= groups.flat), 1, steps)
-    target = estimate.clone()
-    for s in range(1, len(walk) + 1):
-        chosen = steps == s
-        if bool(chosen.any()):
-            t = torch.full((int(chosen.sum()),), walk[-s], dtype=torch.long, device=estimate.device)
-            x_t = add_noise(teacher.spec.schedule, estimate[chosen], t, noise[chosen])
-            target[chosen] = teacher_walk(teacher, codebook, walk[-s:], x_t, cond[chosen], generator, dtype)
-    return target
-
-
-def distill_walk(teacher: CompactSR) -> tuple[int, ...]:
-    walk = tuple(int(t) for t in teacher.spec.sampling.get("timesteps", ()))
-    if not walk or not teacher.starts_from_estimate:
-        raise ConfigError("distillation needs a refiner over a prior with a timestep walk in its config "
-                          "(the shipped model's 399,149,29)")
-    return walk
 
 
 def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,

@@ -132,6 +132,14 @@ def test_routed_alike_equals_the_single_prior_and_a_boundary_blends_without_a_se
     assert (flat[:, 1:] - flat[:, :-1]).abs().max() < 0.2 / 8  # a hard switch would jump by 0.2 at once
     # one call per row's run of chosen regions (input columns 32..96), with a margin of 4 inside the 40 x 96 image
     assert route.full.sum() == 8 and region_calls == [(28, 68), (28, 68)]
+    # all but the flattest region chosen: the runs with margins would cover more than the image, so the
+    # full prior runs once over the whole image and its regions are cropped from that
+    calls.clear()
+    most = routed_prior(lr, _bicubic, full, PriorRouting(prior_region=24, prior_overlap=8, prior_threshold=0.0), 0.9)
+    assert calls == [(40, 96)] and not bool(most.route.full.all())
+    chosen = (most.route.full_map() > 0.999).repeat_interleave(4, 0).repeat_interleave(4, 1)  # input px -> output px
+    assert bool(chosen.any())
+    assert torch.allclose(most.estimate[0, :, chosen], full(lr)[0, :, chosen], atol=1e-3)
 
 
 def test_the_input_signal_sees_what_a_smoothing_compact_prior_hides():

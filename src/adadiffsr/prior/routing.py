@@ -9,7 +9,8 @@ region's difficulty off its restoration module's output. Here:
 3. regions at or above ``threshold`` take the full prior, the hardest first, at most ``share`` of
    them: a sky costs the compact prior alone, a forest at most ``share`` of x4plus;
 4. the full prior's regions (one call per run of neighbouring chosen regions in a row, with ``margin``
-   pixels of context, then cropped) are fused into
+   pixels of context, then cropped; one call over the whole image instead where the runs would add
+   up to as many pixels, as rows of regions overlap) are fused into
    the compact estimate: ``out = compact + sum_i (w_i / W) (full_i - compact)``, where ``w_i`` is 1
    inside a region and falls to nearly 0 at its edges over the overlap (``ramp_weights``) and ``W``
    sums the weights of every region, so a boundary between the two blends over the overlap with no seam.
@@ -118,10 +119,18 @@ def routed_prior(lr: Tensor, compact: PriorFn, full: PriorFn, routing: PriorRout
         for hr_box in hr_grid.boxes:
             total[hr_box.slices()] += ramp_weights(hr_box, hr_grid, ramp, base.device)
         out = base.clone()
-        for run in row_runs(grid, chosen):  # one call per run of neighbouring chosen regions in a row
-            union = Box(grid.boxes[run[0]].top, grid.boxes[run[0]].left, grid.boxes[run[0]].height,
-                        grid.boxes[run[-1]].left + grid.boxes[run[-1]].width - grid.boxes[run[0]].left)
-            strip = _with_margin(full, lr, union, routing.prior_margin, scale)
+        runs = row_runs(grid, chosen)  # one call per run of neighbouring chosen regions in a row
+        unions = [Box(grid.boxes[r[0]].top, grid.boxes[r[0]].left, grid.boxes[r[0]].height,
+                      grid.boxes[r[-1]].left + grid.boxes[r[-1]].width - grid.boxes[r[0]].left) for r in runs]
+        padded = [_with_margin(u, routing.prior_margin, h, w) for u in unions]
+        # rows of regions overlap, so runs can add up to more pixels than the image: then one call over it all
+        whole = full(lr) if sum(p.height * p.width for p in padded) >= h * w else None
+        for run, union, pad in zip(runs, unions, padded, strict=True):
+            if whole is not None:
+                strip = whole[(..., *union.scaled(scale).slices())]
+            else:
+                dy, dx = (union.top - pad.top) * scale, (union.left - pad.left) * scale
+                strip = full(lr[(..., *pad.slices())])[..., dy : dy + union.height * scale, dx : dx + union.width * scale]
             for i in run:
                 hr_box = hr_grid.boxes[i]
                 dx = hr_box.left - union.left * scale
@@ -154,11 +163,7 @@ def row_runs(grid: TileGrid, chosen: Tensor) -> list[list[int]]:
     return runs
 
 
-def _with_margin(full: PriorFn, lr: Tensor, box: Box, margin: int, scale: int) -> Tensor:
-    """``full`` over ``box`` of ``lr`` with up to ``margin`` pixels of context on each side, cropped to the box."""
-    h, w = lr.shape[-2:]
+def _with_margin(box: Box, margin: int, height: int, width: int) -> Box:
+    """``box`` grown by up to ``margin`` pixels of context on each side, inside a ``height x width`` image."""
     top, left = max(0, box.top - margin), max(0, box.left - margin)
-    bottom, right = min(h, box.top + box.height + margin), min(w, box.left + box.width + margin)
-    out = full(lr[..., top:bottom, left:right])
-    dy, dx = (box.top - top) * scale, (box.left - left) * scale
-    return out[..., dy : dy + box.height * scale, dx : dx + box.width * scale]
+    return Box(top, left, min(height, box.top + box.height + margin) - top, min(width, box.left + box.width + margin) - left)

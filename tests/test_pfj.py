@@ -191,7 +191,7 @@ def test_train_pfj_for_the_student_from_the_cli_then_fidelity_moves_the_students
     report = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert report["step"] == 4 and {"psnr_y", "psnr_y_student", "psnr_y_prior"} <= set(report)
     pfj = load_pfj(pfj_path_for(weights))
-    assert (pfj.config.width, pfj.config.depth) == (8, 3)
+    assert (pfj.config.width, pfj.config.depth, pfj.config.student) == (8, 3, True)
     assert any(bool(p.any()) for p in pfj.out.parameters())  # it trained (its last layer starts at zero)
     outputs = {}
     for fidelity in ("0", "1"):
@@ -199,7 +199,16 @@ def test_train_pfj_for_the_student_from_the_cli_then_fidelity_moves_the_students
         assert main(["upscale", str(image), "-o", str(out), "--weights", str(weights), "--policy", "distilled",
                      "--fidelity", fidelity, "--report", str(tmp_path / f"f{fidelity}.json"), "-q"]) == 0, capsys.readouterr().err
         outputs[fidelity] = np.asarray(Image.open(out))
-    assert json.loads((tmp_path / "f1.json").read_text())["settings"]["files"]["pfj"] == str(pfj_path_for(weights))
+    settings = json.loads((tmp_path / "f1.json").read_text())["settings"]
+    assert settings["files"]["pfj"] == str(pfj_path_for(weights)) and settings["pfj"] is True
+    assert settings["gain"] == "none"  # trained at the student's first gain (0): no gain runs for it
+    walks = []  # the teacher's walk: a PFJ trained through the student's step does not touch it
+    for fidelity in ("0", "1"):
+        out = tmp_path / f"walk{fidelity}.png"
+        assert main(["upscale", str(image), "-o", str(out), "--weights", str(weights), "--policy", "timesteps",
+                     "--fidelity", fidelity, "--report", str(tmp_path / "walk.json"), "-q"]) == 0
+        walks.append(np.asarray(Image.open(out)))
+    assert np.array_equal(*walks) and json.loads((tmp_path / "walk.json").read_text())["settings"]["pfj"] is False
     pfj_path_for(weights).unlink()
     assert main(["upscale", str(image), "-o", str(tmp_path / "none.png"), "--weights", str(weights), "--policy", "distilled",
                  "-q"]) == 0

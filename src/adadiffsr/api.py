@@ -162,11 +162,19 @@ class Upscaler:
         return cls(model, resolved, dtype, gain_model, injection, files, runtime, student,
                    None if student_t is None else int(student_t))
 
-    def injection(self, fidelity: float) -> InjectFn | None:
-        """PFJ at this fidelity strength, or None when there is no PFJ or the strength is 0."""
-        if self.pfj is None or fidelity == 0:
+    def injection(self, config: UpscaleConfig) -> InjectFn | None:
+        """PFJ at the config's fidelity strength for a resolved config; None without a PFJ, at strength 0,
+        and for a PFJ trained through the student's step (``PFJConfig.student``) where the student does
+        not run (the default's plan gives it every region that takes a step)."""
+        if self.pfj is None or config.fidelity == 0:
             return None
-        return injector(self.pfj, fidelity)
+        if self.pfj.config.student and not (config.student or config.policy == "distilled"):
+            return None
+        return injector(self.pfj, config.fidelity)
+
+    def _gain_needed(self, config: UpscaleConfig) -> bool:
+        """Does PFJ need a gain along the way? Not one trained through the student's single step (its first gain is 0)."""
+        return self.pfj is not None and not self.pfj.config.student and self.injection(config) is not None
 
     def gain_kind(self, kind: str, policy: str = "uniform", needed: bool = False) -> str:
         """The gain that runs for a requested ``kind``: ``auto`` is ``learned`` (``exact`` without a
@@ -234,7 +242,7 @@ class Upscaler:
 
     def _sample(self, lr: Tensor, config: UpscaleConfig, policy: Policy, progress: ProgressFn | None) -> PipelineOutput:
         """``run`` on a config ``resolve`` has already filled in, with its policy built once."""
-        inject = self.injection(config.fidelity)
+        inject = self.injection(config)
         tiling = config.tiling
         batch = config.batch_tiles or auto_batch_tiles(self.backbone, resolve_tiling(self.backbone, tiling)[0], self.device)
         s = config.sampling
@@ -244,7 +252,7 @@ class Upscaler:
         return upscale_tensor(
             self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
-            performance=self.gain_function(config.gain, config.policy, needed=inject is not None),
+            performance=self.gain_function(config.gain, config.policy, needed=self._gain_needed(config)),
             progress=progress, inject=inject, plan=POLICIES[str(config.policy)].plan(config),
             student=self.student if config.student or config.policy == "distilled" else None,
             prior=self.prior_stage(config),
@@ -270,7 +278,8 @@ class Upscaler:
         result = output_picture(denormalize(out.image.float()), picture, outscale)
         settings_dict = {
             **config.options(),
-            "gain": self.gain_kind(config.gain, str(config.policy), self.injection(config.fidelity) is not None),
+            "gain": self.gain_kind(config.gain, str(config.policy), self._gain_needed(config)),
+            "pfj": self.injection(config) is not None,  # whether PFJ ran (a fidelity above 0, where it applies)
             "device": str(self.device),
             "dtype": next(k for k, v in DTYPES.items() if v == self.dtype),
             "backbone": type(getattr(self.backbone, "inner", self.backbone)).__name__,

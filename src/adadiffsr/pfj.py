@@ -36,6 +36,7 @@ class PFJConfig:
     gains: int = 2  # FR and NR information gain
     width: int = 32
     depth: int = 2  # 3x3 convolutions before the output layer (the receptive field grows by 2 px each)
+    student: bool = False  # trained through the distilled student's one step: modulates the student's calls only
 
 
 class FeatureInjection(nn.Module):

@@ -117,7 +117,7 @@ def train_student_pfj(refiner: CompactSR, student: Backbone, t_s: int, cfg: Stud
     refiner, student = refiner.to(device).eval().requires_grad_(False), student.to(device).eval().requires_grad_(False)
     step_fn = StudentStep(refiner, student, SkipCodebook.build(refiner.spec.schedule, (t_s + 1,)).to(device), t_s)
     channels = refiner.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
-    pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width, depth=cfg.depth)).to(device).train()
+    pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width, depth=cfg.depth, student=True)).to(device).train()
     ema = AveragedModel(pfj, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.lr, weight_decay=1e-4)
     out = Path(cfg.out)

@@ -223,3 +223,20 @@ def test_workspace_is_private_and_removed(tmp_path):
     assert not one.exists()
     workspace.close()
     assert not (tmp_path / "ws").exists()
+
+
+def test_with_a_pfj_for_the_student_a_look_moves_pfj_not_the_start():
+    """The shipped model's case: its default runs the student, and its PFJ was trained for the student's
+    step; Faithful then keeps the walk (so the student still runs) and sets PFJ to 1, Detailed to 0."""
+    from adadiffsr.pfj import FeatureInjection, PFJConfig
+
+    teacher = tiny_refiner(live=True, sampling={**SHIPPED_LIKE, "policy": "grouped"}, default_strength=0.4)
+    channels = teacher.condition(torch.zeros(1, 3, 8, 8)).shape[1]
+    pfj = FeatureInjection(PFJConfig(in_channels=channels, width=4, student=True))
+    model = Upscaler(teacher, "cpu", pfj=pfj, student=tiny_refiner(live=True, sampling=SHIPPED_LIKE, default_strength=0.4))
+    faithful, detailed = (model.resolve(preset_config(model, look, "standard")) for look in ("faithful", "detailed"))
+    assert faithful.sampling.timesteps == (399, 149, 29) and faithful.student and faithful.fidelity == 1.0
+    assert detailed.student and detailed.fidelity == 0.0
+    assert model.injection(faithful) is not None and model.injection(detailed) is None
+    thorough = model.resolve(preset_config(model, "faithful", "thorough"))  # no student there: the look's start
+    assert thorough.sampling.strength == pytest.approx(0.24)

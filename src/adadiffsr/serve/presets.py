@@ -2,7 +2,8 @@
 
 Both are pure functions of the model's resolved defaults, so they mean the same thing for every
 model: a look moves where the walk starts (and the PFJ strength where the model has one), a budget
-sets how many steps it takes.
+sets how many steps it takes. Where the model's default runs its distilled student with a PFJ trained
+for it (the shipped model), a look moves PFJ's strength alone: the student starts where it was distilled.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Budget:
 # against Balanced, Faithful has +0.0015 SSIM and fewer artefacts by PIQE at 2-6% worse NIQE;
 # Detailed (DDIM) has 1-4% better NIQE at 0.1-0.25 dB lower PSNR. Small trades, reported as such.
 LOOKS: dict[str, Look] = {
-    "faithful": Look("Faithful", 0.6, 1.0, None, "closest to the input: the walk starts later, less is invented"),
+    "faithful": Look("Faithful", 0.6, 1.0, None, "closest to the input: less is invented (PFJ at full strength, "
+                     "and the walk starts later where the model has no PFJ for its student)"),
     "balanced": Look("Balanced", 1.0, None, None, "the model's own setting"),
     "detailed": Look("Detailed", 1.0, 0.0, "ddim", "more natural texture by NIQE, a little lower PSNR"),
 }
@@ -91,10 +93,12 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
             return base.with_options(policy="uniform", steps=0, fidelity=fidelity)
         return base.with_options(policy="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
     strength = float(resolved.sampling.strength)  # type: ignore[arg-type]
+    student_pfj = bool(resolved.student) and upscaler.pfj is not None and upscaler.pfj.config.student
+    start = 1.0 if student_pfj and spend.step_factor == 1.0 else chosen.start  # PFJ alone moves the student's look
     if upscaler.backbone.starts_from_estimate:
-        strength = min(1.0, strength * chosen.start)
+        strength = min(1.0, strength * start)
     if resolved.policy in WALK_POLICIES and spend.step_factor == 1.0:
-        walk = scale_walk(tuple(resolved.sampling.timesteps or ()), chosen.start, total)
+        walk = scale_walk(tuple(resolved.sampling.timesteps or ()), start, total)
         return base.with_options(policy=resolved.policy, timesteps=walk, fidelity=fidelity)
     if spend.step_factor == 1.0:
         return base.with_options(policy=resolved.policy, strength=strength, fidelity=fidelity)

@@ -80,7 +80,7 @@ def test_missing_files_are_named(tmp_path, capsys):
     with pytest.raises(WeightsError, match="vqvae/config.json"):
         load_ldm_sr(tmp_path)
     code = main(["upscale", "x.png", "-o", str(tmp_path / "o.png"), "--backbone", "ldm-sr-x4"])
-    assert code == 1 and "needs --weights" in capsys.readouterr().err
+    assert code == 1 and "needs weights" in capsys.readouterr().err
     with pytest.raises(WeightsError, match="local Hugging Face cache"):
         load_ldm_sr("nobody/no-such-model")
 

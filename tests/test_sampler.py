@@ -175,3 +175,26 @@ def test_the_callback_sees_every_step_and_the_policy_the_gain_functions_late_hal
     for ts, late in lates:
         assert late == [t < 430 for t in ts]
     assert any(any(late) for _, late in lates) and not all(all(late) for _, late in lates)
+
+
+def test_the_loop_sees_one_model_the_denoiser_routes_tiles_to_the_student():
+    """``Denoiser`` (k-diffusion's external wrappers): the loop calls one model; tiles routed to the
+    student get the student's prediction and count as its evaluations, the rest the backbone's; a run
+    routed to a student that is not there fails in one line."""
+    import pytest
+
+    from adadiffsr.engine.denoiser import Denoiser
+    from adadiffsr.errors import ConfigError
+
+    backbone, student = FunctionBackbone(timed_fn), FunctionBackbone(lambda x, t, c: 0 * x + 0.25)
+    x_T, cond = inputs()
+    routed = torch.tensor([True, False, True, False, False, False])
+    settings = SamplerSettings(batch_tiles=4)
+    alone = sample_tiles(backbone, x_T, cond, UniformPolicy(250), settings, tile_generators(0, 6, x_T.device))
+    mixed = sample_tiles(Denoiser(backbone, student, routed), x_T, cond, UniformPolicy(250), settings,
+                         tile_generators(0, 6, x_T.device))
+    assert torch.equal(mixed.x0[~routed], alone.x0[~routed])  # the backbone's tiles as without a student
+    assert not torch.allclose(mixed.x0[routed], alone.x0[routed])
+    assert alone.nfe == 6 * 4 and mixed.nfe_student == 2 and mixed.nfe == 4 * 4 + 2  # the student: one step to the end
+    with pytest.raises(ConfigError, match="no student was given"):
+        Denoiser(backbone, None, routed)

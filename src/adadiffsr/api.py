@@ -129,11 +129,11 @@ class Upscaler:
         if dtype == "auto":
             dtype = auto_dtype(resolved, runtime, backbone)
         if runtime == "onnx" and dtype != "fp32":
-            raise ConfigError(f"--runtime onnx runs the fp32 exports; --dtype {dtype} is for --runtime torch")
+            raise ConfigError(f"the onnx runtime runs the fp32 exports; dtype {dtype} is for the torch runtime")
         kind = BACKBONES[backbone]
         unknown = sorted(set(pipeline_options) - set(kind.options))
         if unknown:
-            raise ConfigError(f"--backbone {backbone} takes no option {unknown[0]!r}"
+            raise ConfigError(f"the {backbone} backbone takes no option {unknown[0]!r}"
                               + (f" (it takes {', '.join(kind.options)})" if kind.options else ""))
         weights = kind.resolve_weights(weights)
         model = kind.load(weights, resolved, **pipeline_options)
@@ -163,14 +163,12 @@ class Upscaler:
                    None if student_t is None else int(student_t))
 
     def injection(self, config: UpscaleConfig) -> InjectFn | None:
-        """PFJ at the config's fidelity strength for a resolved config; None without a PFJ, at strength 0,
-        and for a PFJ trained through the student's step (``PFJConfig.student``) where the student does
-        not run (the default's plan gives it every region that takes a step)."""
-        if self.pfj is None or config.fidelity == 0:
+        """PFJ at a resolved config's fidelity; None without a PFJ, at 0, and for a PFJ trained through the
+        student's step (``PFJConfig.student``) where the student does not run."""
+        off = self.pfj is None or config.fidelity == 0
+        if off or (self.pfj.config.student and not (config.student or config.policy == "distilled")):  # type: ignore[union-attr]
             return None
-        if self.pfj.config.student and not (config.student or config.policy == "distilled"):
-            return None
-        return injector(self.pfj, config.fidelity)
+        return injector(self.pfj, config.fidelity)  # type: ignore[arg-type]
 
     def _gain_needed(self, config: UpscaleConfig) -> bool:
         """Does PFJ need a gain along the way? Not one trained through the student's single step (its first gain is 0)."""
@@ -193,7 +191,7 @@ class Upscaler:
         if kind == "exact":
             return ExactPerformance(self.backbone)
         if self.regressor is None:
-            raise WeightsError("--gain learned needs a regressor file beside the weights (NAME.regressor.safetensors)")
+            raise WeightsError("the learned gain needs a regressor file beside the weights (NAME.regressor.safetensors)")
         return LearnedPerformance(self.backbone, self.regressor)
 
     def resolve(self, config: UpscaleConfig) -> UpscaleConfig:

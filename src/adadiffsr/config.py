@@ -105,7 +105,8 @@ class UpscaleConfig:
     color_fix: str = "none"
     outscale: float | None = None  # final scale; None = the backbone's own
     gain: str = "auto"  # information gain per step (MMLE): auto, exact (the metrics) or learned (the regressor)
-    fidelity: float = 0.5  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; ignored without a PFJ file
+    fidelity: float | None = None  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; None = the model's
+    # default (0.5 where its weights file names none); ignored without a PFJ file
 
     def __init__(self, policy: str | None = None, *, sampling: SamplingOptions | None = None,
                  groups: GroupSettings | None = None, dtss: DTSSPolicy | None = None,
@@ -164,7 +165,7 @@ class UpscaleConfig:
             raise ConfigError(f"unknown gain {self.gain!r}; choose one of {', '.join(GAINS)}")
         if self.tiling.fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {self.tiling.fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if not 0 <= self.fidelity <= 4:
+        if self.fidelity is not None and not 0 <= self.fidelity <= 4:
             raise ConfigError(f"fidelity must be in [0, 4], got {self.fidelity}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
             raise ConfigError(f"scale must be in (0, 16], got {self.outscale}")

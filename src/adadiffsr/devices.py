@@ -14,7 +14,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda:") and name[5:].isdigit():  # one GPU of several (a rank of a launcher)
         if not torch.cuda.is_available() or int(name[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name} asked for, but this PyTorch sees {torch.cuda.device_count()} CUDA devices")
+            raise ConfigError(f"device {name} asked for, but this PyTorch sees {torch.cuda.device_count()} CUDA devices")
         return torch.device(name)
     if name not in DEVICES:
         raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
@@ -25,9 +25,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but this PyTorch sees no CUDA device")
+        raise ConfigError("device cuda asked for, but this PyTorch sees no CUDA device")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps asked for, but MPS is not available here")
+        raise ConfigError("device mps asked for, but MPS is not available here")
     return torch.device(name)
 
 

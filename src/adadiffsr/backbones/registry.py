@@ -78,10 +78,10 @@ class BackboneKind:
         if weights is not None:
             return weights
         if self.default_weights is None:
-            raise WeightsError(f"--backbone {self.name} needs --weights: {self.weights}")
+            raise WeightsError(f"the {self.name} backbone needs weights: {self.weights}")
         path = self.default_weights()
         if not path.is_file():
-            raise WeightsError(f"no default model at {path}; pass --weights PATH (see the README)")
+            raise WeightsError(f"no default model at {path}; give a weights file (see the README)")
         return path
 
 

@@ -94,9 +94,10 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
               help="Information gain per step (MMLE): auto (the learned regressor where the policy or PFJ needs "
                    "a gain, the exact metrics without one), exact, or learned. none: the old name of auto, "
                    "read until adadiffsr 0.3.")
-@click.option("--fidelity", type=click.FloatRange(0, 4), default=D.fidelity, show_default=True,
-              help="PFJ strength: 0 = the backbone alone (grainier, most generative), 1 = as trained "
-                   "(cleaner, slightly more faithful); 0.5 was picked on training photos.")
+@click.option("--fidelity", type=click.FloatRange(0, 4),
+              help="PFJ strength: 0 = the backbone (or its student) alone, the most texture; 1 = as trained, "
+                   "smoother and more faithful; [default: the model's: 0 for the shipped model, 0.5 where the "
+                   "weights file names none]")
 @click.option("--ext", type=click.Choice(OUTPUT_EXTENSIONS), default="png", show_default=True,
               help="Output format in folder mode.")
 @click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")

@@ -39,7 +39,7 @@ def tile_bytes(backbone: Backbone, tile: int, device: torch.device) -> int:
             torch.cuda.synchronize(device)
         return max(1, torch.cuda.max_memory_allocated(device) - before)
     if spec.bytes_per_element is None:
-        raise ConfigError(f"--batch-tiles auto on {device.type} needs the memory per tile of "
+        raise ConfigError(f"automatic batch sizes (batch_tiles=0) on {device.type} need the memory per tile of "
                           f"{type(backbone).__name__}, which it does not declare; give a number of tiles")
     return side * side * spec.latent_channels * spec.bytes_per_element
 

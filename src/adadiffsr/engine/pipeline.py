@@ -33,6 +33,7 @@ from ..core.policy import PlanFn, Policy
 from ..core.step import InjectFn, ProgressFn
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
+from .denoiser import Denoiser
 from .prior_route import PriorEstimate, RegionRoute
 from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
@@ -180,14 +181,13 @@ def upscale_tensor(
         seconds["condition"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
+            routed = None if tile_plan is None or tile_plan.by_student is None \
+                else tile_plan.by_student[first : first + len(group)].to(device)
             run = sample_tiles(
-                backbone, latent_grid.crop(noise, group), cond, policy, settings,
+                Denoiser(backbone, student, routed), latent_grid.crop(noise, group), cond, policy, settings,
                 [generators[i] for i in group], performance=performance, inject=inject,
                 progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
                 start=None if tile_plan is None else tile_plan.start[first : first + len(group)].to(device),
-                student=student,
-                by_student=None if tile_plan is None or tile_plan.by_student is None
-                else tile_plan.by_student[first : first + len(group)].to(device),
             )
         seconds["sampling"] += time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -24,6 +24,7 @@ from ..core.precision import autocast
 from ..core.schedule import NoiseSchedule, SkipCodebook, UpdateRule, add_noise
 from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
+from .denoiser import Denoiser
 from .tile_state import BestStates, GainTracker, TileStates
 
 SPACINGS: tuple[str, ...] = ("trailing", "leading")  # where a walk starts: T - 1, or diffusers' default
@@ -74,7 +75,7 @@ function, ``gain``. It only watches; what it returns is ignored."""
 
 
 def sample_tiles(
-    backbone: Backbone,
+    model: Backbone | Denoiser,
     x_T: Tensor,
     cond: Tensor,
     policy: Policy,
@@ -85,22 +86,19 @@ def sample_tiles(
     inject: InjectFn | None = None,
     start: Tensor | None = None,
     callback: StepCallback | None = None,
-    student: Backbone | None = None,
-    by_student: Tensor | None = None,
 ) -> TileRun:
     """Run every tile of ``x_T (N, C, h, w)`` down to the clean sample; see the module docstring.
-    ``start (N,)`` caps each tile's first timestep (patch-adaptive groups): it starts there from the
-    backbone's estimate noised, and with -1 it takes no step (the estimate is its result).
-    ``by_student (N,)`` marks tiles that take one step of ``student`` (a distilled refiner with the
-    backbone's condition) from their start straight to the clean sample instead of the walk."""
-    spec, device, n = backbone.spec, x_T.device, x_T.shape[0]
-    if by_student is not None and student is None and bool(by_student.any()):
-        raise ConfigError("tiles were routed to the student, but no student was given")
+    ``model`` is a backbone, or a ``Denoiser`` that also routes tiles to a distilled student (one step
+    from their start straight to the clean sample instead of the walk). ``start (N,)`` caps each tile's
+    first timestep (patch-adaptive groups): it starts there from the backbone's estimate noised, and with
+    -1 it takes no step (the estimate is its result)."""
+    denoiser = model if isinstance(model, Denoiser) else Denoiser(model)
+    backbone, spec, device, n = denoiser.backbone, denoiser.spec, x_T.device, x_T.shape[0]
     codebook = SkipCodebook.build(spec.schedule, policy.intervals).to(device)
     stochastic = settings.rule == "ddpm" or settings.eta > 0
     tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
     from_estimate = settings.first_gain == "estimate" and performance is not None
-    routed = torch.zeros(n, dtype=torch.bool, device=device) if by_student is None else by_student.to(device) & tiles.active
+    routed = denoiser.routed(n, device) & tiles.active
     if bool(routed.any()):
         codebook = one_step_to_clean(spec.schedule, codebook.intervals, tiles, routed).to(device)
     total_t = codebook.num_train_timesteps
@@ -121,7 +119,7 @@ def sample_tiles(
                 with _timed(seconds, "pfj", device):
                     c_in = inject(c, gains.last[chunk] if gains is not None else torch.zeros(len(chunk), 2, device=device))
             with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
-                out = _predict(backbone, student, routed[chunk], x_t, t_now, c_in)
+                out = denoiser(x_t, t_now, c_in, routed[chunk])
             nfe += len(chunk)
             nfe_student += int(routed[chunk].sum())
             if not bool(torch.isfinite(out).all()):
@@ -181,18 +179,6 @@ def one_step_to_clean(schedule: NoiseSchedule, intervals: tuple[int, ...], tiles
     table = torch.tensor(extended.intervals, device=tiles.t.device)
     tiles.k_idx[routed] = (table[None, :] == (tiles.t[routed] + 1)[:, None]).long().argmax(1)
     return extended
-
-
-def _predict(backbone: Backbone, student: Backbone | None, routed: Tensor, x: Tensor, t: Tensor, c: Tensor) -> Tensor:
-    """The backbone's prediction for the batch, the student's for its ``routed`` samples."""
-    if student is None or not bool(routed.any()):
-        return backbone.predict(x, t, c).float()
-    if bool(routed.all()):
-        return student.predict(x, t, c).float()
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    out[~routed] = backbone.predict(x[~routed], t[~routed], c[~routed]).float()
-    out[routed] = student.predict(x[routed], t[routed], c[routed]).float()
-    return out
 
 
 def initial_states(backbone: Backbone, x_T: Tensor, cond: Tensor, policy: Policy, settings: SamplerSettings,

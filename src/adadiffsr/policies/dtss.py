@@ -96,7 +96,7 @@ class DTSSPolicy:
 
     def __call__(self, obs: StepObservation) -> Decision:
         if obs.gain is None or obs.gain_sum is None or obs.best_sum is None or obs.late is None:
-            raise ConfigError("the adaptive sampler needs a gain function (--gain exact or learned)")
+            raise ConfigError("the adaptive sampler needs a gain function (gain exact or learned)")
         late = obs.late  # the second half of the path, where the gain function's NR part starts
         gain = gain_rate(obs.gain, obs.t, obs.t_next, max(self.intervals)) if self.rate else obs.gain
         category = classify(gain, obs.gain_sum, obs.best_sum, late, self.tau, self.drop, self.fr_change)

@@ -61,7 +61,7 @@ class WalkDTSSPolicy:
 
     def __call__(self, obs: StepObservation) -> Decision:
         if obs.gain is None or obs.gain_sum is None or obs.best_sum is None or obs.late is None:
-            raise ConfigError("the grouped-dtss policy needs a gain function (--gain learned or exact)")
+            raise ConfigError("the grouped-dtss policy needs a gain function (gain learned or exact)")
         longest = max(self.walk.jumps)
         gain = gain_rate(obs.gain, obs.t, obs.t_next, longest)
         category = classify(gain, obs.gain_sum, obs.best_sum, obs.late, self.tau, self.drop, self.fr_change)

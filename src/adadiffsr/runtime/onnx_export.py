@@ -129,7 +129,7 @@ def _jobs(upscaler: Networks, image: Tensor) -> list[_Job]:
         cond = backbone.condition(lr, estimate)
         x0 = backbone.estimate(cond)
     if x0 is None:
-        raise ConfigError(f"--runtime onnx runs refiners that start from an estimate; {type(backbone).__name__} does not")
+        raise ConfigError(f"the onnx runtime runs refiners that start from an estimate; {type(backbone).__name__} does not")
     total = spec.schedule.num_train_timesteps
     t = torch.tensor([int(total * 0.4) - 1, int(total * 0.03) - 1])
     cond2 = cond.repeat(2, 1, 1, 1)

@@ -108,7 +108,7 @@ class OnnxModels:
 def _open(weights: Path, kind: str, module: nn.Module, device: torch.device) -> OnnxSession:
     path = onnx_path(weights, kind)
     if not path.is_file():
-        raise WeightsError(f"--runtime onnx: no {kind} export at {path} (write it with: "
+        raise WeightsError(f"the onnx runtime: no {kind} export at {path} (write it with: "
                            f"adadiffsr export onnx --weights {weights})")
     session = OnnxSession(path, device)
     session.check_source(kind, state_sha256(module), weights)
@@ -126,7 +126,7 @@ def to_onnx(backbone: Backbone, regressor: QualityRegressor | None, pfj: Feature
     """Swap each loaded PyTorch network for its export beside ``weights`` (checked to match it)."""
     require_onnxruntime()
     if getattr(backbone, "architecture", None) != "compact":
-        raise ConfigError(f"--runtime onnx runs the compact backbones; {type(backbone).__name__} is not exported")
+        raise ConfigError(f"the onnx runtime runs the compact backbones; {type(backbone).__name__} is not exported")
     weights = Path(weights)
     files: dict[str, str] = {}
     if backbone.prior is not None:

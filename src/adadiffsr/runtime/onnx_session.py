@@ -30,7 +30,7 @@ def onnx_available() -> bool:
 
 def require_onnxruntime() -> Any:
     if not onnx_available():
-        raise ConfigError(f"--runtime onnx needs ONNX Runtime, which is not installed: {INSTALL_HINT}")
+        raise ConfigError(f"the onnx runtime needs ONNX Runtime, which is not installed: {INSTALL_HINT}")
     import onnxruntime
 
     return onnxruntime

@@ -80,10 +80,11 @@ def optimizer_step(model: torch.nn.Module, ema: Any, optimizer: torch.optim.Opti
 
 
 def training_device(name: str) -> torch.device:
-    """``auto``: CUDA where there is one, else the CPU; any other name as given."""
+    """``auto``: CUDA where there is one, else the CPU (not MPS: training is not measured there); any
+    other name as ``devices.resolve_device`` checks it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return devices.resolve_device(name)
 
 
 def training_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -35,7 +35,6 @@ device has bf16 instructions (``dtype="auto"``).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -59,6 +58,7 @@ from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
+from ..policies.timesteps import TimestepsPolicy
 from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
 from .prune import prune_into
 from .teacher import default_target, distill_walk, teacher_walk
@@ -190,7 +190,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         discriminator.load_state_dict(d_state)
         log(f"resumed from {state_path} at step {step}")
     schedule = teacher.spec.schedule
-    jumps = tuple(sorted({a - b for a, b in itertools.pairwise(walk)} | {walk[-1] + 1, walk[0] + 1}))
+    jumps = tuple(sorted({*TimestepsPolicy(walk).jumps, walk[0] + 1}))  # the walk's, and the student's one jump
     codebook = SkipCodebook.build(schedule, jumps).to(device)
     t_s, start_jump = walk[0], codebook.interval_index(walk[0] + 1)
     dataset = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)

@@ -7,7 +7,6 @@ output is written atomically, so an interruption never leaves a partial image.
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdaDiffSRError, InputImageError, OutputError
-from .io import IMAGE_SUFFIXES, atomic_write, check_output, output_format, read_picture, save_image
+from .io import IMAGE_SUFFIXES, check_output, output_format, read_picture
 
 ProgressFactory = Callable[[str], AbstractContextManager[Any]]
 
@@ -135,13 +134,9 @@ def run_jobs(
             label = f"{job.input.name} ({k}/{len(jobs)})" if folder_mode else "upscaling"
             with progress(label) as callback:
                 result = upscaler(picture, config, progress=callback)
-            for note in result.save(job.output):
+            _, notes = result.write(job.output, source=str(job.input), report=job.report, step_map=job.step_map)
+            for note in notes:
                 warn(f"warning: {job.output}: {note}")
-            if job.report:
-                text = json.dumps({"input": str(job.input), "output": str(job.output), **result.report}, indent=2)
-                atomic_write(job.report, lambda tmp, text=text: tmp.write_text(text))
-            if job.step_map:
-                save_image(result.step_map(), job.step_map)
             r = result.report
             say(f"wrote {job.output} ({r['output_size'][0]}x{r['output_size'][1]}) in {r['seconds']['total']:.1f} s: "
                 f"{r['nfe']} tile evaluations over {r['num_tiles']} tiles")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from .engine.pipeline import PipelineOutput
-from .io import Picture, picture_to_pil, save_picture
+from .io import Picture, atomic_write, picture_to_pil, save_image, save_picture
 from .report import render_step_map
 
 
@@ -31,3 +32,18 @@ class UpscaleResult:
     def step_map(self) -> Image.Image:
         """Steps spent per region, drawn over the output."""
         return render_step_map(self.output, self.image.convert("RGB"))
+
+    def write(self, output: str | os.PathLike[str], *, source: str, output_name: str | None = None,
+              report: str | os.PathLike[str] | None = None,
+              step_map: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+        """What the CLI and the page write for one file: the image (``save``), and where asked the report
+        as JSON, headed by the input's and the output's names, and the step map, each written whole or
+        not at all. Returns the report as written and the save's notes."""
+        notes = self.save(output)
+        record = {"input": source, "output": output_name or str(output), **self.report}
+        if report is not None:
+            text = json.dumps(record, indent=2)
+            atomic_write(report, lambda tmp: tmp.write_text(text))
+        if step_map is not None:
+            save_image(self.step_map(), step_map)
+        return record, notes

@@ -7,7 +7,6 @@ folder inside the server's private workspace.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -150,15 +149,11 @@ def _run_uploads(upscaler: Upscaler, uploads: list[tuple[str, Path]], config: Up
             while target in used:
                 target = f"{Path(target).stem}-{len(used)}.png"
             used.add(target)
-            outcome.output = folder / target
-            notes = result.save(outcome.output)
-            outcome.report = {"input": name, "output": target, **result.report}
-            outcome.before, outcome.after = _previews(picture, result.picture, folder / Path(target).stem)
-            outcome.step_map = folder / f"{Path(target).stem}-steps.png"
-            save_image(result.step_map(), outcome.step_map)
-            report_file = folder / f"{Path(target).stem}.json"
-            text = json.dumps(outcome.report, indent=2)
-            atomic_write(report_file, lambda tmp, text=text: tmp.write_text(text))
+            stem = folder / Path(target).stem
+            outcome.output, outcome.step_map = folder / target, Path(f"{stem}-steps.png")
+            outcome.report, notes = result.write(outcome.output, source=name, output_name=target,
+                                                 report=Path(f"{stem}.json"), step_map=outcome.step_map)
+            outcome.before, outcome.after = _previews(picture, result.picture, stem)
             outcome.summary = describe(outcome.report, [*picture.notes, *notes])
         except JobCancelled:
             raise

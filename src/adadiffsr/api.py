@@ -166,7 +166,7 @@ class Upscaler:
         """PFJ at a resolved config's fidelity; None without a PFJ, at 0, and for a PFJ trained through the
         student's step (``PFJConfig.student``) where the student does not run."""
         off = self.pfj is None or config.fidelity == 0
-        if off or (self.pfj.config.student and not (config.student or config.policy == "distilled")):  # type: ignore[union-attr]
+        if off or (self.pfj.config.student and not (config.student or POLICIES[str(config.policy)].student_only)):  # type: ignore[union-attr]
             return None
         return injector(self.pfj, config.fidelity)  # type: ignore[arg-type]
 
@@ -252,7 +252,7 @@ class Upscaler:
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.policy, needed=self._gain_needed(config)),
             progress=progress, inject=inject, plan=POLICIES[str(config.policy)].plan(config),
-            student=self.student if config.student or config.policy == "distilled" else None,
+            student=self.student if config.student or POLICIES[str(config.policy)].student_only else None,
             prior=self.prior_stage(config),
         )
 

@@ -23,7 +23,7 @@ from .config import OPTION_ALIASES, REMOVED_IN, UpscaleConfig
 from .core.backbone import BackboneSpec
 from .core.step import strength_timestep
 from .errors import ConfigError, WeightsError
-from .policies.registry import GROUPED_POLICIES, WALK_POLICIES
+from .policies.registry import GROUPED_POLICIES, PACED_POLICY, POLICIES, WALK_POLICIES
 from .policies.timesteps import even_walk
 from .policies.uniform import UniformPolicy
 from .prior.routing import ROUTED, default_share
@@ -75,7 +75,7 @@ def implied_policy(config: UpscaleConfig) -> UpscaleConfig:
     if config.policy is None and s.timesteps is not None:
         return replace(config, policy="timesteps")
     if config.policy is None and (s.steps is not None or s.interval is not None):
-        return replace(config, policy="uniform")
+        return replace(config, policy=PACED_POLICY)
     return config
 
 
@@ -98,7 +98,7 @@ def with_model_defaults(config: UpscaleConfig, defaults: dict[str, Any]) -> Upsc
 def with_student(config: UpscaleConfig, model: ModelFacts, asked: bool) -> UpscaleConfig:
     """Step 3: the distilled policy starts where its student was distilled; the grouped policy's
     student runs where it fits the walk (``asked``: the call asked for it, so not fitting is an error)."""
-    if config.policy == "distilled":
+    if POLICIES[str(config.policy)].student_only:
         if not model.has_student:
             raise WeightsError("the distilled policy needs a student beside the weights (NAME.student.safetensors; "
                                "train one: adadiffsr train distill)")
@@ -132,7 +132,7 @@ def with_pace(config: UpscaleConfig, model: ModelFacts) -> UpscaleConfig:
     if s.steps == 0:
         strength = 0.0
     interval, walk = s.interval, s.timesteps
-    if config.policy == "uniform":
+    if POLICIES[str(config.policy)].paced:
         interval, walk = interval or UniformPolicy.interval, None
     if s.steps:
         first = strength_timestep(strength, total)

@@ -11,9 +11,9 @@ from ..api import Upscaler
 from ..backbones import CompactSR, student_path_for
 from ..data.degradations import DEGRADATIONS
 from ..errors import WeightsError
+from ..pfj import pfj_path_for
 from ..train.backbone import BackboneTrainConfig, train_backbone
 from ..train.distill import MAX_TEXTURE_LEVELS, TARGETS, DistillConfig, train_distill
-from ..pfj import pfj_path_for
 from ..train.pfj import PFJTrainConfig, train_pfj
 from ..train.pfj_student import StudentPFJConfig, train_student_pfj
 from ..train.prior import PriorTrainConfig, train_prior

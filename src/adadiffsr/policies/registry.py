@@ -56,6 +56,8 @@ class PolicyKind:
     needs_gain: bool = False  # decides from the information gain (MMLE) along the way
     first_gain: str = "zero"  # the sampler's ``first_gain``: a tile's first gain 0, or against its starting estimate
     plan: Callable[[PolicyFields], PlanFn | None] = lambda c: None  # each tile's start and network; None: all alike
+    paced: bool = False  # its pace is the call's: an interval or a step count (the uniform policy)
+    student_only: bool = False  # every tile takes one step of the distilled student
 
 
 def _uniform(c: PolicyFields) -> Policy:
@@ -117,8 +119,9 @@ POLICIES: dict[str, PolicyKind] = {
     "timesteps": PolicyKind("timesteps", _walk, True, "one walk for all regions"),
     "distilled": PolicyKind("distilled", _first_step, True,
                             "one step of the distilled student (NAME.student.safetensors) from the walk's first timestep",
-                            plan=_student_plan),
-    "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions"),
+                            plan=_student_plan, student_only=True),
+    "uniform": PolicyKind("uniform", _uniform, False, "one fixed interval for all regions", paced=True),
 }
 WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)
 GROUPED_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.grouped)
+PACED_POLICY: str = next(name for name, kind in POLICIES.items() if kind.paced)  # what an interval or steps imply

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import UpscaleConfig, Upscaler
-from ..policies.registry import WALK_POLICIES
+from ..policies.registry import POLICIES, WALK_POLICIES
 
 
 @dataclass(frozen=True)
@@ -112,5 +112,5 @@ def model_steps(resolved: UpscaleConfig, num_train_timesteps: int) -> int:
     if resolved.policy in WALK_POLICIES:
         return len(resolved.sampling.timesteps or ())
     start = round(float(resolved.sampling.strength) * num_train_timesteps)  # type: ignore[arg-type]
-    pace = resolved.sampling.interval if resolved.policy == "uniform" else max(resolved.dtss.intervals)
+    pace = resolved.sampling.interval if POLICIES[str(resolved.policy)].paced else max(resolved.dtss.intervals)
     return max(1, -(-start // pace))

@@ -1,4 +1,4 @@
-"""Loss curves of a distillation run (`adadiffsr train distill`'s log.jsonl) as one PNG, a panel per term.
+"""Loss curves of a training run's log.jsonl (`adadiffsr train distill`, `prior`, `pfj-student`) as one PNG, a panel per term.
 
     python scripts/plot_distill_log.py runs/distill/log.jsonl docs/distill-losses.png --mark 500 "adversarial loss on"
 """
@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 TERMS = (("distill", (31, 119, 180)), ("fidelity", (44, 160, 44)), ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)),
          ("texture", (255, 127, 14)), ("detail_ratio", (23, 190, 207)),  # in logs since 2026-12-07
-         ("detail_ratio_2x", (188, 189, 34)), ("detail_ratio_4x", (127, 127, 127)))  # since later that day
+         ("detail_ratio_2x", (188, 189, 34)), ("detail_ratio_4x", (127, 127, 127)),  # since later that day
+         ("loss", (31, 119, 180)), ("psnr_y", (44, 160, 44)))  # the prior's and PFJ's logs (train prior, pfj-student)
 
 
 def plot(records: list[dict[str, float]], marks: list[tuple[int, str]], width: int = 760, height: int = 260) -> Image.Image:

@@ -126,7 +126,17 @@ class CacheDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
         self.hr = torch.cat([p["hr"] for p in parts])
         if crop % scale or crop > self.hr.shape[-1]:
             raise ConfigError(f"crop must be a multiple of {scale} and at most {self.hr.shape[-1]}, got {crop}")
-        self.crop, self.seed, self.length, self.scale = crop, seed, length, scale
+        self.crop, self.seed, self.length, self.scale, self.root = crop, seed, length, scale, Path(root)
+
+    def hold_out(self, count: int, what: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Take the last ``count`` crops (the cache's last shard) out of training; returns them as stored,
+        ``(lr, prior, hr)`` in 8 bits. ``what`` names the training for the message when too few remain."""
+        if len(self.hr) < 2 * count:
+            raise ConfigError(f"{self.root} holds {len(self.hr)} crops; {what} needs at least two shards "
+                              "(the last one is held out)")
+        held_out = (self.lr[-count:], self.prior[-count:], self.hr[-count:])
+        self.lr, self.prior, self.hr = self.lr[:-count], self.prior[:-count], self.hr[:-count]
+        return held_out
 
     def __len__(self) -> int:
         return self.length

@@ -119,12 +119,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
     if step:
         log(f"resumed from {state_path} at step {step}")
     data = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)
-    shard = int(cache_config.get("shard_size", 32))  # type: ignore[call-overload]
-    if len(data.hr) < 2 * shard:
-        raise ConfigError(f"{cfg.cache} holds {len(data.hr)} crops; the prior needs at least two shards "
-                          "(the last one is held out)")
-    held_out = (data.lr[-shard:], data.prior[-shard:], data.hr[-shard:])
-    data.lr, data.prior, data.hr = data.lr[:-shard], data.prior[:-shard], data.hr[:-shard]
+    held_out = data.hold_out(int(cache_config.get("shard_size", 32)), "the prior")  # type: ignore[call-overload]
     loader = DataLoader(Subset(data, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
                         batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                         persistent_workers=cfg.workers > 0)

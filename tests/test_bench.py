@@ -117,3 +117,24 @@ def test_the_real_esrgan_peer_runs_in_the_dtype_auto_picks():
     assert fp32.label == "realesrgan-fp32" and fp32.model.runtime == "torch"
     with pytest.raises(ConfigError):
         build_methods(["realesrgan:runtime=ncnn,dtype=bf16"], None, "cpu", "auto")
+
+
+def test_a_method_can_run_a_candidate_model_beside_the_main_one(folders, tmp_path, capsys):
+    """``weights=FILE`` in a method: that model runs it (labelled by its folder), the others run ``--weights``."""
+    hr, lr, weights = folders
+    candidate = tmp_path / "candidate" / "tiny.safetensors"
+    candidate.parent.mkdir()
+    torch.manual_seed(3)
+    other = tiny_compact()
+    with torch.no_grad():
+        other.unet.conv_out.weight.normal_(0, 0.05)  # a model that does something else
+    save_backbone(other, candidate)
+    out = tmp_path / "out"
+    code = main(["bench", "--hr", str(hr), "--lr", str(lr), "--methods",
+                 f"uniform:interval=500,uniform:interval=500,weights={candidate}", "--metrics", "psnr",
+                 "--weights", str(weights), "--out", str(out), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == ["uniform-interval500", "uniform-interval500-weightscandidate"]
+    by = {(r["image"], r["method"]): r["psnr"] for r in results["rows"]}
+    assert by[("cat", "uniform-interval500")] != by[("cat", "uniform-interval500-weightscandidate")]

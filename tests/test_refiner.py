@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from adadiffsr.api import UpscaleConfig, Upscaler
-from adadiffsr.backbones import load_backbone, save_backbone
+from adadiffsr.backbones import load_backbone, load_student, save_backbone
 from adadiffsr.cli import main
 from adadiffsr.core.step import strength_timestep
 from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
@@ -373,6 +373,39 @@ def test_distillation_logs_the_texture_loss_and_the_students_detail_against_the_
     assert all(0 < r["detail_ratio_2x"] < 1 and 0 < r["detail_ratio_4x"] < 1 for r in records)
     with pytest.raises(ConfigError, match="texture levels"):
         train_distill(teacher, replace(cfg, texture_levels=5), tmp_path / "s.safetensors", log=lambda line: None)
+
+
+def test_a_student_can_learn_from_the_compact_priors_estimate_what_the_teacher_makes_from_the_caches(tmp_path, capsys):
+    """``student_estimate``: the student starts from a compact prior's estimate of each crop (share 1: every
+    crop; 0: none, the run is the plain one bit for bit), the teacher's target stays the cache's; a file
+    that is not a compact prior is one line from the CLI."""
+    from adadiffsr.prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig
+    from adadiffsr.train.distill import DistillConfig, train_distill
+    from adadiffsr.weights import save_module
+
+    build_cache(_photos(tmp_path), tmp_path / "cache", 4, CacheConfig(prior="tiny-test", crop=64, shard_size=4),
+                load_prior("tiny-test"))
+    torch.manual_seed(1)
+    compact = CompactPrior(CompactPriorConfig(num_feat=8, num_conv=1))
+    save_module(compact, tmp_path / "compact.safetensors", ARCHITECTURE, compact.config.to_dict())
+    teacher = tiny_refiner(live=True, sampling={"policy": "timesteps", "timesteps": [299, 49], "rule": "ddpm"},
+                           default_strength=0.3)
+    base = DistillConfig(cache=str(tmp_path / "cache"), steps=2, batch_size=2, crop=32, width=0.5, device="cpu", dtype="fp32")
+    students = {}
+    for name, extra in (("plain", {}), ("none", {"student_estimate": str(tmp_path / "compact.safetensors"),
+                                                   "student_estimate_share": 0.0}),
+                        ("compact", {"student_estimate": str(tmp_path / "compact.safetensors")})):
+        train_distill(teacher, replace(base, out=str(tmp_path / name), **extra), tmp_path / f"{name}.safetensors",
+                      log=lambda line: None)
+        students[name] = load_student(tmp_path / f"{name}.safetensors", teacher).state_dict()
+    assert all(torch.equal(students["plain"][k], students["none"][k]) for k in students["plain"])
+    assert any(not torch.equal(students["plain"][k], students["compact"][k]) for k in students["plain"])
+    weights = tmp_path / "refiner.safetensors"
+    save_backbone(teacher, weights)
+    code = main(["train", "distill", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "bad"), "--steps", "1",
+                 "--weights", str(weights), "--device", "cpu", "--student-estimate", str(weights)])
+    err = capsys.readouterr().err
+    assert code != 0 and "compact-prior" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_default_target_is_what_the_teachers_default_does_to_each_crop(tiny_prior):

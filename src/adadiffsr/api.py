@@ -27,7 +27,6 @@ from .core.step import InjectFn, ProgressFn, strength_timestep
 from .devices import DTYPES, resolve_device, resolve_dtype
 from .engine.memory import auto_batch_tiles
 from .engine.pipeline import PipelineOutput, PriorStage, resolve_tiling, upscale_tensor
-from .engine.prior_route import PriorEstimate
 from .engine.sampler import SamplerSettings
 from .errors import ConfigError, WeightsError
 from .gain.exact import ExactPerformance
@@ -35,8 +34,7 @@ from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor
 from .io import Picture, output_picture, picture_to_tensor, read_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
 from .policies.registry import POLICIES
-from .prior import PRIORS, Prior, load_prior
-from .prior.routing import ROUTED, routed_prior
+from .prior.stages import PriorStages
 from .report import build_report
 from .resolve import ModelFacts, resolve_config
 from .result import UpscaleResult
@@ -78,7 +76,7 @@ class Upscaler:
         # the student, or what loads it on first use (--student, --policy distilled)
         self._student = student.to(self.device).eval() if isinstance(student, torch.nn.Module) else student
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
-        self._compact_prior: Prior | None = None  # loaded the first time stage 1 is routed
+        self.prior_stages = PriorStages(self.backbone.prior, self.device, self.dtype, self.files)  # stage 1's choices
         self._check_companions()
 
     @property
@@ -204,33 +202,15 @@ class Upscaler:
 
     @property
     def priors(self) -> tuple[str, ...]:
-        """What ``UpscaleConfig.prior`` may name for this model, its default first: the backbone's own
-        prior over the whole image, then ``routed`` and the stand-in where that prior has a cheaper one
-        distilled from it (Real-ESRGAN x4plus: the compact prior) whose weights are here. Routing is not
-        the default: on a fully textured held-out photo whose compact estimate reads flat it gave every
-        region to the compact prior and no refiner step (NIQE 13.0 against 6.6; docs/benchmarks.md)."""
-        own = self.backbone.prior
-        if own is None:
-            return ()
-        stand_in = own.info.stand_in
-        if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available():
-            return (own.info.name, ROUTED, stand_in)
-        return (own.info.name,)
+        """What ``UpscaleConfig.prior`` may name for this model, its default first (``PriorStages.names``).
+        Routing is not the default: on a fully textured held-out photo whose compact estimate reads flat
+        the texture signal gave every region to the compact prior and no refiner step (NIQE 13.0 against
+        6.6; docs/benchmarks.md)."""
+        return self.prior_stages.names
 
     def prior_stage(self, config: UpscaleConfig) -> PriorStage | None:
         """Stage 1 for a resolved config: None for the backbone's own prior over the whole image."""
-        own = self.backbone.prior
-        if own is None or config.prior in (None, own.info.name):
-            return None
-        if self._compact_prior is None:
-            self._compact_prior = load_prior(str(own.info.stand_in)).to(self.device)
-            self._compact_prior.use_dtype(self.dtype)
-            self.files["prior_stand_in"] = PRIORS[str(own.info.stand_in)].source  # for reports: what was loaded
-        compact = self._compact_prior
-        if config.prior == own.info.stand_in:
-            return lambda lr: PriorEstimate(compact(lr))
-        share = float(config.routing.prior_share)  # type: ignore[arg-type]
-        return lambda lr: routed_prior(lr, compact, own, config.routing, share, own.scale)
+        return self.prior_stages.stage(config.prior, config.routing)
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch.nn.functional as F
@@ -132,11 +133,12 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
             methods.append(RealESRGAN(prior, label=label + (f"-{peer_dtype}" if prior_runtime == "torch" else "")))
         elif name in POLICIES:
             engine_runtime, engine_dtype = params.pop("runtime", runtime), params.pop("dtype", dtype)
+            engine_weights = params.pop("weights", weights)  # a candidate model (its companions beside it)
             if engine_runtime not in RUNTIMES:
                 raise ConfigError(f"method {spec!r}: runtime must be one of {', '.join(RUNTIMES)}")
-            loaded = f"{engine_runtime}-{engine_dtype}"
+            loaded = f"{engine_runtime}-{engine_dtype}-{engine_weights}"
             if loaded not in upscalers:
-                upscalers[loaded] = Upscaler.from_pretrained(weights, device=device, dtype=engine_dtype,
+                upscalers[loaded] = Upscaler.from_pretrained(engine_weights, device=device, dtype=engine_dtype,
                                                              runtime=engine_runtime)
             upscaler = upscalers[loaded]
             ran_dtype = next(k for k, v in DTYPES.items() if v == upscaler.dtype)  # "auto" as resolved
@@ -152,7 +154,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                 else:
                     values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)
-            label = spec.replace(":", "-").replace(",", "-").replace("=", "")
+            named = spec if engine_weights == weights else spec.replace(str(engine_weights), Path(str(engine_weights)).parent.name)
+            label = named.replace(":", "-").replace(",", "-").replace("=", "")
             label += "".join(f"-{value}" for value, default, setting in ((engine_runtime, "torch", "runtime="),
                                                                           (ran_dtype, "fp32", "dtype="))
                              if value != default and setting not in spec)

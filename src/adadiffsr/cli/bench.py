@@ -23,7 +23,8 @@ from .options import DEBUG, RUNTIME_HELP, device_option, say_to_stderr
               "each is reported on its own, in OUT/NAME/ when there are several.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --degrade.")
 @click.option("--methods", default="bicubic,realesrgan,uniform:interval=20", show_default=True,
-              help="Comma list: bicubic, realesrgan, or a policy with settings (uniform:interval=5,rule=ddpm).")
+              help="Comma list: bicubic, realesrgan, or a policy with settings (uniform:interval=5,rule=ddpm; "
+                   "weights=FILE runs a candidate model, its student and companions beside it, against --weights).")
 @click.option("--metrics", "metric_names", default="psnr,ssim,gmsd,niqe,brisque,piqe,detail_1,detail_2,detail_4",
               show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use the first N images.")

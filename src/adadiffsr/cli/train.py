@@ -203,6 +203,11 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
               help="Autocast of the networks' calls (auto: bf16 on CUDA and on a CPU with bf16 instructions).")
 @click.option("--weights", help="The teacher: a refiner's weights (default: the shipped model).")
 @click.option("--student-out", help="Where the student goes (default: NAME.student.safetensors beside the weights).")
+@click.option("--student-estimate", help="A compact prior's weights file: the student starts from its estimate of each "
+              "crop, the teacher's target from the cache's (the student learns to make from the cheap prior what the "
+              "teacher makes from x4plus).")
+@click.option("--student-estimate-share", type=click.FloatRange(0, 1), default=D.student_estimate_share, show_default=True,
+              help="With --student-estimate: the fraction of crops given that estimate (the rest keep the cache's).")
 @device_option(D.device)
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
@@ -210,8 +215,8 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
                       adversarial_weight: float, adversarial_start: int, conditional: bool, fidelity_weight: float,
                       texture_weight: float, texture_levels: int, target: str, init: str | None, ema_decay: float,
-                      width: float, dtype: str, weights: str | None,
-                      student_out: str | None, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
+                      width: float, dtype: str, weights: str | None, student_out: str | None,
+                      student_estimate: str | None, student_estimate_share: float, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the refiner's walk into a one-step student (AddSR / AdcSR), resumable; upscale with it
     through --policy distilled."""
     upscaler = Upscaler.from_pretrained(weights, device="cpu", regressor=False, pfj=False)
@@ -222,7 +227,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
                         fidelity_weight=fidelity_weight, texture_weight=texture_weight, texture_levels=texture_levels,
                         target=target, init=init, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
-                        max_minutes=max_minutes, seed=seed)
+                        max_minutes=max_minutes, seed=seed, student_estimate=student_estimate,
+                        student_estimate_share=student_estimate_share)
     target = Path(student_out) if student_out else student_path_for(upscaler.files["weights"])
     report = train_distill(teacher, cfg, target, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2))

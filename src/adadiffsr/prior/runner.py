@@ -72,7 +72,8 @@ PRIORS: dict[str, PriorInfo] = {
     ),
     COMPACT_PRIOR: PriorInfo(
         COMPACT_PRIOR, 4, "this project (weights/compact-prior-x4.safetensors, adadiffsr train prior)",
-        "Apache-2.0 (this project; distilled from Real-ESRGAN x4plus, BSD-3-Clause)", _compact_prior,
+        "BSD-3-Clause (this project's, fine-tuned from Real-ESRGAN's realesr-animevideov3 x4, BSD-3-Clause)",
+        _compact_prior,
         available=lambda: _compact_prior_file().is_file(),
     ),
 }

@@ -59,6 +59,8 @@ from ..data.cache import CacheDataset, read_cache_config
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..policies.timesteps import TimestepsPolicy
+from ..prior.compact import load_compact_prior
+from ..prior.runner import COMPACT_PRIOR, PRIORS, Prior
 from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
 from .prune import prune_into
 from .teacher import default_target, distill_walk, teacher_walk
@@ -98,6 +100,11 @@ class DistillConfig:
     log_every: int = 25
     save_every: int = 100
     max_minutes: float | None = None
+    # a compact prior's weights file: the student starts from (and is conditioned on) its estimate of a crop
+    # while the teacher's target still comes from the cache's x4plus estimate, so the student learns to make
+    # from the cheap prior's estimate what the teacher makes from x4plus's; None: the cache's estimate
+    student_estimate: str | None = None
+    student_estimate_share: float = 1.0  # the fraction of crops given that estimate (the rest keep the cache's)
 
 
 class PatchDiscriminator(nn.Module):
@@ -150,7 +157,13 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         raise ConfigError(f"unknown distillation target {cfg.target!r}; known: {', '.join(TARGETS)}")
     if not 1 <= cfg.texture_levels <= MAX_TEXTURE_LEVELS:
         raise ConfigError(f"texture levels must be 1 to {MAX_TEXTURE_LEVELS}, got {cfg.texture_levels}")
+    if not 0 <= cfg.student_estimate_share <= 1:
+        raise ConfigError(f"the student estimate's share must be in [0, 1], got {cfg.student_estimate_share}")
     dtype = training_dtype(cfg.dtype, device)
+    stand_in = None if cfg.student_estimate is None else Prior(PRIORS[COMPACT_PRIOR], load_compact_prior(cfg.student_estimate))
+    if stand_in is not None:
+        stand_in = stand_in.to(device)
+        stand_in.use_dtype(dtype)
     cache_prior = read_cache_config(Path(cfg.cache))["prior"]
     if cache_prior != teacher.config.prior:
         raise ConfigError(f"the cache holds {cache_prior} outputs; the teacher refines {teacher.config.prior}")
@@ -217,7 +230,13 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
             assert estimate is not None
             noise = torch.randn(estimate.shape, generator=generator, device=device)
             t = torch.full((estimate.shape[0],), t_s, dtype=torch.long, device=device)
-            x_student = add_noise(schedule, estimate.float(), t, noise)
+            student_cond = cond
+            if stand_in is not None:
+                pick = torch.Generator().manual_seed(cfg.seed * 7_919 + step)  # apart from the noise's stream
+                swap = (torch.rand(len(lr_img), generator=pick) < cfg.student_estimate_share).to(device)
+                own = torch.where(swap[:, None, None, None], stand_in(lr_img), prior_img)
+                student_cond = teacher.condition(lr_img, own)
+            x_student = add_noise(schedule, teacher.estimate(student_cond).float(), t, noise)
             if cfg.target == "default":
                 target = default_target(teacher, codebook, walk, estimate.float(), cond, noise, generator, dtype)
             else:
@@ -228,7 +247,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
 
         k_idx = torch.full_like(t, start_jump)
         with autocast(device, dtype):
-            prediction = student.predict(x_student, t, cond)
+            prediction = student.predict(x_student, t, student_cond)
         x0, _ = denoise_step(codebook, student.spec, prediction.float(), x_student, t, k_idx)
         fake = student.decode(x0)
         target_img = student.decode(target)

@@ -1,0 +1,51 @@
+"""Stage 1 as a model offers it: its own prior over the whole image, the compact stand-in alone, or routed.
+
+``PriorStages`` belongs to one loaded model (``Upscaler``): it lists what ``UpscaleConfig.prior`` may
+name and turns a resolved choice into the function the pipeline calls, loading the compact prior the
+first time a choice needs it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.pipeline import PriorStage
+from ..engine.prior_route import PriorEstimate
+from .routing import ROUTED, PriorRouting, routed_prior
+from .runner import PRIORS, Prior, load_prior
+
+
+class PriorStages:
+    """The stage-1 choices of a model whose backbone runs ``own`` (None: a backbone without a prior)."""
+
+    def __init__(self, own: Prior | None, device: torch.device, dtype: torch.dtype, files: dict[str, str | None]) -> None:
+        self.own, self.device, self.dtype = own, device, dtype
+        self.files = files  # the model's record of what was loaded from where, for reports
+        self._compact: Prior | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What ``UpscaleConfig.prior`` may name, the default first: the backbone's own prior over the whole
+        image, then ``routed`` and the stand-in where that prior has a cheaper one distilled from it
+        (Real-ESRGAN x4plus: the compact prior) whose weights are here."""
+        if self.own is None:
+            return ()
+        stand_in = self.own.info.stand_in
+        if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available():
+            return (self.own.info.name, ROUTED, stand_in)
+        return (self.own.info.name,)
+
+    def stage(self, prior: str | None, routing: PriorRouting) -> PriorStage | None:
+        """Stage 1 for a resolved choice: None for the backbone's own prior over the whole image."""
+        own = self.own
+        if own is None or prior in (None, own.info.name):
+            return None
+        if self._compact is None:
+            self._compact = load_prior(str(own.info.stand_in)).to(self.device)
+            self._compact.use_dtype(self.dtype)
+            self.files["prior_stand_in"] = PRIORS[str(own.info.stand_in)].source
+        compact = self._compact
+        if prior == own.info.stand_in:
+            return lambda lr: PriorEstimate(compact(lr))
+        share = float(routing.prior_share)  # type: ignore[arg-type]
+        return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)

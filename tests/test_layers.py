@@ -142,3 +142,36 @@ def test_no_module_is_over_300_lines() -> None:
     """Small modules a newcomer reads top to bottom: over 300 lines, a file holds more than one idea."""
     long = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
     assert long == {}
+
+
+def quoted_policy_names(root: Path) -> list[str]:
+    """``file:line name`` for every string constant outside ``policies/`` (docstrings aside) that is a
+    policy's name; names that are also an option's (``timesteps``) are left out."""
+    from adadiffsr.config import UpscaleConfig
+    from adadiffsr.policies.registry import POLICIES
+
+    names = set(POLICIES) - set(UpscaleConfig.option_fields())
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "policies" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        found += [f"{path.relative_to(root)}:{node.lineno} {node.value}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings]
+    return found
+
+
+def test_policy_names_live_in_the_registry() -> None:
+    """Code outside ``policies/`` reads a policy's facts or the registry's named constants
+    (``GROUPED_POLICY``, ``PACED_POLICY``...), not a quoted name."""
+    assert quoted_policy_names(PACKAGE) == []
+
+
+def test_a_quoted_policy_name_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "registry.py").write_text('NAME = "grouped"\n')
+    (tmp_path / "api.py").write_text('"""grouped"""\nDEFAULT = "grouped"\n')  # a docstring is prose
+    assert quoted_policy_names(tmp_path) == ["api.py:2 grouped"]

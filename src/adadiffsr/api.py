@@ -33,7 +33,7 @@ from .gain.exact import ExactPerformance
 from .gain.regressor import LearnedPerformance, QualityRegressor, load_regressor, regressor_path_for
 from .io import Picture, output_picture, picture_to_tensor, read_picture
 from .pfj import FeatureInjection, injector, load_pfj, pfj_path_for
-from .policies.registry import POLICIES
+from .policies.registry import PACED_POLICY, POLICIES
 from .prior.stages import PriorStages
 from .report import build_report
 from .resolve import ModelFacts, resolve_config
@@ -172,7 +172,7 @@ class Upscaler:
         """Does PFJ need a gain along the way? Not one trained through the student's single step (its first gain is 0)."""
         return self.pfj is not None and not self.pfj.config.student and self.injection(config) is not None
 
-    def gain_kind(self, kind: str, policy: str = "uniform", needed: bool = False) -> str:
+    def gain_kind(self, kind: str, policy: str = PACED_POLICY, needed: bool = False) -> str:
         """The gain that runs for a requested ``kind``: ``auto`` is ``learned`` (``exact`` without a
         regressor) where the adaptive policy or PFJ needs a gain, and ``none`` (no gain runs) elsewhere."""
         if kind == "auto":
@@ -180,7 +180,7 @@ class Upscaler:
             return ("learned" if self.regressor is not None else "exact") if needed else "none"
         return kind
 
-    def gain_function(self, kind: str, policy: str = "uniform", needed: bool = False) -> PerformanceFn | None:
+    def gain_function(self, kind: str, policy: str = PACED_POLICY, needed: bool = False) -> PerformanceFn | None:
         """What the sampler's gain comes from (``gain_kind``): nothing, the exact metrics, or the
         learned regressor."""
         kind = self.gain_kind(kind, policy, needed)
@@ -250,7 +250,8 @@ class Upscaler:
             picture = image
         else:
             picture = read_picture(image)
-        policy = POLICIES[str(config.policy)].build(config)
+        kind = POLICIES[str(config.policy)]
+        policy = kind.build(config)
         out = self._sample(picture_to_tensor(picture, self.device), config, policy, progress)
         outscale = None if config.outscale == self.backbone.spec.scale_factor else config.outscale
         result = output_picture(denormalize(out.image.float()), picture, outscale)
@@ -272,7 +273,7 @@ class Upscaler:
         report = build_report(
             out, policy.intervals, total, settings_dict,
             start_timestep=strength_timestep(float(config.sampling.strength), total),
-            walk_steps=len(walk) if config.policy != "adaptive" and (walk := config.sampling.timesteps) else None,
+            walk_steps=len(walk) if (kind.walk or kind.paced) and (walk := config.sampling.timesteps) else None,
         )
         report["output_size"] = list(result.size)
         return UpscaleResult(picture=result, report=report, output=out)

@@ -23,7 +23,15 @@ from .config import OPTION_ALIASES, REMOVED_IN, UpscaleConfig
 from .core.backbone import BackboneSpec
 from .core.step import strength_timestep
 from .errors import ConfigError, WeightsError
-from .policies.registry import GROUPED_POLICIES, PACED_POLICY, POLICIES, WALK_POLICIES
+from .policies.registry import (
+    DTSS_POLICY,
+    GROUPED_POLICIES,
+    GROUPED_POLICY,
+    PACED_POLICY,
+    POLICIES,
+    WALK_POLICIES,
+    WALK_POLICY,
+)
 from .policies.timesteps import even_walk
 from .policies.uniform import UniformPolicy
 from .prior.routing import ROUTED, default_share
@@ -35,7 +43,7 @@ from .prior.routing import ROUTED, default_share
 # policy): on the 8 validation photos the shipped one took 0.85x the time of the teacher's walk at -0.05 dB
 # PSNR-Y and -1.8% NIQE, and -0.07 dB, -4.5% NIQE on 14 photos of a source never seen (docs/benchmarks.md).
 # PFJ at 0.5 was picked for the first model on its training photos (+0.3 dB, NIQE -2.8% on its held-out ones).
-SAMPLING_FALLBACK: dict[str, Any] = {"policy": "adaptive", "rule": "ddim", "eta": 0.0, "student": True, "fidelity": 0.5}
+SAMPLING_FALLBACK: dict[str, Any] = {"policy": DTSS_POLICY, "rule": "ddim", "eta": 0.0, "student": True, "fidelity": 0.5}
 # What weights files written before the rename call a sampling key; read with a warning until REMOVED_IN.
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}
 
@@ -71,9 +79,9 @@ def implied_policy(config: UpscaleConfig) -> UpscaleConfig:
     """Step 1: a budget asks for the grouped policy, a walk for timesteps, a pace for uniform."""
     s = config.sampling
     if config.policy is None and config.groups.budget is not None:
-        return replace(config, policy="grouped")
+        return replace(config, policy=GROUPED_POLICY)
     if config.policy is None and s.timesteps is not None:
-        return replace(config, policy="timesteps")
+        return replace(config, policy=WALK_POLICY)
     if config.policy is None and (s.steps is not None or s.interval is not None):
         return replace(config, policy=PACED_POLICY)
     return config

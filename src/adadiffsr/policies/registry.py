@@ -124,4 +124,11 @@ POLICIES: dict[str, PolicyKind] = {
 }
 WALK_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.walk)
 GROUPED_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.grouped)
+# the policies whose regions may take fewer steps than uniform sampling's (skipped, or stopped early)
+ADAPTIVE_POLICIES: tuple[str, ...] = tuple(name for name, kind in POLICIES.items() if kind.grouped or kind.needs_gain)
 PACED_POLICY: str = next(name for name, kind in POLICIES.items() if kind.paced)  # what an interval or steps imply
+GROUPED_POLICY: str = GROUPED_POLICIES[0]  # what a budget implies, and the page's student preset
+WALK_POLICY: str = next(name for name, kind in POLICIES.items()  # what a walk (timesteps) implies
+                        if kind.walk and not (kind.grouped or kind.needs_gain or kind.student_only))
+# AdaDiffSR's own: DTSS at each region's pace, the default of a model whose weights file names no policy
+DTSS_POLICY: str = next(name for name, kind in POLICIES.items() if kind.needs_gain and not kind.walk)

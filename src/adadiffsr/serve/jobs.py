@@ -22,7 +22,7 @@ from PIL import Image
 from ..api import UpscaleConfig, Upscaler
 from ..errors import AdaDiffSRError, InputImageError
 from ..io import IMAGE_SUFFIXES, MAX_INPUT_PIXELS, Picture, atomic_write, picture_to_pil, read_picture, save_image
-from ..policies.registry import GROUPED_POLICIES, WALK_POLICIES
+from ..policies.registry import ADAPTIVE_POLICIES, GROUPED_POLICIES, WALK_POLICIES
 
 PREVIEW_SIDE = 2048  # longest side of the pictures shown on the page; downloads are full size
 PageProgress = Callable[[float, str], None]  # (fraction of the job done, what is running)
@@ -206,7 +206,7 @@ def describe(report: dict[str, Any], notes: list[str] | None = None) -> str:
     else:
         saved = uniform - nfe
         spent = f"{nfe} tile evaluations over {tiles} tile{'s' if tiles != 1 else ''} ({seconds.get('backbone', 0):.1f} s)"
-        if saved > 0 and settings.get("policy") in ("adaptive", *GROUPED_POLICIES):  # regions that stopped early or skipped
+        if saved > 0 and settings.get("policy") in ADAPTIVE_POLICIES:  # regions that stopped early or skipped
             spent += f", {saved} fewer than uniform sampling's {uniform}"
         parts.append(spent)
         flat = sum(1 for tile in report.get("tiles", []) if tile.get("steps") == 0)

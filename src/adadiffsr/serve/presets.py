@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import UpscaleConfig, Upscaler
-from ..policies.registry import POLICIES, WALK_POLICIES
+from ..policies.registry import GROUPED_POLICY, PACED_POLICY, POLICIES, WALK_POLICIES
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,11 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
     if spend.student:
         if not upscaler.has_student:
             raise ValueError("this model has no distilled student (adadiffsr train distill makes one)")
-        return base.with_options(policy="grouped", student=True, fidelity=fidelity)
+        return base.with_options(policy=GROUPED_POLICY, student=True, fidelity=fidelity)
     if spend.step_factor is None:
         if upscaler.backbone.prior is not None:
-            return base.with_options(policy="uniform", steps=0, fidelity=fidelity)
-        return base.with_options(policy="uniform", steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
+            return base.with_options(policy=PACED_POLICY, steps=0, fidelity=fidelity)
+        return base.with_options(policy=PACED_POLICY, steps=STEPS_WITHOUT_PRIOR, fidelity=fidelity)
     strength = float(resolved.sampling.strength)  # type: ignore[arg-type]
     student_pfj = bool(resolved.student) and upscaler.pfj is not None and upscaler.pfj.config.student
     start = 1.0 if student_pfj and spend.step_factor == 1.0 else chosen.start  # PFJ alone moves the student's look
@@ -103,7 +103,7 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
     if spend.step_factor == 1.0:
         return base.with_options(policy=resolved.policy, strength=strength, fidelity=fidelity)
     steps = model_steps(resolved, total)
-    return base.with_options(policy="uniform", steps=max(1, round(steps * spend.step_factor)), strength=strength,
+    return base.with_options(policy=PACED_POLICY, steps=max(1, round(steps * spend.step_factor)), strength=strength,
                              fidelity=fidelity)
 
 

@@ -13,9 +13,6 @@ EMA backbone in ``OUT/ema.safetensors`` (a normal weights file for ``--weights``
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +34,7 @@ from ..engine.sampler import SamplerSettings
 from ..metrics.psnr import psnr_y
 from ..policies.uniform import UniformPolicy
 from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state, training_device
+from .log import TrainingLog
 
 
 @dataclass
@@ -172,8 +170,7 @@ def train_backbone(
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.mixed_precision)
     config_dict = asdict(cfg) | {"model": model.config.to_dict()}
-    log_file = (out / "log.jsonl").open("a")
-    start, window, seen = time.perf_counter(), 0.0, 0
+    run_log = TrainingLog(out, cfg.steps, cfg.log_every, log)
 
     def checkpoint() -> None:
         save_training_state(state_path, model, ema, optimizer, step, config_dict)
@@ -188,25 +185,16 @@ def train_backbone(
                                   cfg.max_timestep)
         optimizer_step(model, ema, optimizer, loss)
         step += 1
-        window, seen = window + loss.item(), seen + 1
+        mean = run_log.loss(step, loss.item())
         if on_step is not None:
-            on_step(step, window / seen)
-        if step % cfg.log_every == 0:
-            elapsed = time.perf_counter() - start
-            record = {"step": step, "loss": window / seen, "minutes": elapsed / 60}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            log(f"step {step}/{cfg.steps} loss {window / seen:.5f} ({elapsed / 60:.1f} min)")
-            window, seen = 0.0, 0
+            on_step(step, mean)
         if step % cfg.val_every == 0 or step == cfg.steps:
             ema.module.eval()
             scores = validate(ema.module, val_files, cfg.crop, cfg.val_interval, cfg.degradation, strength)
-            log_file.write(json.dumps({"step": step, **scores}) + "\n")
+            run_log.write({"step": step, **scores})
             log(f"step {step} validation PSNR-Y {scores['psnr_y']:.2f} dB (bicubic {scores['psnr_y_bicubic']:.2f})")
-        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, run_log.start, checkpoint, log):
             break
     checkpoint()
-    log_file.close()
-    if not math.isfinite(window):
-        raise FloatingPointError("training diverged (loss is not finite)")
+    run_log.close()
     return out / "ema.safetensors"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..pfj import FeatureInjection, PFJConfig, save_pfj
 from .checkpoint import load_training_state, optimizer_step, save_or_stop, save_training_state, training_device
+from .log import TrainingLog
 
 
 @dataclass
@@ -133,8 +133,7 @@ def train_student_pfj(refiner: CompactSR, student: Backbone, t_s: int, cfg: Stud
                         persistent_workers=cfg.workers > 0)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
     recipe = asdict(cfg) | {"t_s": t_s, "cache_config": cache_config, "objective": "student"}
-    log_file = (out / "log.jsonl").open("a")
-    start, window, seen, scores = time.perf_counter(), 0.0, 0, {}
+    run_log, scores = TrainingLog(out, cfg.steps, cfg.log_every, log), {}
 
     def checkpoint() -> None:
         save_training_state(state_path, pfj, ema, optimizer, step, recipe)
@@ -147,25 +146,16 @@ def train_student_pfj(refiner: CompactSR, student: Backbone, t_s: int, cfg: Stud
         loss = F.l1_loss(step_fn(pfj, *step_fn.start(lr_img, prior, generator)), normalize(hr))
         optimizer_step(pfj, ema, optimizer, loss)
         step += 1
-        window, seen = window + loss.item(), seen + 1
-        if step % cfg.log_every == 0:
-            elapsed = time.perf_counter() - start
-            log_file.write(json.dumps({"step": step, "loss": window / seen, "minutes": elapsed / 60}) + "\n")
-            log_file.flush()
-            log(f"step {step}/{cfg.steps} loss {window / seen:.5f} ({elapsed / 60:.1f} min)")
-            window, seen = 0.0, 0
+        run_log.loss(step, loss.item())
         if step % cfg.val_every == 0 or step == cfg.steps:
             scores = validate(step_fn, ema.module.eval(), held_out, device)
-            log_file.write(json.dumps({"step": step, **scores}) + "\n")
-            log_file.flush()
+            run_log.write({"step": step, **scores})
             log(f"step {step} held-out PSNR-Y {scores['psnr_y']:.2f} dB with PFJ, {scores['psnr_y_student']:.2f} "
                 f"the student alone, {scores['psnr_y_prior']:.2f} the prior")
-        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, run_log.start, checkpoint, log):
             break
     if not scores:
         scores = validate(step_fn, ema.module.eval(), held_out, device)
     checkpoint()
-    log_file.close()
-    if not math.isfinite(window):
-        raise FloatingPointError("training diverged (loss is not finite)")
+    run_log.close()
     return {"steps": step, **scores}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from .checkpoint import (
     training_device,
     training_dtype,
 )
+from .log import TrainingLog
 
 
 @dataclass
@@ -126,8 +126,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
     use_bf16 = training_dtype("auto" if cfg.bf16 else "fp32", device) == torch.bfloat16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     recipe = asdict(cfg) | {"model": model.config.to_dict(), "cache_config": cache_config, "bf16": use_bf16}
-    log_file = (out / "log.jsonl").open("a")
-    start, window, seen = time.perf_counter(), 0.0, 0
+    run_log = TrainingLog(out, cfg.steps, cfg.log_every, log)
 
     def checkpoint() -> None:
         save_training_state(state_path, model, ema, optimizer, step, recipe)
@@ -144,25 +143,16 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
             loss = prior_loss(model, lr_img, teacher, hr, cfg)
         optimizer_step(model, ema, optimizer, loss)
         step += 1
-        window, seen = window + loss.item(), seen + 1
+        mean = run_log.loss(step, loss.item())
         if on_step is not None:
-            on_step(step, window / seen)
-        if step % cfg.log_every == 0:
-            elapsed = time.perf_counter() - start
-            log_file.write(json.dumps({"step": step, "loss": window / seen, "minutes": elapsed / 60}) + "\n")
-            log_file.flush()
-            log(f"step {step}/{cfg.steps} loss {window / seen:.5f} ({elapsed / 60:.1f} min)")
-            window, seen = 0.0, 0
+            on_step(step, mean)
         if step % cfg.val_every == 0 or step == cfg.steps:
             scores = validate(ema.module.eval(), held_out, device)
-            log_file.write(json.dumps({"step": step, **scores}) + "\n")
-            log_file.flush()
+            run_log.write({"step": step, **scores})
             log(f"step {step} held-out PSNR-Y {scores['psnr_y']:.2f} dB vs truth (x4plus "
                 f"{scores['psnr_y_teacher']:.2f}), {scores['psnr_y_vs_teacher']:.2f} dB vs x4plus")
-        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, run_log.start, checkpoint, log):
             break
     checkpoint()
-    log_file.close()
-    if not math.isfinite(window):
-        raise FloatingPointError("training diverged (loss is not finite)")
+    run_log.close()
     return out / "ema.safetensors"

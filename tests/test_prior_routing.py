@@ -239,3 +239,16 @@ def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path
     (tmp_path / "broken.safetensors").write_bytes(b"nope")
     with pytest.raises(WeightsError):
         load_compact_prior(tmp_path / "broken.safetensors")
+    (tmp_path / "photos" / "train").mkdir(parents=True)  # the truth alone, on crops degraded on the fly
+    for f in files:
+        f.rename(tmp_path / "photos" / "train" / f.name)
+    on_photos = [*args, "--out", str(tmp_path / "run-photos"), "--steps", "2", "--photos", str(tmp_path / "photos"),
+                 "--degradation", "bicubic-x4"]
+    capsys.readouterr()
+    assert main(on_photos) == 2 and "teacher weight must be 0" in capsys.readouterr().err  # no x4plus output there
+    assert main([*on_photos, "--teacher-weight", "0", "--gt-weight", "1"]) == 0, capsys.readouterr().err
+    with safe_open(str(tmp_path / "run-photos" / "ema.safetensors"), framework="pt") as f:
+        recipe = json.loads(f.metadata()["adadiffsr.recipe"])
+    assert recipe["photos"] == str(tmp_path / "photos") and recipe["degradation"] == "bicubic-x4"
+    trained = load_compact_prior(tmp_path / "run-photos" / "ema.safetensors").state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in model.state_dict().items())  # it learned something else

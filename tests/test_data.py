@@ -133,3 +133,22 @@ def test_ground_truth_downscales_at_least_twice():
 
     assert ground_truth(Image.new("RGB", (1280, 1024))).size == (640, 512)
     assert ground_truth(Image.new("RGB", (4000, 3000))).size == (1024, 768)
+
+
+def test_a_pair_dataset_draws_a_mix_of_degradations_per_sample(tmp_path):
+    """``realesrgan-x4:1,bicubic-x4:1``: some samples are bicubic exactly, some are not; one name alone
+    gives the samples it always gave."""
+    from PIL import Image
+
+    from adadiffsr.errors import ConfigError
+
+    path = tmp_path / "p.png"
+    Image.fromarray((smooth_image(80, 90).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(path)
+    mixed = PairDataset([path], crop=32, seed=3, degradation="realesrgan-x4:1,bicubic-x4:1")
+    kinds = [torch.allclose(lr, bicubic_degrade(hr), atol=1e-6) for lr, hr in (mixed[i] for i in range(12))]
+    assert any(kinds) and not all(kinds)
+    one = PairDataset([path], crop=32, seed=3, degradation="realesrgan-x4")
+    same = PairDataset([path], crop=32, seed=3)
+    assert torch.equal(one[5][0], same[5][0])
+    with pytest.raises(ConfigError, match="degradation mix"):
+        PairDataset([path], crop=32, degradation="bicubic-x4:0")

@@ -246,6 +246,8 @@ def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path
                  "--degradation", "bicubic-x4"]
     capsys.readouterr()
     assert main(on_photos) == 2 and "teacher weight must be 0" in capsys.readouterr().err  # no x4plus output there
+    assert main([*on_photos, "--teacher-weight", "0", "--gt-weight", "1", "--degradation", "bicubic-x4:2,blur:1"]) == 2
+    assert "degradation mix" in capsys.readouterr().err
     assert main([*on_photos, "--teacher-weight", "0", "--gt-weight", "1"]) == 0, capsys.readouterr().err
     with safe_open(str(tmp_path / "run-photos" / "ema.safetensors"), framework="pt") as f:
         recipe = json.loads(f.metadata()["adadiffsr.recipe"])

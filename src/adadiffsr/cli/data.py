@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..data.cache import CacheConfig, build_cache
+from ..data.degradations import parse_mix
 from ..data.photos import prepare, split_files
-from ..errors import ConfigError
 from ..prior import PRIORS
 from .options import DEBUG
 
@@ -48,11 +48,7 @@ def data_cache(photos: str, out: str, count: int, crop: int, mix: str, prior: st
 
     if threads:
         torch.set_num_threads(threads)
-    try:
-        pairs = tuple((name.strip(), float(w)) for name, _, w in (m.partition(":") for m in mix.split(",") if m))
-    except ValueError as e:
-        raise ConfigError(f"--mix: expected NAME:WEIGHT,... ({e})") from e
-    cfg = CacheConfig(prior=prior, crop=crop, mix=pairs, seed=seed)
+    cfg = CacheConfig(prior=prior, crop=crop, mix=parse_mix(mix), seed=seed)
     written = build_cache(split_files(Path(photos), "train"), Path(out), count, cfg,
                           log=lambda m: click.echo(m, err=True))
     click.echo(f"{written} new crops under {out}", err=True)

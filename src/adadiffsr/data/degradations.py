@@ -20,6 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..core.pixels import LUMA
+from ..errors import ConfigError
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
@@ -273,3 +274,19 @@ DEGRADATIONS: dict[str, Callable[[Tensor, int], Tensor]] = {
 }
 """Every named degradation, ``(hr (3, H, W) in [0, 1], seed) -> lr``: the one registry the data
 pipeline, the training commands and the benchmark read their choices from."""
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``"realesrgan-x4:0.7,bicubic-x4:0.3"`` (or one name, weight 1) -> ``(name, weight)`` pairs of named
+    degradations with positive weights."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            pairs.append((name.strip(), float(weight) if weight else 1.0))
+        except ValueError as e:
+            raise ConfigError(f"degradation mix {text!r}: expected NAME:WEIGHT,... ({e})") from e
+    unknown = [name for name, _ in pairs if name not in DEGRADATIONS]
+    if not pairs or unknown or any(not w > 0 for _, w in pairs):
+        raise ConfigError(f"degradation mix {text!r}: names from {', '.join(DEGRADATIONS)}, with positive weights")
+    return tuple(pairs)

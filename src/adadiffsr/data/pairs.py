@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .degradations import DEGRADATIONS
+from .degradations import DEGRADATIONS, parse_mix
 
 
 def load_rgb(path: Path) -> Tensor:
@@ -43,14 +43,16 @@ def random_crop(image: Tensor, rng: np.random.Generator, crop: int, scale: int =
 
 
 class PairDataset(Dataset[tuple[Tensor, Tensor]]):
-    """``(lr, hr)`` pairs in ``[0, 1]``: ``hr`` a ``crop x crop`` patch, ``lr`` its degraded ``1/scale``."""
+    """``(lr, hr)`` pairs in ``[0, 1]``: ``hr`` a ``crop x crop`` patch, ``lr`` its degraded ``1/scale``;
+    ``degradation`` names one, or a mix (``realesrgan-x4:0.7,bicubic-x4:0.3``) drawn per sample."""
 
     def __init__(
         self, files: list[Path], crop: int = 256, scale: int = 4, degradation: str = "realesrgan-x4",
         seed: int = 0, length: int = 10**9,
     ) -> None:
-        if degradation not in DEGRADATIONS:
+        if degradation not in DEGRADATIONS and ":" not in degradation and "," not in degradation:
             raise ConfigError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}")
+        self.mix = parse_mix(degradation)  # one name, or NAME:WEIGHT,... drawn per sample
         if scale != 4:
             raise ConfigError(f"the named degradations are x4; a x{scale} backbone needs its own")
         self.files, self.crop, self.scale, self.degradation = files, crop, scale, degradation
@@ -69,4 +71,8 @@ class PairDataset(Dataset[tuple[Tensor, Tensor]]):
         rng = np.random.default_rng([self.seed, i])
         image = self.image(int(rng.integers(len(self.files))))
         hr = random_crop(image, rng, self.crop, self.scale)
-        return make_lr(hr, self.degradation, int(rng.integers(2**62))), hr
+        name = self.mix[0][0]
+        if len(self.mix) > 1:  # a single degradation draws nothing more, so its samples stay as they were
+            weights = np.array([w for _, w in self.mix])
+            name = self.mix[int(rng.choice(len(self.mix), p=weights / weights.sum()))][0]
+        return make_lr(hr, name, int(rng.integers(2**62))), hr

@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from ..data.cache import CacheDataset, read_cache_config
+from ..data.degradations import parse_mix
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
 from ..errors import ConfigError
@@ -79,6 +80,7 @@ class PriorTrainConfig:
             raise ConfigError("the teacher and ground-truth weights must be non-negative and not both 0")
         if self.photos is not None and self.teacher_weight != 0:
             raise ConfigError("photos degraded on the fly have no x4plus output: the teacher weight must be 0")
+        parse_mix(self.degradation)  # a name or NAME:WEIGHT,... (one clear error here, not in a data worker)
 
 
 def prior_loss(model: CompactPrior, lr: torch.Tensor, teacher: torch.Tensor, hr: torch.Tensor,

@@ -19,8 +19,7 @@ from adadiffsr.data.degradations import DEGRADATIONS
 from adadiffsr.data.pairs import load_rgb
 from adadiffsr.metrics.psnr import psnr_y
 from adadiffsr.prior import load_prior
-from adadiffsr.prior.compact import load_compact_prior
-from adadiffsr.prior.runner import PRIORS, Prior
+from adadiffsr.prior.runner import compact_prior_from
 
 
 def main() -> None:
@@ -35,6 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     full = None
+    candidates = {weights: compact_prior_from(weights) for weights in args.weights}
     for name in args.degrade.split(","):
         rows: dict[str, list[float]] = {}
         for k, path in enumerate(sorted(args.photos.glob("*.png"))):
@@ -51,8 +51,7 @@ def main() -> None:
                 torch.save(full(lr).to(torch.float16), cached)
             ref = torch.load(cached).float()
             rows.setdefault("x4plus", []).append(float(psnr_y((ref + 1) / 2, (truth + 1) / 2)))
-            for weights in args.weights:
-                prior = Prior(PRIORS["compact-prior-x4"], load_compact_prior(weights))
+            for weights, prior in candidates.items():
                 for dt in args.dtypes.split(","):
                     prior.use_dtype(dtypes[dt])
                     out = prior(lr)

@@ -155,3 +155,10 @@ def load_prior(name: str, tile: int = 256, overlap: int = 16, runtime: str = "au
     elif runtime == "ncnn":
         raise ConfigError(f"prior {name!r} has no ncnn files")
     return Prior(info, info.loader(), tile, overlap, external)
+
+
+def compact_prior_from(path: str | Path) -> Prior:
+    """The compact prior from a weights file of its own (a candidate, not the shipped one), as ``load_prior`` runs it."""
+    from .compact import load_compact_prior
+
+    return Prior(PRIORS[COMPACT_PRIOR], load_compact_prior(path))

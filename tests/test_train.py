@@ -98,3 +98,24 @@ def test_the_texture_loss_at_several_levels_sees_detail_coarser_than_a_pixel():
     for levels in (0, 5):  # none, or a 16-pixel window halved to 1 pixel
         with pytest.raises(ValueError, match="level"):
             texture_loss(smooth, coarse, levels=levels)
+
+
+def test_training_log_fails_at_the_first_loss_that_is_not_finite(tmp_path):
+    """A diverged loss ends the run at its step, even when that step closes a window (the old log reset
+    its window there and let the run end as if it had converged)."""
+    import math
+
+    import pytest
+
+    from adadiffsr.train.log import TrainingLog
+
+    lines: list[str] = []
+    run_log = TrainingLog(tmp_path, steps=4, every=2, echo=lines.append)
+    assert run_log.losses(1, {"loss": 1.0, "d": 3.0}) == {"loss": 1.0, "d": 3.0}
+    assert run_log.losses(2, {"loss": 2.0, "d": 5.0}) == {"loss": 1.5, "d": 4.0}  # a record: steps 1-2
+    run_log.loss(3, 1.0)
+    with pytest.raises(FloatingPointError, match=r"at step 4 \(loss not finite\)"):
+        run_log.loss(4, math.nan)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2] and records[0]["loss"] == 1.5
+    assert lines == ["step 2/4 loss 1.50000 d 4.00000 (0.0 min)"]

@@ -36,8 +36,6 @@ device has bf16 instructions (``dtype="auto"``).
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +59,7 @@ from ..io import atomic_write
 from ..policies.timesteps import TimestepsPolicy
 from ..prior.runner import compact_prior_from
 from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
+from .log import TrainingLog
 from .prune import prune_into
 from .teacher import default_target, distill_walk, teacher_walk
 from .texture import MAX_LEVELS as MAX_TEXTURE_LEVELS
@@ -69,7 +68,6 @@ from .texture import detail_ratio, texture_loss
 TARGETS = ("hr-walk", "default")
 # the student's detail over the teacher's at 1, 2 and 4 pixel scales (texture levels 0, 1, 2), logged
 DETAIL_RATIOS = ("detail_ratio", "detail_ratio_2x", "detail_ratio_4x")
-SUMS = ("distill", "fidelity", "texture", "adversarial", "d", *DETAIL_RATIOS)  # what the log averages
 
 
 @dataclass(frozen=True)
@@ -210,8 +208,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
                         batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + step)
     config_dict = asdict(cfg) | {"walk": list(walk), "teacher": teacher.config.to_dict(), "resolved_dtype": str(dtype)}
-    log_file = (out / "log.jsonl").open("a")
-    start, sums, seen = time.perf_counter(), dict.fromkeys(SUMS, 0.0), 0
+    run_log = TrainingLog(out, cfg.steps, cfg.log_every, log)
 
     def checkpoint() -> None:
         save_training_state(state_path, student, ema, optimizer, step, config_dict)
@@ -271,25 +268,13 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         d_loss.backward()
         d_optimizer.step()
         step += 1
-        for key, value in losses.items():
-            sums[key] += float(value.detach())
-        sums["d"] += float(d_loss.detach())
+        values = {key: float(value.detach()) for key, value in losses.items()} | {"d": float(d_loss.detach())}
         with torch.no_grad():  # the student's detail over the teacher's: 1 draws as much, below it smoother
-            for level, key in enumerate(DETAIL_RATIOS):
-                sums[key] += float(detail_ratio(fake, target_img, level=level))
-        seen += 1
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"distillation diverged at step {step} (loss is not finite)")
-        if step % cfg.log_every == 0:
-            record = {"step": step, **{k: v / seen for k, v in sums.items()},
-                      "minutes": (time.perf_counter() - start) / 60}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            log(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v / seen:.4f}" for k, v in sums.items()))
-            sums, seen = dict.fromkeys(sums, 0.0), 0
-        if save_or_stop(step, cfg.save_every, cfg.max_minutes, start, checkpoint, log):
+            values |= {key: float(detail_ratio(fake, target_img, level=level)) for level, key in enumerate(DETAIL_RATIOS)}
+        run_log.losses(step, values)
+        if save_or_stop(step, cfg.save_every, cfg.max_minutes, run_log.start, checkpoint, log):
             break
     checkpoint()
-    log_file.close()
+    run_log.close()
     return {"steps": step, "student": str(student_out), "walk": list(walk), "t_s": t_s, "dtype": str(dtype),
             "parameters": sum(p.numel() for p in params), "teacher_parameters": sum(p.numel() for p in teacher.parameters())}

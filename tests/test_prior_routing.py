@@ -254,3 +254,38 @@ def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path
     assert recipe["photos"] == str(tmp_path / "photos") and recipe["degradation"] == "bicubic-x4"
     trained = load_compact_prior(tmp_path / "run-photos" / "ema.safetensors").state_dict()
     assert any(not torch.equal(trained[k], v) for k, v in model.state_dict().items())  # it learned something else
+
+
+def test_the_compact_prior_has_its_own_student_for_the_tiles_whose_estimate_it_made(routable, tmp_path):
+    """``NAME.compact-student.safetensors`` beside the weights: with the compact prior over the image, the
+    student's tiles take it (report: ``compact-student``); with the full prior nothing changes; without
+    the file the compact route keeps the one student; a student from another timestep fails in one line."""
+    weights = tmp_path / "refiner.safetensors"
+    save_backbone(tiny_refiner(live=True, sampling={"policy": "grouped", "timesteps": list(WALK), "rule": "ddpm"}),
+                  weights)
+    for name, seed in (("student", 1), ("compact-student", 2)):
+        net = tiny_refiner()
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            net.unet.conv_out.weight.normal_(0, 0.2)
+        save_backbone(net, tmp_path / f"refiner.{name}.safetensors", metadata={"adadiffsr.student_timestep": "399"})
+    image = half_flat_half_textured()
+    student = {"policy": "grouped", "timesteps": WALK, "student": True, "flat": 0.0}
+    both = Upscaler.from_pretrained(weights, device="cpu")
+    assert both.files["compact_student"] == str(tmp_path / "refiner.compact-student.safetensors")
+    own = both(image, UpscaleConfig(**student))
+    compact = both(image, UpscaleConfig(**student, prior="tiny-compact"))
+    assert own.report["student_tiles"] > 0 and own.report["compact_student_tiles"] == 0
+    assert compact.report["compact_student_tiles"] == compact.report["student_tiles"] > 0
+    assert {t["network"] for t in compact.report["tiles"]} <= {"compact-student", "prior"}
+    (tmp_path / "refiner.compact-student.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    one = Upscaler.from_pretrained(weights, device="cpu")
+    assert one.files["compact_student"] is None
+    assert np.array_equal(one(image, UpscaleConfig(**student)).picture.rgb, own.picture.rgb)
+    alone = one(image, UpscaleConfig(**student, prior="tiny-compact"))
+    assert alone.report["compact_student_tiles"] == 0 and alone.report["student_tiles"] > 0
+    assert not np.array_equal(alone.picture.rgb, compact.picture.rgb)  # the compact student made a difference
+    save_backbone(tiny_refiner(), tmp_path / "refiner.compact-student.safetensors",
+                  metadata={"adadiffsr.student_timestep": "149"})
+    with pytest.raises(WeightsError, match="from timestep 149, not 399"):
+        Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(**student, prior="tiny-compact"))

@@ -198,3 +198,26 @@ def test_the_loop_sees_one_model_the_denoiser_routes_tiles_to_the_student():
     assert alone.nfe == 6 * 4 and mixed.nfe_student == 2 and mixed.nfe == 4 * 4 + 2  # the student: one step to the end
     with pytest.raises(ConfigError, match="no student was given"):
         Denoiser(backbone, None, routed)
+
+
+def test_the_denoiser_gives_each_student_tile_the_student_of_its_estimate():
+    """With a compact prior's student beside the student, the student's tiles whose estimate is the compact
+    prior's take it, the others the student; the backbone's tiles are untouched; both count as student NFE."""
+    from adadiffsr.engine.denoiser import BACKBONE, COMPACT_STUDENT, STUDENT, Denoiser
+
+    backbone = FunctionBackbone(timed_fn)
+    student, compact = (FunctionBackbone(lambda x, t, c, v=v: 0 * x + v) for v in (0.25, -0.25))
+    x_T, cond = inputs()
+    routed = torch.tensor([True, False, True, True, False, False])
+    on_compact = torch.tensor([False, False, True, True, True, False])
+    denoiser = Denoiser(backbone, student, routed, compact, on_compact)
+    assert denoiser.networks(6, x_T.device).tolist() == [STUDENT, BACKBONE, COMPACT_STUDENT, COMPACT_STUDENT,
+                                                         BACKBONE, BACKBONE]
+    settings = SamplerSettings(batch_tiles=4)
+    one = sample_tiles(Denoiser(backbone, student, routed), x_T, cond, UniformPolicy(250), settings,
+                       tile_generators(0, 6, x_T.device))
+    two = sample_tiles(denoiser, x_T, cond, UniformPolicy(250), settings, tile_generators(0, 6, x_T.device))
+    assert torch.equal(two.x0[~routed], one.x0[~routed]) and torch.equal(two.x0[0], one.x0[0])
+    assert torch.allclose(two.x0[2:4], torch.full_like(two.x0[2:4], -0.25))
+    assert torch.allclose(one.x0[2:4], torch.full_like(one.x0[2:4], 0.25))
+    assert two.nfe_student == one.nfe_student == 3

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import devices
-from .backbones import BACKBONES, DEFAULT_BACKBONE, load_student, student_path_for
+from .backbones import BACKBONES, DEFAULT_BACKBONE, compact_student_path_for, load_student, student_path_for
 from .config import UpscaleConfig
 from .core.backbone import Backbone
 from .core.gain import PerformanceFn
@@ -63,6 +63,7 @@ class Upscaler:
         runtime: str = "torch",
         student: Backbone | Callable[[], Backbone] | None = None,
         student_timestep: int | None = None,
+        compact_student: Backbone | Callable[[], Backbone] | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.files = dict(files or {})  # what was loaded from where (weights, regressor, pfj), for reports
@@ -75,6 +76,8 @@ class Upscaler:
         self.pfj = pfj.to(self.device).eval() if pfj is not None else None
         # the student, or what loads it on first use (--student, --policy distilled)
         self._student = student.to(self.device).eval() if isinstance(student, torch.nn.Module) else student
+        # the student distilled on the compact prior's estimate, for the tiles whose estimate is the compact prior's
+        self._compact_student = compact_student
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
         self.prior_stages = PriorStages(self.backbone.prior, self.device, self.dtype, self.files)  # stage 1's choices
         self._check_companions()
@@ -87,9 +90,18 @@ class Upscaler:
     @property
     def student(self) -> Backbone | None:
         """The distilled student, loaded the first time a config asks for it."""
-        if callable(self._student) and not isinstance(self._student, torch.nn.Module):
-            self._student = self._student().to(self.device).eval()
+        self._student = self._loaded(self._student)
         return self._student
+
+    @property
+    def compact_student(self) -> Backbone | None:
+        """The student distilled on the compact prior's estimate (``NAME.compact-student.safetensors``), loaded
+        the first time a student's tile has an estimate of the compact prior's."""
+        self._compact_student = self._loaded(self._compact_student)
+        return self._compact_student
+
+    def _loaded(self, model: Backbone | Callable[[], Backbone] | None) -> Backbone | None:
+        return model().to(self.device).eval() if callable(model) and not isinstance(model, torch.nn.Module) else model
 
     def _check_companions(self) -> None:
         """A regressor or PFJ made for another backbone fails here, in one line, not mid-sampling."""
@@ -147,6 +159,10 @@ class Upscaler:
         student_t = read_metadata(student_file).get("adadiffsr.student_timestep") if has_student else None
         teacher = model  # the PyTorch refiner, whose prior the student shares (also under --runtime onnx)
         student = (lambda: load_student(student_file, teacher, resolved)) if has_student else None
+        compact_file = compact_student_path_for(weights)
+        compact_student = (lambda: load_student(compact_file, teacher, resolved, student_t)) \
+            if has_student and runtime == "torch" and compact_file.is_file() else None  # no ONNX export of it yet
+        files["compact_student"] = str(compact_file) if compact_student is not None else None
         if runtime == "onnx":
             from .runtime.onnx_export import onnx_path
             from .runtime.onnx_models import student_to_onnx, to_onnx
@@ -158,7 +174,7 @@ class Upscaler:
                 files["onnx_student"] = str(onnx_path(weights, "student"))
                 student = (lambda load=student: student_to_onnx(load(), weights, resolved))
         return cls(model, resolved, dtype, gain_model, injection, files, runtime, student,
-                   None if student_t is None else int(student_t))
+                   None if student_t is None else int(student_t), compact_student)
 
     def injection(self, config: UpscaleConfig) -> InjectFn | None:
         """PFJ at a resolved config's fidelity; None without a PFJ, at 0, and for a PFJ trained through the
@@ -227,13 +243,15 @@ class Upscaler:
         settings = SamplerSettings(rule=s.rule, eta=s.eta, batch_tiles=batch, dtype=self.dtype,
                                    spacing=s.spacing, strength=float(s.strength),
                                    first_gain=POLICIES[str(config.policy)].first_gain)
+        student = self.student if config.student or POLICIES[str(config.policy)].student_only else None
+        stage = self.prior_stage(config)
         return upscale_tensor(
             self.backbone, lr, policy, settings, tiling, seed=config.seed,
             color_fix=config.color_fix,
             performance=self.gain_function(config.gain, config.policy, needed=self._gain_needed(config)),
             progress=progress, inject=inject, plan=POLICIES[str(config.policy)].plan(config),
-            student=self.student if config.student or POLICIES[str(config.policy)].student_only else None,
-            prior=self.prior_stage(config),
+            student=student, prior=stage,
+            compact_student=self.compact_student if student is not None and stage is not None else None,
         )
 
     def __call__(

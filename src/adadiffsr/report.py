@@ -43,8 +43,9 @@ def build_report(
         for tile, value in zip(tiles, out.difficulty.tolist(), strict=True):
             tile["difficulty"] = round(value, 5)
     if out.by_student is not None:
-        for tile, routed in zip(tiles, out.by_student.tolist(), strict=True):
-            tile["network"] = "student" if routed else ("refiner" if tile["steps"] else "prior")
+        compact = [False] * len(tiles) if out.by_compact_student is None else out.by_compact_student.tolist()
+        for tile, routed, own in zip(tiles, out.by_student.tolist(), compact, strict=True):
+            tile["network"] = "compact-student" if own else "student" if routed else ("refiner" if tile["steps"] else "prior")
     route = out.prior_route
     if route is not None:  # stage 1 was routed: the prior that dominates each tile, and its weight there
         for tile, fraction in zip(tiles, route.full_fraction(grid).tolist(), strict=True):
@@ -54,6 +55,8 @@ def build_report(
         "nfe": run.nfe,
         "nfe_student": run.nfe_student,  # of nfe: the distilled student's evaluations
         "student_tiles": 0 if out.by_student is None else int(out.by_student.sum()),
+        # of student_tiles: those the compact prior's own student took (their estimate was the compact prior's)
+        "compact_student_tiles": 0 if out.by_compact_student is None else int(out.by_compact_student.sum()),
         "nfe_uniform": nfe_uniform,
         "nfe_saved": nfe_uniform - run.nfe,
         "tiles_exited_early": int((run.exit_t >= 0).sum()),

@@ -6,11 +6,23 @@ from .registry import (
     BACKBONES,
     DEFAULT_BACKBONE,
     BackboneKind,
+    compact_student_path_for,
     load_backbone,
     load_student,
     save_backbone,
     student_path_for,
 )
 
-__all__ = ["ARCHITECTURES", "BACKBONES", "DEFAULT_BACKBONE", "BackboneKind", "CompactConfig", "CompactSR", "load_backbone", "load_student", "save_backbone",
-           "student_path_for"]
+__all__ = [
+    "ARCHITECTURES",
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "BackboneKind",
+    "CompactConfig",
+    "CompactSR",
+    "compact_student_path_for",
+    "load_backbone",
+    "load_student",
+    "save_backbone",
+    "student_path_for",
+]

@@ -54,12 +54,24 @@ def student_path_for(backbone_weights: str | os.PathLike[str]) -> Path:
     return companion_path(backbone_weights, "student")
 
 
-def load_student(path: str | os.PathLike[str], teacher: Backbone, device: torch.device | str = "cpu") -> Backbone:
-    """The student beside ``teacher``'s weights, sharing the teacher's prior (one copy, one pass)."""
+def compact_student_path_for(backbone_weights: str | os.PathLike[str]) -> Path:
+    """``weights/NAME.safetensors`` -> ``weights/NAME.compact-student.safetensors``: the student distilled
+    on the compact prior's estimate (``train distill --student-estimate``), for the tiles whose estimate
+    is the compact prior's (``--prior compact-prior-x4``, ``--prior routed``)."""
+    return companion_path(backbone_weights, "compact-student")
+
+
+def load_student(path: str | os.PathLike[str], teacher: Backbone, device: torch.device | str = "cpu",
+                 timestep: str | None = None) -> Backbone:
+    """The student beside ``teacher``'s weights, sharing the teacher's prior (one copy, one pass);
+    ``timestep``: the one it must start from (another student's, as its metadata says), if any."""
     student = load_backbone(path, device)
     if not isinstance(student, CompactSR) or not isinstance(teacher, CompactSR) or \
             student.config.prior != teacher.config.prior or student.spec.latent_channels != teacher.spec.latent_channels:
         raise WeightsError(f"{path}: not a student of this refiner (retrain it: adadiffsr train distill)")
+    own = read_metadata(path).get("adadiffsr.student_timestep")
+    if timestep is not None and own != timestep:
+        raise WeightsError(f"{path}: a student from timestep {own}, not {timestep} as the student beside it")
     object.__setattr__(student, "prior", teacher.prior)
     return student
 

@@ -1,9 +1,11 @@
 """The model the sampling loop calls: one object whatever networks are behind it.
 
 As k-diffusion's ``external.py`` wraps a network so that its samplers see one ``model(x, sigma)``,
-``Denoiser`` holds the backbone and, where a plan routes tiles to it, the distilled student: the loop
-asks for the prediction of a batch of tiles and the denoiser answers with the network each tile was
-given (both share the backbone's condition and working space).
+``Denoiser`` holds the backbone and, where a plan routes tiles to it, the distilled student, and
+beside it the student made for the compact prior's estimate (taken by the student's tiles whose
+estimate came from the compact prior): the loop asks for the prediction of a batch of tiles and the
+denoiser answers with the network each tile was given (all share the backbone's condition and
+working space).
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from torch import Tensor
 from ..core.backbone import Backbone, BackboneSpec
 from ..errors import ConfigError
 
+BACKBONE, STUDENT, COMPACT_STUDENT = 0, 1, 2  # ``Denoiser.networks``: which network a tile takes
+
 
 @dataclass(frozen=True)
 class Denoiser:
     backbone: Backbone
     student: Backbone | None = None  # a distilled refiner with the backbone's condition
     by_student: Tensor | None = None  # (N,) bool over the run's tiles: one step of the student from their start
+    # the student distilled on the compact prior's estimate (``NAME.compact-student.safetensors``), and the
+    # tiles whose estimate is the compact prior's (N,) bool: those of ``by_student`` take it instead
+    compact_student: Backbone | None = None
+    on_compact: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.by_student is not None and self.student is None and bool(self.by_student.any()):
@@ -31,19 +39,24 @@ class Denoiser:
     def spec(self) -> BackboneSpec:
         return self.backbone.spec
 
-    def routed(self, n: int, device: torch.device) -> Tensor:
-        """``(N,)`` bool: the tiles the student takes."""
+    def networks(self, n: int, device: torch.device) -> Tensor:
+        """``(N,)`` long: the network each tile takes (``BACKBONE``, ``STUDENT`` or ``COMPACT_STUDENT``)."""
+        chosen = torch.zeros(n, dtype=torch.long, device=device)
         if self.by_student is None or self.student is None:
-            return torch.zeros(n, dtype=torch.bool, device=device)
-        return self.by_student.to(device)
+            return chosen
+        chosen[self.by_student.to(device)] = STUDENT
+        if self.compact_student is not None and self.on_compact is not None:
+            chosen[self.by_student.to(device) & self.on_compact.to(device)] = COMPACT_STUDENT
+        return chosen
 
-    def __call__(self, x: Tensor, t: Tensor, c: Tensor, routed: Tensor) -> Tensor:
-        """The prediction for a batch (float32): the backbone's, the student's for its ``routed`` samples."""
-        if self.student is None or not bool(routed.any()):
-            return self.backbone.predict(x, t, c).float()
-        if bool(routed.all()):
-            return self.student.predict(x, t, c).float()
+    def __call__(self, x: Tensor, t: Tensor, c: Tensor, network: Tensor) -> Tensor:
+        """The prediction for a batch (float32), each sample by its ``network`` (``networks``)."""
+        models = {BACKBONE: self.backbone, STUDENT: self.student, COMPACT_STUDENT: self.compact_student}
+        kinds = network.unique().tolist()
+        if len(kinds) == 1:
+            return models[kinds[0]].predict(x, t, c).float()  # type: ignore[union-attr]
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-        out[~routed] = self.backbone.predict(x[~routed], t[~routed], c[~routed]).float()
-        out[routed] = self.student.predict(x[routed], t[routed], c[routed]).float()
+        for kind in kinds:
+            mask = network == kind
+            out[mask] = models[kind].predict(x[mask], t[mask], c[mask]).float()  # type: ignore[union-attr]
         return out

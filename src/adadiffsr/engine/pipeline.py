@@ -81,6 +81,7 @@ class PipelineOutput:
     seconds: dict[str, float]  # prior, condition, plan, sampling (backbone, gain, policy inside), fusion, decode, total
     difficulty: Tensor | None = None  # (N,) each tile's difficulty where a plan grouped the tiles
     by_student: Tensor | None = None  # (N,) bool: the tiles the plan gave to the student
+    by_compact_student: Tensor | None = None  # (N,) bool: those of them the compact prior's student took
     prior_route: RegionRoute | None = None  # which prior ran where, when stage 1 was routed
 
 
@@ -124,10 +125,12 @@ def upscale_tensor(
     plan: PlanFn | None = None,
     student: Backbone | None = None,
     prior: PriorStage | None = None,
+    compact_student: Backbone | None = None,
 ) -> PipelineOutput:
     """Super-resolve ``lr (1, 3, H, W)`` in ``[-1, 1]``; see the module docstring. ``student``: the
-    distilled refiner that takes the tiles ``plan`` gives it; ``prior``: stage 1 instead of the
-    backbone's own prior over the whole image (the prior chosen per region)."""
+    distilled refiner that takes the tiles ``plan`` gives it, ``compact_student`` the one that takes
+    those of them whose estimate is the compact prior's; ``prior``: stage 1 instead of the backbone's
+    own prior over the whole image (the compact prior, or the prior chosen per region)."""
     if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
         raise ValueError(f"expected a (1, 3, H, W) image, got {tuple(lr.shape)}")
     start = time.perf_counter()
@@ -152,7 +155,7 @@ def upscale_tensor(
     owner = dominant_tile(latent_grid, tiling.fusion_sigma).to(device) if tiling.fusion == "none" else None
     canvas = torch.zeros_like(noise)
     seconds = {"prior": 0.0, "condition": 0.0, "sampling": 0.0, "fusion": 0.0}
-    estimate = route = None
+    estimate = route = on_compact = None
     if backbone.prior is not None:
         t0 = time.perf_counter()
         # on the input as given (so that zero steps return exactly the prior's output), then padded
@@ -161,6 +164,10 @@ def upscale_tensor(
         seconds["prior"] = time.perf_counter() - t0
         seconds.update(stage1.seconds)
         route = stage1.route
+        if stage1.compact:
+            on_compact = torch.ones(len(grid), dtype=torch.bool)
+        elif route is not None:
+            on_compact = route.on_compact(grid)
         del stage1  # the padded estimate is the one held
     hr_grid = grid.scaled(spec.scale_factor)
     runs: list[RunSummary] = []
@@ -184,7 +191,9 @@ def upscale_tensor(
             routed = None if tile_plan is None or tile_plan.by_student is None \
                 else tile_plan.by_student[first : first + len(group)].to(device)
             run = sample_tiles(
-                Denoiser(backbone, student, routed), latent_grid.crop(noise, group), cond, policy, settings,
+                Denoiser(backbone, student, routed, compact_student,
+                         None if on_compact is None else on_compact[first : first + len(group)].to(device)),
+                latent_grid.crop(noise, group), cond, policy, settings,
                 [generators[i] for i in group], performance=performance, inject=inject,
                 progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
                 start=None if tile_plan is None else tile_plan.start[first : first + len(group)].to(device),
@@ -210,6 +219,9 @@ def upscale_tensor(
                           difficulty=None if difficulty is None else difficulty.cpu(),
                           by_student=None if tile_plan is None or tile_plan.by_student is None
                           else tile_plan.by_student.cpu(),
+                          by_compact_student=None if tile_plan is None or tile_plan.by_student is None
+                          or compact_student is None or on_compact is None
+                          else tile_plan.by_student.cpu() & on_compact,
                           prior_route=route)
 
 

@@ -36,6 +36,10 @@ class RegionRoute:
                 mix[box.slices()] += ramp_weights(box, self.grid, self.ramp) / total[box.slices()]
         return mix
 
+    def on_compact(self, grid: TileGrid) -> Tensor:
+        """``(N,)`` bool for each tile of ``grid``: is most of its estimate the compact prior's?"""
+        return self.full_fraction(grid) < 0.5
+
     def full_fraction(self, grid: TileGrid) -> Tensor:
         """``(N,)`` for each tile of ``grid`` (input pixels, possibly over a padded input): the mean
         weight of the full prior over the part of the tile inside the image."""
@@ -50,6 +54,7 @@ class PriorEstimate:
 
     estimate: Tensor  # (1, 3, sH, sW) in [-1, 1]
     route: RegionRoute | None = None  # None: one prior over the whole image
+    compact: bool = False  # the compact prior's over the whole image (the backbone's own prior's: False)
     seconds: dict[str, float] = field(default_factory=dict)  # e.g. prior_compact, prior_full
 
 

@@ -24,7 +24,7 @@ from ..core.precision import autocast
 from ..core.schedule import NoiseSchedule, SkipCodebook, UpdateRule, add_noise
 from ..core.step import InjectFn, ProgressFn, denoise_step, strength_timestep
 from ..errors import ConfigError, NumericalError
-from .denoiser import Denoiser
+from .denoiser import BACKBONE, Denoiser
 from .tile_state import BestStates, GainTracker, TileStates
 
 SPACINGS: tuple[str, ...] = ("trailing", "leading")  # where a walk starts: T - 1, or diffusers' default
@@ -98,7 +98,8 @@ def sample_tiles(
     stochastic = settings.rule == "ddpm" or settings.eta > 0
     tiles = initial_states(backbone, x_T, cond, policy, settings, codebook, start)
     from_estimate = settings.first_gain == "estimate" and performance is not None
-    routed = denoiser.routed(n, device) & tiles.active
+    network = denoiser.networks(n, device)
+    routed = (network != BACKBONE) & tiles.active  # one step of a student straight to the clean sample
     if bool(routed.any()):
         codebook = one_step_to_clean(spec.schedule, codebook.intervals, tiles, routed).to(device)
     total_t = codebook.num_train_timesteps
@@ -119,7 +120,7 @@ def sample_tiles(
                 with _timed(seconds, "pfj", device):
                     c_in = inject(c, gains.last[chunk] if gains is not None else torch.zeros(len(chunk), 2, device=device))
             with _timed(seconds, "backbone", device), autocast(device, settings.dtype):
-                out = denoiser(x_t, t_now, c_in, routed[chunk])
+                out = denoiser(x_t, t_now, c_in, network[chunk])
             nfe += len(chunk)
             nfe_student += int(routed[chunk].sum())
             if not bool(torch.isfinite(out).all()):

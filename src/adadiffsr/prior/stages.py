@@ -46,6 +46,6 @@ class PriorStages:
             self.files["prior_stand_in"] = PRIORS[str(own.info.stand_in)].source
         compact = self._compact
         if prior == own.info.stand_in:
-            return lambda lr: PriorEstimate(compact(lr))
+            return lambda lr: PriorEstimate(compact(lr), compact=True)
         share = float(routing.prior_share)  # type: ignore[arg-type]
         return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)

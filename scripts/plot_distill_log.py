@@ -11,7 +11,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-TERMS = (("distill", (31, 119, 180)), ("fidelity", (44, 160, 44)), ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)),
+TERMS = (("distill", (31, 119, 180)), ("gt", (44, 160, 44)), ("fidelity", (44, 160, 44)),  # gt: "fidelity" until 2026-12-07
+         ("adversarial", (214, 39, 40)), ("d", (148, 103, 189)),
          ("texture", (255, 127, 14)), ("detail_ratio", (23, 190, 207)),  # in logs since 2026-12-07
          ("detail_ratio_2x", (188, 189, 34)), ("detail_ratio_4x", (127, 127, 127)),  # since later that day
          ("loss", (31, 119, 180)), ("psnr_y", (44, 160, 44)))  # the prior's and PFJ's logs (train prior, pfj-student)

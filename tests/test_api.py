@@ -130,7 +130,7 @@ def test_the_report_says_which_files_ran_and_the_tiling_as_resolved(tmp_path):
     report = Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(policy="adaptive")).report
     settings = report["settings"]
     assert settings["files"] == {"weights": str(weights), "regressor": str(regressor_path_for(weights)), "pfj": None,
-                                 "student": None}
+                                 "student": None, "compact_student": None}
     assert settings["gain"] == "learned"  # asked for "none": the adaptive sampler took the regressor
     assert (settings["tile"], settings["overlap"]) == (16, 4)  # the tiny model's native tile, a quarter of it
     bare = Upscaler.from_pretrained(weights, device="cpu", regressor=False)

@@ -110,3 +110,29 @@ def test_fusion_none_through_the_api():
     assert np.abs(a[:, 48:64] - b[:, 48:64]).max() > 1e-3
     with pytest.raises(ConfigError, match="fusion"):
         upscaler(image, UpscaleConfig(fusion="blend", **base))
+
+
+def test_balanced_tiles_cover_with_the_overlap_and_fewer_pixels_and_fuse_exactly():
+    """A whole-image network's tiles (``apply_tiled``) are cut to what they need: as many as ``build``'s,
+    equal, no larger than the tile, each pair of neighbours overlapping, every pixel covered; a network
+    that works pixel by pixel gives the same output tiled as in one call."""
+    import torch.nn.functional as F
+
+    from adadiffsr.engine.tiling import apply_tiled
+
+    for height, width, tile, overlap in ((240, 320, 256, 16), (540, 960, 256, 16), (37, 53, 16, 5), (20, 90, 32, 0)):
+        plain, grid = TileGrid.build(height, width, tile, overlap), TileGrid.balanced(height, width, tile, overlap)
+        assert len(grid) == len(plain) and len({(b.height, b.width) for b in grid.boxes}) == 1
+        th, tw = grid.tile_shape
+        assert th <= tile and tw <= tile and th * tw <= plain.tile_shape[0] * plain.tile_shape[1]
+        covered = torch.zeros(height, width)
+        for box in grid.boxes:
+            covered[box.slices()] += 1
+        assert bool((covered >= 1).all())
+        tops, lefts = sorted({b.top for b in grid.boxes}), sorted({b.left for b in grid.boxes})
+        assert all(b - a <= th - overlap + 1 for a, b in zip(tops, tops[1:])) and tops[-1] + th == height
+        assert all(b - a <= tw - overlap + 1 for a, b in zip(lefts, lefts[1:])) and lefts[-1] + tw == width
+    assert TileGrid.balanced(240, 320, 256, 16).tile_shape == (240, 168)  # against (240, 256): 1.5x fewer pixels
+    image = torch.rand(1, 3, 70, 150)
+    network = lambda x: F.interpolate(x, scale_factor=2, mode="nearest") * 0.5  # noqa: E731
+    assert torch.allclose(apply_tiled(network, image, 64, 8, 2), network(image), atol=1e-6)

@@ -185,7 +185,7 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
               help="Steps of distillation alone before the discriminator's loss counts.")
 @click.option("--conditional/--unconditional", default=D.conditional, show_default=True,
               help="The discriminator also sees the prior's estimate (texture must fit the input).")
-@click.option("--fidelity-weight", type=click.FloatRange(min=0), default=D.fidelity_weight, show_default=True,
+@click.option("--gt-weight", type=click.FloatRange(min=0), default=D.gt_weight, show_default=True,
               help="Weight of the L1 loss to the ground truth.")
 @click.option("--texture-weight", type=click.FloatRange(min=0), default=D.texture_weight, show_default=True,
               help="Weight of the texture loss: the local amount of fine detail against the teacher's output.")
@@ -213,7 +213,7 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @DEBUG
 def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int, learning_rate: float,
-                      adversarial_weight: float, adversarial_start: int, conditional: bool, fidelity_weight: float,
+                      adversarial_weight: float, adversarial_start: int, conditional: bool, gt_weight: float,
                       texture_weight: float, texture_levels: int, target: str, init: str | None, ema_decay: float,
                       width: float, dtype: str, weights: str | None, student_out: str | None,
                       student_estimate: str | None, student_estimate_share: float, device: str, max_minutes: float | None, seed: int, debug: bool) -> None:
@@ -225,7 +225,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
         raise WeightsError("distillation needs a compact refiner as the teacher")
     cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
-                        fidelity_weight=fidelity_weight, texture_weight=texture_weight, texture_levels=texture_levels,
+                        gt_weight=gt_weight, texture_weight=texture_weight, texture_levels=texture_levels,
                         target=target, init=init, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
                         max_minutes=max_minutes, seed=seed, student_estimate=student_estimate,
                         student_estimate_share=student_estimate_share)

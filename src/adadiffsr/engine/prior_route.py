@@ -54,8 +54,8 @@ class PriorEstimate:
 
     estimate: Tensor  # (1, 3, sH, sW) in [-1, 1]
     route: RegionRoute | None = None  # None: one prior over the whole image
-    compact: bool = False  # the compact prior's over the whole image (the backbone's own prior's: False)
     seconds: dict[str, float] = field(default_factory=dict)  # e.g. prior_compact, prior_full
+    compact: bool = False  # the compact prior's over the whole image (the backbone's own prior's: False)
 
 
 def ramp_weights(box: Box, grid: TileGrid, ramp: int, device: torch.device | str = "cpu") -> Tensor:

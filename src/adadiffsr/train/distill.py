@@ -14,7 +14,7 @@ clean sample. It is trained with
   on a flat crop, else the walk's last 1-3 steps) walked from the prior's estimate noised with the
   student's noise (the HR-regulated target is HR-like detail, while at inference the teacher draws
   fine grain over smooth, not flat regions, which the student should learn to draw too);
-- a **fidelity loss**: L1 to the ground truth itself, weighted low (``fidelity_weight``);
+- a **ground-truth loss**: L1 to the ground truth itself, weighted low (``gt_weight``, as ``train prior``'s);
 - a **texture loss** (``texture_weight``, ``texture.py``): the local amount of fine detail of the
   student's output against the teacher's, at the finest scale or at ``texture_levels`` scales (1, 2,
   4... pixels). The teacher's walk draws fresh noise at every step, so the L1 terms teach the median
@@ -80,7 +80,7 @@ class DistillConfig:
     lr: float = 5e-5
     discriminator_lr: float = 2e-4
     distill_weight: float = 1.0
-    fidelity_weight: float = 0.1
+    gt_weight: float = 0.1
     texture_weight: float = 0.0  # L1 between the log local detail energies of the student's and the teacher's outputs
     texture_levels: int = 1  # scales the texture loss compares: 1 the finest only, 3 also at 2 and 4 pixels
     target: str = "hr-walk"  # the teacher's output to distil: "hr-walk" (AddSR's HR-regulated) or "default"
@@ -247,13 +247,13 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         x0, _ = denoise_step(codebook, student.spec, prediction.float(), x_student, t, k_idx)
         fake = student.decode(x0)
         target_img = student.decode(target)
-        losses = {"distill": F.l1_loss(x0, target), "fidelity": F.l1_loss(fake, hr_img),
+        losses = {"distill": F.l1_loss(x0, target), "gt": F.l1_loss(fake, hr_img),
                   "texture": texture_loss(fake, target_img, levels=cfg.texture_levels)}
         adversarial_on = step >= cfg.adversarial_start and cfg.adversarial_weight > 0
         with autocast(device, dtype):
             realness = discriminator(judged(fake)).float() if adversarial_on else None
         losses["adversarial"] = -realness.mean() if realness is not None else fake.new_zeros(())
-        loss = (cfg.distill_weight * losses["distill"] + cfg.fidelity_weight * losses["fidelity"]
+        loss = (cfg.distill_weight * losses["distill"] + cfg.gt_weight * losses["gt"]
                 + cfg.texture_weight * losses["texture"] + cfg.adversarial_weight * losses["adversarial"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -289,3 +289,20 @@ def test_the_compact_prior_has_its_own_student_for_the_tiles_whose_estimate_it_m
                   metadata={"adadiffsr.student_timestep": "149"})
     with pytest.raises(WeightsError, match="from timestep 149, not 399"):
         Upscaler.from_pretrained(weights, device="cpu")(image, UpscaleConfig(**student, prior="tiny-compact"))
+
+
+def test_the_page_s_fast_preset_runs_the_compact_prior_where_the_model_has_one(routable):
+    """The page's Fast budget: the compact prior over the whole image, then the model's own steps, where the
+    model offers one; a model without a stand-in keeps its prior alone."""
+    from adadiffsr.serve.presets import preset_config
+
+    upscaler = Upscaler(tiny_refiner(live=True, sampling={"policy": "grouped", "timesteps": list(WALK)}))
+    assert upscaler.prior_stages.stand_in == "tiny-compact"
+    fast = upscaler(half_flat_half_textured(), preset_config(upscaler, "balanced", "fast"))
+    assert fast.report["settings"]["prior"] == "tiny-compact" and fast.report["settings"]["policy"] == "grouped"
+    assert fast.report["nfe"] > 0  # the textured half takes the refiner's steps
+    plain = Upscaler(tiny_refiner(live=True))
+    object.__setattr__(plain.backbone.prior, "info", PriorInfo("tiny-test", 4, "t", "t", tiny_rrdbnet))
+    assert plain.prior_stages.stand_in is None
+    alone = plain(half_flat_half_textured(), preset_config(plain, "balanced", "fast"))
+    assert alone.report["nfe"] == 0 and alone.report["settings"]["prior"] == "tiny-test"

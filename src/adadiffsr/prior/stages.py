@@ -35,6 +35,12 @@ class PriorStages:
             return (self.own.info.name, ROUTED, stand_in)
         return (self.own.info.name,)
 
+    @property
+    def stand_in(self) -> str | None:
+        """The cheaper prior this model offers over the whole image (the compact prior), if any."""
+        names = self.names
+        return names[-1] if len(names) > 1 else None
+
     def stage(self, prior: str | None, routing: PriorRouting) -> PriorStage | None:
         """Stage 1 for a resolved choice: None for the backbone's own prior over the whole image."""
         own = self.own

@@ -59,7 +59,7 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
 @click.option("--prior", "prior_name",
               help="Stage 1: realesrgan-x4plus (over the whole image: with --steps 0, Real-ESRGAN alone), routed "
                    "(the compact prior over the whole image, Real-ESRGAN x4plus on the regions that need it) or "
-                   f"{COMPACT_PRIOR} (the compact prior alone: about 1/12 of the time, as good on mild inputs, "
+                   f"{COMPACT_PRIOR} (the compact prior alone: about 1/13 of the time, as good on mild inputs, "
                    "softer on heavily degraded ones). [default: the model's; the shipped model's: realesrgan-x4plus]")
 @click.option("--prior-share", type=click.FloatRange(0, 1),
               help="Routed: at most this fraction of the regions take Real-ESRGAN x4plus, the most textured first "

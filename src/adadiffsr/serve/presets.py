@@ -42,7 +42,7 @@ LOOKS: dict[str, Look] = {
 }
 BUDGETS: dict[str, Budget] = {
     "fast": Budget("Fast", None, "the compact prior instead of Real-ESRGAN's, then the model's own steps: about "
-                   "1/15 of Standard's time, as good on mild inputs, softer on heavily degraded ones (a model "
+                   "1/13 of Standard's time, as good on mild inputs, softer on heavily degraded ones (a model "
                    "without one: its restoration prior alone, no diffusion step)"),
     "quick": Budget("Quick", 1.0, "one step of the distilled student where the plan takes any (the look's start "
                     "does not apply: the student starts where it was distilled)", student=True),

@@ -77,7 +77,8 @@ class Upscaler:
         # the student, or what loads it on first use (--student, --policy distilled)
         self._student = student.to(self.device).eval() if isinstance(student, torch.nn.Module) else student
         # the student distilled on the compact prior's estimate, for the tiles whose estimate is the compact prior's
-        self._compact_student = compact_student
+        self._compact_student = compact_student.to(self.device).eval() \
+            if isinstance(compact_student, torch.nn.Module) else compact_student
         self.student_timestep = student_timestep  # where the student was distilled to start; None: the walk's first
         self.prior_stages = PriorStages(self.backbone.prior, self.device, self.dtype, self.files)  # stage 1's choices
         self._check_companions()

@@ -33,7 +33,7 @@ from ..core.policy import PlanFn, Policy
 from ..core.step import InjectFn, ProgressFn
 from ..errors import ConfigError
 from ..policies.groups import tile_texture
-from .denoiser import Denoiser
+from .denoiser import COMPACT_STUDENT, Denoiser
 from .prior_route import PriorEstimate, RegionRoute
 from .sampler import SamplerSettings, sample_tiles, tile_generators
 from .tiling import TileGrid, accumulate, dominant_tile, weight_total
@@ -220,8 +220,8 @@ def upscale_tensor(
                           by_student=None if tile_plan is None or tile_plan.by_student is None
                           else tile_plan.by_student.cpu(),
                           by_compact_student=None if tile_plan is None or tile_plan.by_student is None
-                          or compact_student is None or on_compact is None
-                          else tile_plan.by_student.cpu() & on_compact,
+                          else Denoiser(backbone, student, tile_plan.by_student.cpu(), compact_student, on_compact)
+                          .networks(n, torch.device("cpu")) == COMPACT_STUDENT,
                           prior_route=route)
 
 

@@ -91,7 +91,7 @@ def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfi
             raise ValueError("this model has no distilled student (adadiffsr train distill makes one)")
         return base.with_options(policy=GROUPED_POLICY, student=True, fidelity=fidelity)
     if spend.step_factor is None:
-        if upscaler.prior_stages.stand_in is not None:  # on the held-out photos 0.06x the time (docs/benchmarks.md)
+        if upscaler.prior_stages.stand_in is not None:  # held-out: about 0.07x the default's time (docs/benchmarks.md)
             return base.with_options(prior=upscaler.prior_stages.stand_in, fidelity=fidelity)
         if upscaler.backbone.prior is not None:
             return base.with_options(policy=PACED_POLICY, steps=0, fidelity=fidelity)

@@ -86,6 +86,23 @@ def test_config_is_composed_of_its_parts_and_takes_their_fields_by_name():
         flat.with_options(policy="uniform")
 
 
+@pytest.mark.parametrize("name", ["grouped", "grouped-dtss", "adaptive", "timesteps", "distilled", "uniform"])
+def test_each_policy_refuses_only_what_another_policy_reads(name):
+    """The registry entry checks the config: a pace (interval, steps) belongs to the paced policy, the
+    student and a budget to the grouped ones; each refusal names the policy that reads it."""
+    from adadiffsr.policies.registry import POLICIES
+
+    kind = POLICIES[name]
+    for option, value, reader in (("interval", 5, kind.paced), ("steps", 3, kind.paced),
+                                  ("student", True, kind.grouped), ("budget", 1.0, kind.grouped)):
+        if reader:
+            assert UpscaleConfig(name, **{option: value}).options()[option] == value
+        else:
+            with pytest.raises(ConfigError, match="pass policy='(uniform|grouped)'"):
+                UpscaleConfig(name, **{option: value})
+    assert UpscaleConfig(name, steps=0).sampling.steps == 0  # no diffusion step: every policy takes it
+
+
 def test_bf16_autocast_runs_close_to_fp32():
     """The dtype is not ignored: the backbone's convolutions run in bf16 (seen inside predict), the
     output moves from fp32's, and stays close to it."""

@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .policies.dtss import SHIPPED as DTSS_SHIPPED
 from .policies.dtss import DTSSPolicy
 from .policies.groups import GroupSettings
-from .policies.registry import GROUPED_POLICIES, PACED_POLICY, POLICIES
+from .policies.registry import POLICIES
 from .policies.timesteps import TimestepsPolicy
 from .prior.routing import PriorRouting
 
@@ -141,22 +141,10 @@ class UpscaleConfig:
 
     def __post_init__(self) -> None:
         """How the parts fit together, checked once, when the config is made (each part checks its own)."""
-        s = self.sampling
         if self.policy is not None and self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        paced = self.policy is None or POLICIES[self.policy].paced
-        if s.interval is not None and not paced:
-            raise ConfigError(f"interval={s.interval} sets the pace of the {PACED_POLICY} policy; pass "
-                              f"policy={PACED_POLICY!r} (the {self.policy} policy sets its own)")
-        if self.student and self.policy not in (None, *GROUPED_POLICIES):
-            raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy='grouped' "
-                              f"(or policy='distilled' for the student everywhere), not {self.policy!r}")
-        if self.groups.budget is not None and self.policy not in (None, *GROUPED_POLICIES):
-            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy='grouped' "
-                              f"(the {self.policy} policy sets its own)")
-        if s.steps and not paced:
-            raise ConfigError(f"steps={s.steps} sets the pace of the {PACED_POLICY} policy; pass "
-                              f"policy={PACED_POLICY!r} (the {self.policy} policy sets its own)")
+        if self.policy is not None:
+            POLICIES[self.policy].check(self)  # what only another policy reads
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")
         if self.gain in LEGACY_GAINS:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..core.policy import PlanFn, Policy, TilePlan
+from ..errors import ConfigError
 from .dtss import DTSSPolicy
 from .groups import GroupSettings, group_steps, student_tiles, walk_starts
 from .timesteps import TimestepsPolicy
@@ -25,6 +26,8 @@ from .walk_dtss import WalkDTSSPolicy
 class WalkFields(Protocol):
     """The shared walk settings a policy reads (``config.SamplingOptions``)."""
 
+    @property
+    def steps(self) -> int | None: ...
     @property
     def interval(self) -> int | None: ...
     @property
@@ -58,6 +61,20 @@ class PolicyKind:
     plan: Callable[[PolicyFields], PlanFn | None] = lambda c: None  # each tile's start and network; None: all alike
     paced: bool = False  # its pace is the call's: an interval or a step count (the uniform policy)
     student_only: bool = False  # every tile takes one step of the distilled student
+
+    def check(self, c: PolicyFields) -> None:
+        """Refuse the settings that only another policy reads, naming the policy that does."""
+        s = c.sampling
+        if not self.paced and (s.interval is not None or s.steps):
+            name, value = ("interval", s.interval) if s.interval is not None else ("steps", s.steps)
+            raise ConfigError(f"{name}={value} sets the pace of the {PACED_POLICY} policy; pass "
+                              f"policy={PACED_POLICY!r} (the {self.name} policy sets its own)")
+        if c.student and not self.grouped:
+            raise ConfigError(f"the student takes regions of the grouped policy's plan; pass policy={GROUPED_POLICY!r} "
+                              f"(or policy={STUDENT_POLICY!r} for the student everywhere), not {self.name!r}")
+        if c.groups.budget is not None and not self.grouped:
+            raise ConfigError(f"a budget sets the steps of patch-adaptive groups; pass policy={GROUPED_POLICY!r} "
+                              f"(the {self.name} policy sets its own)")
 
 
 def _uniform(c: PolicyFields) -> Policy:
@@ -130,5 +147,6 @@ PACED_POLICY: str = next(name for name, kind in POLICIES.items() if kind.paced) 
 GROUPED_POLICY: str = GROUPED_POLICIES[0]  # what a budget implies, and the page's student preset
 WALK_POLICY: str = next(name for name, kind in POLICIES.items()  # what a walk (timesteps) implies
                         if kind.walk and not (kind.grouped or kind.needs_gain or kind.student_only))
+STUDENT_POLICY: str = next(name for name, kind in POLICIES.items() if kind.student_only)  # the student everywhere
 # AdaDiffSR's own: DTSS at each region's pace, the default of a model whose weights file names no policy
 DTSS_POLICY: str = next(name for name, kind in POLICIES.items() if kind.needs_gain and not kind.walk)

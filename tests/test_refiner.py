@@ -18,7 +18,7 @@ from adadiffsr.cli import main
 from adadiffsr.core.step import strength_timestep
 from adadiffsr.data.cache import CacheConfig, CacheDataset, build_cache
 from adadiffsr.data.degradations import DEGRADATIONS
-from adadiffsr.errors import ConfigError
+from adadiffsr.errors import ConfigError, WeightsError
 from adadiffsr.prior import load_prior
 from adadiffsr.train.backbone import warm_start
 
@@ -226,6 +226,35 @@ def test_a_model_ships_its_sampling_defaults_and_flags_override_them(tmp_path, c
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["settings"]["timesteps"] == [199, 19] and report["settings"]["strength"] == 0.2
 
+
+
+@pytest.mark.parametrize(("sampling", "message"), [({"eta": 5}, "sampling defaults: eta must be in"),
+                                                   ({"policy": "fastest"}, "sampling defaults: unknown policy"),
+                                                   ({"stepz": 3}, "name an option no config has: 'stepz'")])
+def test_a_weights_file_with_sampling_defaults_no_config_takes_fails_in_one_line(tmp_path, capsys, sampling, message):
+    """The model's defaults are a typed partial config, checked when read: a bad value is the file's error."""
+    from adadiffsr.resolve import model_defaults
+
+    model = tiny_refiner(sampling=sampling)
+    with pytest.raises(WeightsError, match=message):
+        model_defaults(model.spec)
+    path = tmp_path / "m.safetensors"
+    save_backbone(model, path)
+    _lr((16, 16)).save(tmp_path / "in.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--weights", str(path), "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and message.split(": ")[-1][:12] in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+def test_the_partial_defaults_keep_the_student_for_a_grouped_call_on_a_model_that_names_another_policy():
+    """The fallback's student (on where it can run) is not checked against the model's own policy."""
+    from adadiffsr.resolve import model_defaults, with_model_defaults
+
+    defaults = model_defaults(tiny_refiner(sampling={"policy": "adaptive"}).spec)
+    assert defaults.policy == "adaptive" and defaults.student is True and defaults.sampling.steps is None
+    assert with_model_defaults(UpscaleConfig("grouped"), defaults).student is True
+    assert with_model_defaults(UpscaleConfig(), defaults).student is None  # adaptive: no student
 
 def test_the_default_prior_runs_in_ncnn_on_the_cpu_and_in_torch_when_asked():
     prior = load_prior("realesrgan-x4plus")

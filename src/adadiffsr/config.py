@@ -111,9 +111,10 @@ class UpscaleConfig:
     def __init__(self, policy: str | None = None, *, sampling: SamplingOptions | None = None,
                  groups: GroupSettings | None = None, dtss: DTSSPolicy | None = None,
                  tiling: TilingSettings | None = None, routing: PriorRouting | None = None,
-                 **options: Any) -> None:
+                 _partial: bool = False, **options: Any) -> None:
         """The parts as given (or their defaults), then ``options`` by name: the config's own fields
-        and any part's (``steps=3`` is ``sampling=SamplingOptions(steps=3)``)."""
+        and any part's (``steps=3`` is ``sampling=SamplingOptions(steps=3)``). ``partial()`` makes one
+        whose options are not yet checked against its policy."""
         own = {f.name for f in dataclasses.fields(self)} - set(PARTS)
         parts: dict[str, Any] = {"sampling": sampling, "groups": groups, "dtss": dtss, "tiling": tiling,
                                  "routing": routing}
@@ -137,13 +138,19 @@ class UpscaleConfig:
                 raise ConfigError(f"{part} must be a {kind.__name__}, got {type(values[part]).__name__}")
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, values.get(f.name, f.default))
-        self.__post_init__()
+        self.__post_init__(_partial)
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def partial(cls, **options: Any) -> UpscaleConfig:
+        """Options that a call completes (a model's defaults): each checked, None where unset, but not
+        against the policy, since the call may name another (the student serves the grouped one only)."""
+        return cls(_partial=True, **options)
+
+    def __post_init__(self, partial: bool = False) -> None:
         """How the parts fit together, checked once, when the config is made (each part checks its own)."""
         if self.policy is not None and self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        if self.policy is not None:
+        if self.policy is not None and not partial:
             POLICIES[self.policy].check(self)  # what only another policy reads
         if self.batch_tiles < 0:
             raise ConfigError(f"batch-tiles must be at least 1 (or 0 for auto), got {self.batch_tiles}")

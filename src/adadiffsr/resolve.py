@@ -61,18 +61,19 @@ class ModelFacts:
     device_type: str  # cpu, cuda, mps: the routed prior's share depends on it
 
 
-def model_defaults(spec: BackboneSpec) -> dict[str, Any]:
-    """The model's sampling defaults by flat option name, over ``SAMPLING_FALLBACK``; a legacy key
-    is renamed (the shipped refiner's file says ``sampler``), a name no config has is an error."""
+def model_defaults(spec: BackboneSpec) -> UpscaleConfig:
+    """The model's sampling defaults over ``SAMPLING_FALLBACK``, as a partial config (None = unset);
+    a legacy key is renamed (the shipped refiner's file says ``sampler``), and a name no config has
+    or a value no config takes is the weights file's error."""
     renamed = {**LEGACY_SAMPLING_KEYS, **OPTION_ALIASES}
-    own = {}
-    for key, value in spec.sampling.items():
-        own[renamed.get(key, key)] = value
-    defaults = {**SAMPLING_FALLBACK, **own}
-    unknown = sorted(set(defaults) - set(UpscaleConfig.option_fields()))
+    own = {renamed.get(key, key): value for key, value in spec.sampling.items()}
+    unknown = sorted(set(own) - set(UpscaleConfig.option_fields()))
     if unknown:
         raise WeightsError(f"the weights file's sampling defaults name an option no config has: {unknown[0]!r}")
-    return defaults
+    try:
+        return UpscaleConfig.partial(**{**SAMPLING_FALLBACK, **own})
+    except ConfigError as error:
+        raise WeightsError(f"the weights file's sampling defaults: {error}") from None
 
 
 def implied_policy(config: UpscaleConfig) -> UpscaleConfig:
@@ -87,14 +88,14 @@ def implied_policy(config: UpscaleConfig) -> UpscaleConfig:
     return config
 
 
-def with_model_defaults(config: UpscaleConfig, defaults: dict[str, Any]) -> UpscaleConfig:
-    """Step 2: the model's defaults for what the call left unset, but not its step count and walk
+def with_model_defaults(config: UpscaleConfig, defaults: UpscaleConfig) -> UpscaleConfig:
+    """Step 2: the model's defaults for what the call left unset (None), but not its step count and walk
     for another policy, nor its step count over an explicit interval, nor its student off the grouped plan."""
-    explicit = {k for k, v in config.options().items() if v is not None}
-    unset = {k: v for k, v in defaults.items() if k not in explicit}
-    if config.policy is not None and config.policy != defaults["policy"]:
+    called = config.options()
+    unset = {k: v for k, v in defaults.options().items() if v is not None and called[k] is None}
+    if config.policy is not None and config.policy != defaults.policy:
         unset.pop("steps", None)  # the model's step count and walk belong to its own sampler
-        if not (config.policy in WALK_POLICIES and defaults["policy"] in WALK_POLICIES):
+        if not (config.policy in WALK_POLICIES and defaults.policy in WALK_POLICIES):
             unset.pop("timesteps", None)
     if unset.get("steps") is not None and config.sampling.interval is not None:
         unset.pop("steps")  # an explicit interval wins over the model's step count

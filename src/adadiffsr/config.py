@@ -138,7 +138,7 @@ class UpscaleConfig:
                 raise ConfigError(f"{part} must be a {kind.__name__}, got {type(values[part]).__name__}")
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, values.get(f.name, f.default))
-        self.__post_init__(_partial)
+        self._check(partial=_partial)
 
     @classmethod
     def partial(cls, **options: Any) -> UpscaleConfig:
@@ -146,7 +146,7 @@ class UpscaleConfig:
         against the policy, since the call may name another (the student serves the grouped one only)."""
         return cls(_partial=True, **options)
 
-    def __post_init__(self, partial: bool = False) -> None:
+    def _check(self, *, partial: bool) -> None:
         """How the parts fit together, checked once, when the config is made (each part checks its own)."""
         if self.policy is not None and self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")

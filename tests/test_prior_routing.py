@@ -292,7 +292,7 @@ def test_the_compact_prior_has_its_own_student_for_the_tiles_whose_estimate_it_m
 
 
 def test_the_page_s_fast_preset_runs_the_compact_prior_where_the_model_has_one(routable):
-    """The page's Fast budget: the compact prior over the whole image, then the model's own steps, where the
+    """The page's Fast speed: the compact prior over the whole image, then the model's own steps, where the
     model offers one; a model without a stand-in keeps its prior alone."""
     from adadiffsr.serve.presets import preset_config
 

@@ -64,11 +64,11 @@ def test_presets_move_the_start_and_the_step_count(upscaler):
         preset_config(upscaler, "sharp", "standard")
 
 
-def test_the_quick_budget_runs_the_student_where_the_plan_steps_and_only_for_models_with_one(upscaler):
-    from adadiffsr.serve.presets import budgets_for
+def test_the_quick_speed_runs_the_student_where_the_plan_steps_and_only_for_models_with_one(upscaler):
+    from adadiffsr.serve.presets import speeds_for
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))  # textured: every tile steps
-    assert "quick" not in budgets_for(upscaler)
+    assert "quick" not in speeds_for(upscaler)
     with pytest.raises(ValueError, match="no distilled student"):
         preset_config(upscaler, "balanced", "quick")
     teacher = tiny_refiner(live=True, sampling=SHIPPED_LIKE, default_strength=0.4)
@@ -76,7 +76,7 @@ def test_the_quick_budget_runs_the_student_where_the_plan_steps_and_only_for_mod
     with torch.no_grad():
         student.unet.conv_out.weight.mul_(-1)  # not the teacher
     with_student = Upscaler(teacher, "cpu", student=student)
-    assert list(budgets_for(with_student)) == ["fast", "quick", "standard", "thorough"]
+    assert list(speeds_for(with_student)) == ["fast", "quick", "standard", "thorough"]
     for look in ("balanced", "faithful"):  # the look's start does not move the student's
         report = with_student(image, preset_config(with_student, look, "quick")).report
         assert report["settings"]["policy"] == "grouped" and report["settings"]["student"] is True

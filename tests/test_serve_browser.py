@@ -191,7 +191,7 @@ def test_bad_uploads_show_one_sentence_and_the_server_goes_on(server, browser, f
 def test_a_waiting_job_shows_its_place_and_a_closed_tab_frees_the_running_one(server, browser, files):
     before = _status(server)["stopped_jobs"]
     page = _open(browser, server)
-    page.locator("#budget label", has_text="Thorough").click()
+    page.locator("#speed label", has_text="Thorough").click()
     _upload_and_run(page, files["long_job"])  # one photo finished before the close was noticed on a fast CPU
     page.wait_for_selector(":text('tile evaluations')", timeout=60000)  # the progress bar is moving
     second = _open(browser, server)
@@ -209,7 +209,7 @@ def test_a_waiting_job_shows_its_place_and_a_closed_tab_frees_the_running_one(se
 def test_the_stop_button_ends_the_job_and_the_next_one_runs(server, browser, files):
     before = _status(server)["stopped_jobs"]
     page = _open(browser, server)
-    page.locator("#budget label", has_text="Thorough").click()
+    page.locator("#speed label", has_text="Thorough").click()
     _upload_and_run(page, [files["photo"]])
     page.wait_for_selector(":text('tile evaluations')", timeout=60000)
     page.click("#stop")
@@ -217,7 +217,7 @@ def test_the_stop_button_ends_the_job_and_the_next_one_runs(server, browser, fil
     while _status(server)["stopped_jobs"] == before:
         assert time.monotonic() < deadline, "Stop did not end the job"
         time.sleep(0.5)
-    page.locator("#budget label", has_text="Fast").click()
+    page.locator("#speed label", has_text="Fast").click()
     page.locator("#uploads input[type=file]").set_input_files([str(files["small"])])
     page.wait_for_selector("#uploads :text('small')", timeout=10000)
     page.click("#run")  # a second upload adds to the first

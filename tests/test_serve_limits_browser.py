@@ -62,7 +62,7 @@ def test_the_pages_pixel_limit_and_time_limit_end_in_plain_messages(server, page
     assert "wide.png: 2000x1100 is more than the 2073600-pixel limit" in page.inner_text("#message")
     page.reload()
     page.wait_for_selector("#run", timeout=30000)  # the login holds across a reload
-    page.locator("#budget label", has_text="Thorough").click()
+    page.locator("#speed label", has_text="Thorough").click()
     page.locator("#uploads input[type=file]").set_input_files([str(p) for p in photos])
     page.wait_for_selector("#uploads :text('photo-7')", timeout=10000)
     page.click("#run")

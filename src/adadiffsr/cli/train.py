@@ -34,7 +34,8 @@ def train() -> None:
 @click.option("--out", default=B.out, show_default=True, help="Run folder (resumes from it).")
 @click.option("--steps", type=click.IntRange(min=1), default=B.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=B.batch_size, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=B.lr, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=B.learning_rate, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=B.crop, show_default=True)
 @click.option("--degradation", type=click.Choice(tuple(DEGRADATIONS)), default=B.degradation, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=B.workers, show_default=True)
@@ -61,7 +62,7 @@ def train_backbone_cmd(
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"not JSON ({e.msg})", param_hint="--model") from e
     cfg = BackboneTrainConfig(
-        photos=photos, out=out, steps=steps, batch_size=batch_size, lr=learning_rate, crop=crop,
+        photos=photos, out=out, steps=steps, batch_size=batch_size, learning_rate=learning_rate, crop=crop,
         degradation=degradation, workers=workers, device=device,
         max_minutes=max_minutes, val_every=val_every, save_every=save_every, ema_decay=ema_decay, seed=seed,
         model=model, cache=cache, max_timestep=max_timestep, init=init,
@@ -118,7 +119,8 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="Uniform interval of the training walk (chain objective).")
 @click.option("--intervals", default=joined(P.intervals), show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=P.lr, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=P.learning_rate, show_default=True)
 @click.option("--weights", help="Backbone weights, with its regressor beside it (default: the shipped model).")
 @backbone_option()
 @device_option(P.device)
@@ -133,7 +135,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
         raise WeightsError("PFJ is trained on the learned gain: train the regressor first (adadiffsr train regressor)")
     cfg = PFJTrainConfig(photos=photos, out=out, steps=steps, batch_size=batch_size, crop=crop,
                          objective=objective, chain_interval=chain_interval,
-                         intervals=int_list(intervals, "--intervals"), lr=learning_rate, device=device, seed=seed)
+                         intervals=int_list(intervals, "--intervals"), learning_rate=learning_rate, device=device, seed=seed)
     report = train_pfj(upscaler.backbone, upscaler.regressor, cfg, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
 
@@ -145,7 +147,8 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--steps", type=click.IntRange(min=1), default=S.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=S.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=S.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=S.lr, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=S.learning_rate, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=S.width, show_default=True, help="PFJ's channels.")
 @click.option("--depth", type=click.IntRange(min=1), default=S.depth, show_default=True, help="PFJ's 3x3 convolutions.")
 @click.option("--workers", type=click.IntRange(min=0), default=S.workers, show_default=True)
@@ -164,7 +167,7 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
     if not isinstance(refiner, CompactSR) or student is None or upscaler.student_timestep is None:
         raise WeightsError("PFJ for the student needs a compact refiner with its student beside it "
                            "(NAME.student.safetensors; adadiffsr train distill)")
-    cfg = StudentPFJConfig(cache=cache, out=run_dir, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+    cfg = StudentPFJConfig(cache=cache, out=run_dir, steps=steps, batch_size=batch_size, crop=crop, learning_rate=learning_rate,
                            width=width, depth=depth, workers=workers, device=device, max_minutes=max_minutes, seed=seed)
     target = Path(out) if out else pfj_path_for(upscaler.files["weights"] or "")
     report = train_student_pfj(refiner, student, upscaler.student_timestep, cfg, target,
@@ -178,7 +181,8 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
 @click.option("--steps", type=click.IntRange(min=1), default=D.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=D.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=D.lr, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=D.learning_rate, show_default=True)
 @click.option("--adversarial-weight", type=click.FloatRange(min=0), default=D.adversarial_weight, show_default=True,
               help="Weight of the patch discriminator's loss (0: distillation alone).")
 @click.option("--adversarial-start", type=click.IntRange(min=0), default=D.adversarial_start, show_default=True,
@@ -223,7 +227,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
     teacher = upscaler.backbone
     if not isinstance(teacher, CompactSR):
         raise WeightsError("distillation needs a compact refiner as the teacher")
-    cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+    cfg = DistillConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, learning_rate=learning_rate,
                         adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, conditional=conditional,
                         gt_weight=gt_weight, texture_weight=texture_weight, texture_levels=texture_levels,
                         target=target, init=init, ema_decay=ema_decay, width=width, dtype=dtype, device=device,
@@ -241,7 +245,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
 @click.option("--steps", type=click.IntRange(min=1), default=Q.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=Q.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=Q.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=Q.lr, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=Q.learning_rate, show_default=True)
 @click.option("--teacher-weight", type=click.FloatRange(min=0), default=Q.teacher_weight, show_default=True,
               help="Weight of the L1 loss to Real-ESRGAN x4plus's output.")
 @click.option("--gt-weight", type=click.FloatRange(min=0), default=Q.gt_weight, show_default=True,
@@ -270,7 +275,7 @@ def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int
         raise click.BadParameter(f"not JSON ({e.msg})", param_hint="--model") from e
     if not isinstance(model, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--model")
-    cfg = PriorTrainConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, lr=learning_rate,
+    cfg = PriorTrainConfig(cache=cache, out=out, steps=steps, batch_size=batch_size, crop=crop, learning_rate=learning_rate,
                            teacher_weight=teacher_weight, gt_weight=gt_weight, model=model, init=init, workers=workers,
                            photos=photos, degradation=degradation,
                            device=device, max_minutes=max_minutes, seed=seed)

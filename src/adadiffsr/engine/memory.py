@@ -44,6 +44,7 @@ def tile_bytes(backbone: Backbone, tile: int, device: torch.device) -> int:
     return side * side * spec.latent_channels * spec.bytes_per_element
 
 
-def auto_batch_tiles(backbone: Backbone, tile: int, device: torch.device, budget: float = 0.25, cap: int = 64) -> int:
-    """Tiles per call so that one call takes at most ``budget`` of the free memory (1..``cap``)."""
-    return max(1, min(cap, int(free_memory(device) * budget // tile_bytes(backbone, tile, device))))
+def auto_batch_tiles(backbone: Backbone, tile: int, device: torch.device, memory_fraction: float = 0.25,
+                     cap: int = 64) -> int:
+    """Tiles per call so that one call takes at most ``memory_fraction`` of the free memory (1..``cap``)."""
+    return max(1, min(cap, int(free_memory(device) * memory_fraction // tile_bytes(backbone, tile, device))))

@@ -1,6 +1,6 @@
 """``adadiffsr serve``: one Gradio page over one loaded ``Upscaler``.
 
-Upload images, pick a look and a budget (advanced settings folded away), run, compare before and
+Upload images, pick a look and a speed (advanced settings folded away), run, compare before and
 after with a slider, see the step map and the report in words, download PNGs or a zip. Jobs run
 one at a time (``concurrency``) from a bounded queue; a closed tab or the Stop button ends its job
 at the next sampler step; every upload and result lives in a private temporary folder that is
@@ -20,7 +20,7 @@ from ..color import COLOR_FIXES
 from ..errors import AdaDiffSRError
 from ..io import IMAGE_SUFFIXES
 from .jobs import JobCancelled, JobTimedOut, Outcome, Workspace, upscale_uploads, zip_outputs
-from .presets import DEFAULT_BUDGET, DEFAULT_LOOK, LOOKS, budgets_for, preset_config
+from .presets import DEFAULT_LOOK, DEFAULT_SPEED, LOOKS, preset_config, speeds_for
 from .settings import ServeSettings
 
 
@@ -54,7 +54,7 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
     suffixes = sorted(IMAGE_SUFFIXES)
     model = model_name or type(upscaler.backbone).__name__
 
-    def run(files: list[str] | None, look: str, budget: str, seed: float, color_fix: str, tile: float,
+    def run(files: list[str] | None, look: str, speed: str, seed: float, color_fix: str, tile: float,
             request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         session = request.session_hash or "anonymous"
         cancellations.clear(session)
@@ -65,7 +65,7 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
         uploads = [(Path(f).name, Path(f)) for f in files]
         base = UpscaleConfig(seed=int(seed), color_fix=color_fix, tile=int(tile) if tile else None)
         try:
-            config = preset_config(upscaler, look, budget, base)
+            config = preset_config(upscaler, look, speed, base)
         except (ValueError, AdaDiffSRError) as e:
             return _show([], f"These settings cannot run: {e}")
         folder = workspace.job_folder(session)
@@ -115,9 +115,9 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
                 files = gr.File(label="Images", file_count="multiple", file_types=suffixes, elem_id="uploads")
                 look = gr.Radio([(v.label, k) for k, v in LOOKS.items()], value=DEFAULT_LOOK, label="Look",
                                 info="; ".join(f"{v.label}: {v.help}" for v in LOOKS.values()), elem_id="look")
-                budgets = budgets_for(upscaler)
-                budget = gr.Radio([(v.label, k) for k, v in budgets.items()], value=DEFAULT_BUDGET, label="Budget",
-                                  info="; ".join(f"{v.label}: {v.help}" for v in budgets.values()), elem_id="budget")
+                speeds = speeds_for(upscaler)
+                speed = gr.Radio([(v.label, k) for k, v in speeds.items()], value=DEFAULT_SPEED, label="Speed",
+                                  info="; ".join(f"{v.label}: {v.help}" for v in speeds.values()), elem_id="speed")
                 with gr.Accordion("Advanced settings", open=False):
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     color_fix = gr.Dropdown(list(COLOR_FIXES), value="none", label="Colour correction")
@@ -133,7 +133,7 @@ def build_app(upscaler: Upscaler, settings: ServeSettings = ServeSettings(), wor
                 summary = gr.Markdown(elem_id="summary")
                 downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads", interactive=False)
         state = gr.State([])
-        event = go.click(run, [files, look, budget, seed, color_fix, tile],
+        event = go.click(run, [files, look, speed, seed, color_fix, tile],
                          [message, shown, compare, steps, summary, downloads, state], api_name="upscale")
         halt.click(stop, None, None, cancels=[event], api_name="stop", queue=False)
         shown.change(pick, [shown, state], [compare, steps, summary], api_name=False)

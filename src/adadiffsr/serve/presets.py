@@ -1,7 +1,7 @@
-"""The page's two presets, the look (fidelity against realism) and the compute budget, as configs.
+"""The page's two presets, the look (fidelity against realism) and the speed (how much compute), as configs.
 
 Both are pure functions of the model's resolved defaults, so they mean the same thing for every
-model: a look moves where the walk starts (and the PFJ strength where the model has one), a budget
+model: a look moves where the walk starts (and the PFJ strength where the model has one), a speed
 sets how many steps it takes. Where the model's default runs its distilled student with a PFJ trained
 for it (the shipped model), a look moves PFJ's strength alone: the student starts where it was distilled.
 """
@@ -24,7 +24,7 @@ class Look:
 
 
 @dataclass(frozen=True)
-class Budget:
+class Speed:
     label: str
     step_factor: float | None  # the model's step count times this; None = no diffusion step (the prior alone)
     help: str
@@ -40,19 +40,19 @@ LOOKS: dict[str, Look] = {
     "balanced": Look("Balanced", 1.0, None, None, "the model's own setting"),
     "detailed": Look("Detailed", 1.0, 0.0, "ddim", "more natural texture by NIQE, a little lower PSNR"),
 }
-BUDGETS: dict[str, Budget] = {
-    "fast": Budget("Fast", None, "the compact prior instead of Real-ESRGAN's, then the model's own steps: about "
+SPEEDS: dict[str, Speed] = {
+    "fast": Speed("Fast", None, "the compact prior instead of Real-ESRGAN's, then the model's own steps: about "
                    "1/13 of Standard's time, as good on mild inputs, softer on heavily degraded ones (a model "
                    "without one: its restoration prior alone, no diffusion step)"),
-    "quick": Budget("Quick", 1.0, "one step of the distilled student where the plan takes any (the look's start "
+    "quick": Speed("Quick", 1.0, "one step of the distilled student where the plan takes any (the look's start "
                     "does not apply: the student starts where it was distilled)", student=True),
-    "standard": Budget("Standard", 1.0, "the model's own setting (the shipped model: one step of its student "
+    "standard": Speed("Standard", 1.0, "the model's own setting (the shipped model: one step of its student "
                        "where the plan takes any, as Quick)"),
-    "thorough": Budget("Thorough", 2.0, "twice the model's steps, the same start"),
+    "thorough": Speed("Thorough", 2.0, "twice the model's steps, the same start"),
 }
 DEFAULT_LOOK = "balanced"
-DEFAULT_BUDGET = "standard"
-STEPS_WITHOUT_PRIOR = 5  # the fast budget of a model with no prior: a few uniform steps from noise
+DEFAULT_SPEED = "standard"
+STEPS_WITHOUT_PRIOR = 5  # the Fast speed of a model with no prior: a few uniform steps from noise
 
 
 def scale_walk(timesteps: tuple[int, ...], factor: float, num_train_timesteps: int) -> tuple[int, ...]:
@@ -68,18 +68,18 @@ def scale_walk(timesteps: tuple[int, ...], factor: float, num_train_timesteps: i
     return tuple(walk)
 
 
-def budgets_for(upscaler: Upscaler) -> dict[str, Budget]:
-    """The budgets this model can run (Quick only where a student lies beside its weights)."""
-    return {k: v for k, v in BUDGETS.items() if not v.student or upscaler.has_student}
+def speeds_for(upscaler: Upscaler) -> dict[str, Speed]:
+    """The speeds this model can run (Quick only where a student lies beside its weights)."""
+    return {k: v for k, v in SPEEDS.items() if not v.student or upscaler.has_student}
 
 
-def preset_config(upscaler: Upscaler, look: str, budget: str, base: UpscaleConfig = UpscaleConfig()) -> UpscaleConfig:
-    """``base`` (seed, tiles, colour fix, ...) with the look and budget applied to the model's defaults."""
+def preset_config(upscaler: Upscaler, look: str, speed: str, base: UpscaleConfig = UpscaleConfig()) -> UpscaleConfig:
+    """``base`` (seed, tiles, colour fix, ...) with the look and speed applied to the model's defaults."""
     if look not in LOOKS:
         raise ValueError(f"unknown look {look!r}; choose one of {', '.join(LOOKS)}")
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-    chosen, spend = LOOKS[look], BUDGETS[budget]
+    if speed not in SPEEDS:
+        raise ValueError(f"unknown speed {speed!r}; choose one of {', '.join(SPEEDS)}")
+    chosen, spend = LOOKS[look], SPEEDS[speed]
     spec = upscaler.backbone.spec
     total = spec.schedule.num_train_timesteps
     resolved = upscaler.resolve(base)

@@ -45,7 +45,7 @@ class BackboneTrainConfig:
     out: str = "runs/backbone"
     steps: int = 20000  # total optimiser steps (a resumed run continues up to this)
     batch_size: int = 16
-    lr: float = 2e-4
+    learning_rate: float = 2e-4
     warmup: int = 500
     crop: int = 256  # ground-truth crop side (the input tile is crop / scale)
     degradation: str = "realesrgan-x4"  # a name in data.degradations.DEGRADATIONS
@@ -148,7 +148,7 @@ def train_backbone(
     if cfg.init is not None and not (out / "last.safetensors").is_file():
         log(f"warm start: {warm_start(model, cfg.init)} tensors from {cfg.init}")
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     state_path = out / "last.safetensors"
     step = load_training_state(state_path, model, ema, optimizer) if state_path.is_file() else 0
     if step:
@@ -179,7 +179,7 @@ def train_backbone(
     for batch in loader:
         lr_img, *prior_img, hr_img = (b.to(device, non_blocking=True) for b in batch)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+            group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / max(1, cfg.warmup))
         with autocast:
             loss = diffusion_loss(model, lr_img, hr_img, generator, prior_img[0] if prior_img else None,
                                   cfg.max_timestep)

@@ -64,7 +64,7 @@ def save_or_stop(step: int, save_every: int, max_minutes: float | None, start: f
     if step % save_every == 0:
         checkpoint()
     if max_minutes is not None and time.perf_counter() - start > max_minutes * 60:
-        log(f"time budget of {max_minutes} min reached at step {step}")
+        log(f"time limit of {max_minutes} min reached at step {step}")
         return True
     return False
 

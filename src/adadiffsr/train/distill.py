@@ -77,8 +77,8 @@ class DistillConfig:
     steps: int = 600
     batch_size: int = 8
     crop: int = 128  # ground-truth crop side (the input tile is crop / 4)
-    lr: float = 5e-5
-    discriminator_lr: float = 2e-4
+    learning_rate: float = 5e-5
+    discriminator_learning_rate: float = 2e-4
     distill_weight: float = 1.0
     gt_weight: float = 0.1
     texture_weight: float = 0.0  # L1 between the log local detail energies of the student's and the teacher's outputs
@@ -183,10 +183,10 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     for model in (student, ema.module):
         object.__setattr__(model, "prior", teacher.prior)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     d_channels = 6 if cfg.conditional else 3  # the image, and with ``conditional`` the prior's estimate beside it
     discriminator = PatchDiscriminator(in_channels=d_channels).to(device)
-    d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.discriminator_lr, betas=(0.5, 0.999))
+    d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.discriminator_learning_rate, betas=(0.5, 0.999))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path, d_path = out / "last.safetensors", out / "discriminator.safetensors"

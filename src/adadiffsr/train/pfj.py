@@ -50,7 +50,7 @@ class PFJTrainConfig:
     steps: int = 400
     batch_size: int = 8
     crop: int = 256  # ground-truth crop side (the input tile is crop / scale)
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     intervals: tuple[int, ...] = DTSS_SHIPPED.intervals  # the adaptive policy's, as upscale runs it
     width: int = 32
     degradation: str = "realesrgan-x4"  # a name in data.degradations.DEGRADATIONS
@@ -151,8 +151,8 @@ def train_pfj(backbone: Backbone, regressor: QualityRegressor, cfg: PFJTrainConf
     loss_fn = OBJECTIVES[cfg.objective]
     channels = backbone.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
     pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width)).to(device).train()
-    optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.steps)
+    optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.learning_rate, total_steps=cfg.steps)
     dataset = PairDataset(train_files, cfg.crop, backbone.spec.scale_factor, cfg.degradation, cfg.seed + 101)
     loader = DataLoader(Subset(dataset, range(cfg.steps * cfg.batch_size)), batch_size=cfg.batch_size,
                         num_workers=cfg.workers, drop_last=True)

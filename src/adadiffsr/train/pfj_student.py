@@ -50,7 +50,7 @@ class StudentPFJConfig:
     steps: int = 2000
     batch_size: int = 8
     crop: int = 128  # ground-truth sub-crop side
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     width: int = 32
     depth: int = 2
     ema_decay: float = 0.99
@@ -119,7 +119,7 @@ def train_student_pfj(refiner: CompactSR, student: Backbone, t_s: int, cfg: Stud
     channels = refiner.condition(torch.zeros(1, 3, 8, 8, device=device)).shape[1]
     pfj = FeatureInjection(PFJConfig(in_channels=channels, width=cfg.width, depth=cfg.depth, student=True)).to(device).train()
     ema = AveragedModel(pfj, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(pfj.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "last.safetensors"
@@ -142,7 +142,7 @@ def train_student_pfj(refiner: CompactSR, student: Backbone, t_s: int, cfg: Stud
     for lr_img, prior, hr in loader:
         lr_img, prior, hr = lr_img.to(device), prior.to(device), hr.to(device)
         for group in optimizer.param_groups:  # cosine to 0.1x over the run
-            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / cfg.steps)))
+            group["lr"] = cfg.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * step / cfg.steps)))
         loss = F.l1_loss(step_fn(pfj, *step_fn.start(lr_img, prior, generator)), normalize(hr))
         optimizer_step(pfj, ema, optimizer, loss)
         step += 1

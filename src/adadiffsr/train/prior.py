@@ -52,7 +52,7 @@ class PriorTrainConfig:
     out: str = "runs/prior"
     steps: int = 3000
     batch_size: int = 16
-    lr: float = 5e-4
+    learning_rate: float = 5e-4
     warmup: int = 100
     crop: int = 192  # ground-truth sub-crop side (the input is crop / 4)
     teacher_weight: float = 1.0
@@ -125,7 +125,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
                           "realesrgan-x4plus")
     model = initial_network(cfg).to(device).train()
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     state_path = out / "last.safetensors"
     step = load_training_state(state_path, model, ema, optimizer) if state_path.is_file() else 0
     if step:
@@ -153,7 +153,7 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
         warm = min(1.0, (step + 1) / max(1, cfg.warmup))
         decay = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # cosine to 0.1x over the run
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * warm * (0.1 + 0.9 * decay)
+            group["lr"] = cfg.learning_rate * warm * (0.1 + 0.9 * decay)
         with autocast:
             loss = prior_loss(model, lr_img, teacher, hr, cfg)
         optimizer_step(model, ema, optimizer, loss)

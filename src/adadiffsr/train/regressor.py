@@ -37,7 +37,7 @@ class RegressorTrainConfig:
     out: str = "weights/compact-x4.regressor.safetensors"
     epochs: int = 80
     batch_tiles: int = 16  # tiles per batch, all their steps
-    lr: float = 2e-3
+    learning_rate: float = 2e-3
     difference_weight: float = 4.0  # weight of the step-to-step differences in the loss
     tau: float = DTSS_SHIPPED.tau  # DTSS threshold, for the agreement of decisions (the upscale default)
     fr_change: str = DTSS_SHIPPED.fr_change  # DTSS reading of the FR gain, for the agreement of decisions
@@ -163,9 +163,9 @@ def train_regressor(backbone: Backbone, cfg: RegressorTrainConfig, log: Callable
     model = QualityRegressor(RegressorConfig(in_channels=channels, pool=int(meta["pool"]),
                                              nr_from=gain_config["nr_from"],
                                              num_train_timesteps=backbone.spec.schedule.num_train_timesteps))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
     steps_per_epoch = -(-train["t"].shape[0] // cfg.batch_tiles)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.learning_rate, total_steps=cfg.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(cfg.seed)
     target_all = train["performance"].float()
     for epoch in range(cfg.epochs):

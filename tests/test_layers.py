@@ -7,6 +7,7 @@ The graph is read from the source (every ``import``, including those inside func
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "adadiffsr"
@@ -175,3 +176,25 @@ def test_a_quoted_policy_name_is_caught(tmp_path: Path) -> None:
     (tmp_path / "policies" / "registry.py").write_text('NAME = "grouped"\n')
     (tmp_path / "api.py").write_text('"""grouped"""\nDEFAULT = "grouped"\n')  # a docstring is prose
     assert quoted_policy_names(tmp_path) == ["api.py:2 grouped"]
+
+
+def flags_in_library_errors(root: Path) -> list[str]:
+    """Raised messages outside ``cli/`` that name a CLI flag (``--tile``) instead of the setting
+    (`tile`, which the CLI shows as its flag); a whole command to run (``adadiffsr ... --out X``, ``apt-get``) is fine."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            text = " ".join(c.value for c in ast.walk(node.exc) if isinstance(c, ast.Constant) and isinstance(c.value, str))
+            if re.search(r"(^|[\s(/])--[a-z]", text) and not re.search(r"adadiffsr |apt-get ", text):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_library_errors_name_settings_not_flags(tmp_path: Path) -> None:
+    assert flags_in_library_errors(PACKAGE) == []
+    (tmp_path / "api.py").write_text('raise ValueError(f"pass --force {1}")\nraise ValueError("pass `force`")\n')
+    assert flags_in_library_errors(tmp_path) == ["api.py:1"]

@@ -1,4 +1,8 @@
-"""Exceptions a user can cause. The CLI prints their message as one line and exits non-zero."""
+"""Exceptions a user can cause. The CLI prints their message as one line and exits non-zero.
+
+A message names a setting in the API's terms, in backticks (`max_pixels`); the CLI shows it as its flag
+(``--max-pixels``), so one message serves both.
+"""
 
 
 class AdaDiffSRError(Exception):

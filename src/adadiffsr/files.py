@@ -69,7 +69,7 @@ def plan_jobs(
     if not folder_mode:
         check_output(out, has_alpha=False)
         if out.resolve() == paths[0].resolve() and not force:
-            raise OutputError(f"output {out} is the input file; pass --force to replace it")
+            raise OutputError(f"output {out} is the input file; pass `force` to replace it")
         for extra in (report, step_map):
             if extra and not Path(extra).parent.resolve().is_dir():
                 raise OutputError(f"output folder does not exist: {Path(extra).parent}")
@@ -96,7 +96,7 @@ def plan_jobs(
         if target.resolve() in taken:
             job.error = f"{path}: its output {target} would replace the output of {taken[target.resolve()]}"
         elif target.resolve() == path.resolve() and not force:
-            job.error = f"{path}: the output would replace the input; pass --force or another -o/--suffix"
+            job.error = f"{path}: the output would replace the input; pass `force`, or another `output` or `suffix`"
         taken.setdefault(target.resolve(), path)
         jobs.append(job)
     return jobs, True

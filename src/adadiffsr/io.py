@@ -97,7 +97,7 @@ def read_picture(path: str | os.PathLike[str], max_pixels: int | None = MAX_INPU
                 if max_pixels is not None and im.width * im.height > max_pixels:
                     raise InputImageError(
                         f"{path}: {im.width}x{im.height} is more than the {max_pixels}-pixel limit "
-                        "(raise it with --max-pixels)"
+                        "(raise it with `max_pixels`)"
                     )
                 frames = getattr(im, "n_frames", 1)
                 deep = _sixteen_bit_rgb(path, im)

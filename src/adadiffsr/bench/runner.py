@@ -60,7 +60,7 @@ def load_pairs(
 ) -> list[Pair]:
     """Pairs matched by file name (``--lr``), or made with a named degradation (``--degrade``)."""
     if lr_dir is not None and crop:
-        raise ConfigError("--crop works with --degrade only (paired inputs are used whole)")
+        raise ConfigError("`crop` works with `degrade` only (paired inputs are used whole)")
     pairs = []
     for k, path in enumerate(_images(hr_dir)[:limit]):
         hr = _center_crop(_tensor(read_image(path)), crop)
@@ -74,7 +74,7 @@ def load_pairs(
         elif degrade_name in DEGRADATIONS:
             lr = DEGRADATIONS[degrade_name](hr[0], seed * 100_003 + k)[None]
         else:
-            raise ConfigError(f"give --lr DIR or --degrade one of {', '.join(DEGRADATIONS)}")
+            raise ConfigError(f"give `lr` DIR or `degrade` one of {', '.join(DEGRADATIONS)}")
         pairs.append(Pair(path.stem, lr, hr))
     return pairs
 

@@ -16,6 +16,7 @@ from .analyze import analyze
 from .bench import bench
 from .data import data
 from .export import export
+from .options import as_flags
 from .serve import serve
 from .train import train
 from .upscale import upscale
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         if isinstance(e, AdaDiffSRError):
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {as_flags(str(e))}", err=True)
             return e.exit_code
         if isinstance(e, MemoryError):
             click.echo("error: out of memory; try a smaller --tile or --batch-tiles", err=True)
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback",
                    err=True)
         return 1
+
 
 
 def entry() -> None:

@@ -7,6 +7,7 @@ Choices and defaults come from the registries and config dataclasses (``BACKBONE
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -115,3 +116,9 @@ def progress_factory(quiet: bool) -> Callable[[str], contextlib.AbstractContextM
                 progress.stop()
 
     return bar
+
+
+def as_flags(message: str) -> str:
+    """A library message in the CLI's terms: each setting it names in backticks as its flag
+    (`max_pixels` -> --max-pixels; ``errors.py``)."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m[1].replace("_", "-"), message)

@@ -19,7 +19,17 @@ from ..policies.groups import GroupSettings
 from ..policies.registry import POLICIES
 from ..prior import COMPACT_PRIOR
 from ..prior.routing import SIGNALS, PriorRouting
-from .options import DEBUG, float_list, int_list, joined, load_upscaler, model_options, progress_factory, say_to_stderr
+from .options import (
+    DEBUG,
+    as_flags,
+    float_list,
+    int_list,
+    joined,
+    load_upscaler,
+    model_options,
+    progress_factory,
+    say_to_stderr,
+)
 
 D = UpscaleConfig  # the defaults below are its fields' and its parts' (D.dtss: DTSS as shipped)
 POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items())
@@ -134,7 +144,7 @@ def upscale(inputs: tuple[str, ...], output: str, **flags: Any) -> None:
     say = say_to_stderr(quiet)
     counts = run_jobs(
         jobs, upscaler, config, skip_existing=flags["skip_existing"], max_pixels=flags["max_pixels"] or None,
-        folder_mode=folder_mode, say=say, warn=lambda line: click.echo(line, err=True),
+        folder_mode=folder_mode, say=say, warn=lambda line: click.echo(as_flags(line), err=True),
         progress=progress_factory(quiet or rank.distributed),  # one bar per rank would interleave
     )
     counts = gather_counts(counts, rank)

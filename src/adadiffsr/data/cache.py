@@ -75,7 +75,7 @@ def build_cache(
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         if old.get("config") != meta["config"] or old.get("files") != meta["files"]:
-            raise ConfigError(f"{out} holds a cache built with other settings or photos; use another --out")
+            raise ConfigError(f"{out} holds a cache built with other settings or photos; use another `out`")
     else:
         atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     if prior is None:

@@ -125,7 +125,7 @@ def sample_tiles(
             nfe_student += int(routed[chunk].sum())
             if not bool(torch.isfinite(out).all()):
                 raise NumericalError(f"the backbone produced NaN or Inf at timestep {int(t_now.max())}; "
-                                     "try --dtype fp32 or check the weights")
+                                     "try fp32 (`dtype`) or check the weights")
             t_next = codebook.next_timestep(t_now, k_now)
             noise = _noise(x_t, chunk, t_next, generators) if stochastic else None
             x0, x_new = denoise_step(codebook, spec, out, x_t, t_now, k_now, settings.rule, noise, settings.eta)

@@ -170,7 +170,7 @@ def _plain(message: str, path: Path, name: str) -> str:
     """The message with the upload's temporary path replaced by the name the user gave it."""
     text = message.replace(str(path), name).strip()
     text = text.splitlines()[0] if text else "unknown error"
-    return text.replace(" (raise it with --max-pixels)", "")
+    return text.replace(" (raise it with `max_pixels`)", "")
 
 
 def _previews(before: Picture, after: Picture, stem: Path) -> tuple[Path, Path]:

@@ -173,7 +173,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
         initial = load_student(cfg.init, teacher)
         if initial.config.block_out_channels != student.config.block_out_channels:
             raise ConfigError(f"{cfg.init} is a student of channels {initial.config.block_out_channels}; "
-                              f"--width {cfg.width:g} makes {student.config.block_out_channels}")
+                              f"`width` {cfg.width:g} makes {student.config.block_out_channels}")
         student.load_state_dict(initial.state_dict())
     student = student.to(device).train()
     params = list(student.parameters())

@@ -108,7 +108,7 @@ def initial_network(cfg: PriorTrainConfig) -> CompactPrior:
     model = animevideo_v3() if cfg.init == "animevideov3" else load_compact_prior(cfg.init)
     wanted = CompactPriorConfig.from_dict({**model.config.to_dict(), **cfg.model})
     if wanted != model.config:
-        raise ConfigError(f"--model {cfg.model} does not fit the --init network ({model.config})")
+        raise ConfigError(f"`model` {cfg.model} does not fit the `init` network ({model.config})")
     return model.train()
 
 

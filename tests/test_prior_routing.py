@@ -225,15 +225,21 @@ def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path
         meta_data = f.metadata()
     recipe = json.loads(meta_data["adadiffsr.recipe"])
     assert recipe["steps"] == 3 and recipe["gt_weight"] == 0.5 and meta_data["adadiffsr.train_steps"] == "3"
+    assert recipe["learning_rate"] == 5e-4  # the default
     capsys.readouterr()
-    assert main([*args, "--steps", "5"]) == 0
-    assert "resumed from" in capsys.readouterr().err
+    assert main([*args, "--steps", "5", "--lr", "3e-4"]) == 0  # the old spelling: read, with a warning
+    err = capsys.readouterr().err
+    assert "resumed from" in err and "--lr is the old spelling of --learning-rate" in err
+    with safe_open(str(tmp_path / "run" / "ema.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["adadiffsr.recipe"])["learning_rate"] == 3e-4
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("psnr_y_vs_teacher" in r for r in log)
     assert main([*args, "--model", "[1]"]) == 2
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "run2"), "--steps", "1", "--init", str(tmp_path / "run" / "ema.safetensors"),
-                 "--model", '{"num_feat": 8, "num_conv": 1}']) == 0, capsys.readouterr().err
+                 "--model", '{"num_feat": 8, "num_conv": 1}', "--learning-rate", "1e-4"]) == 0, capsys.readouterr().err
+    with safe_open(str(tmp_path / "run2" / "ema.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["adadiffsr.recipe"])["learning_rate"] == 1e-4
     assert main([*args, "--out", str(tmp_path / "run3"), "--steps", "1", "--init", str(tmp_path / "run" / "ema.safetensors"),
                  "--model", '{"num_conv": 2}']) != 0  # the --init network has 1
     (tmp_path / "broken.safetensors").write_bytes(b"nope")

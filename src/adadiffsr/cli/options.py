@@ -7,6 +7,7 @@ Choices and defaults come from the registries and config dataclasses (``BACKBONE
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import click
 
 from ..api import Upscaler
 from ..backbones import BACKBONES, DEFAULT_BACKBONE
+from ..config import deprecated
 from ..devices import DEVICES, DTYPE_CHOICES
 from ..runtime import RUNTIMES
 
@@ -122,3 +124,22 @@ def as_flags(message: str) -> str:
     """A library message in the CLI's terms: each setting it names in backticks as its flag
     (`max_pixels` -> --max-pixels; ``errors.py``)."""
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m[1].replace("_", "-"), message)
+
+
+def learning_rate_option(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--learning-rate`` (diffusers' training scripts' name), passed as ``learning_rate``; ``--lr``, its
+    old spelling (``lr`` is the low-resolution image), is read with a warning until it goes."""
+    rate = click.FloatRange(min=0, min_open=True)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(*args: Any, learning_rate: float, old_lr: float | None = None, **kwargs: Any) -> Any:
+            if old_lr is not None:
+                deprecated("--lr", "--learning-rate")
+                learning_rate = old_lr
+            return command(*args, learning_rate=learning_rate, **kwargs)
+
+        run = click.option("--lr", "old_lr", type=rate, default=None, hidden=True)(run)
+        return click.option("--learning-rate", "learning_rate", type=rate, default=default, show_default=True)(run)
+
+    return decorate

@@ -18,7 +18,7 @@ from ..train.pfj import PFJTrainConfig, train_pfj
 from ..train.pfj_student import StudentPFJConfig, train_student_pfj
 from ..train.prior import PriorTrainConfig, train_prior
 from ..train.regressor import RegressorTrainConfig, train_regressor
-from .options import DEBUG, backbone_option, device_option, int_list, joined
+from .options import DEBUG, backbone_option, device_option, int_list, joined, learning_rate_option
 
 B, R, P, D = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig, DistillConfig  # the defaults below are their fields'
 Q, S = PriorTrainConfig, StudentPFJConfig
@@ -34,8 +34,7 @@ def train() -> None:
 @click.option("--out", default=B.out, show_default=True, help="Run folder (resumes from it).")
 @click.option("--steps", type=click.IntRange(min=1), default=B.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=B.batch_size, show_default=True)
-@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=B.learning_rate, show_default=True)
+@learning_rate_option(B.learning_rate)
 @click.option("--crop", type=click.IntRange(min=16), default=B.crop, show_default=True)
 @click.option("--degradation", type=click.Choice(tuple(DEGRADATIONS)), default=B.degradation, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=B.workers, show_default=True)
@@ -119,8 +118,7 @@ def train_regressor_cmd(traces: str, val_traces: str, out: str, epochs: int, wei
               help="Uniform interval of the training walk (chain objective).")
 @click.option("--intervals", default=joined(P.intervals), show_default=True,
               help="Intervals the previous estimates are drawn at (step objective).")
-@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=P.learning_rate, show_default=True)
+@learning_rate_option(P.learning_rate)
 @click.option("--weights", help="Backbone weights, with its regressor beside it (default: the shipped model).")
 @backbone_option()
 @device_option(P.device)
@@ -147,8 +145,7 @@ def train_pfj_cmd(photos: str, out: str, steps: int, batch_size: int, crop: int,
 @click.option("--steps", type=click.IntRange(min=1), default=S.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=S.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=S.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=S.learning_rate, show_default=True)
+@learning_rate_option(S.learning_rate)
 @click.option("--width", type=click.IntRange(min=1), default=S.width, show_default=True, help="PFJ's channels.")
 @click.option("--depth", type=click.IntRange(min=1), default=S.depth, show_default=True, help="PFJ's 3x3 convolutions.")
 @click.option("--workers", type=click.IntRange(min=0), default=S.workers, show_default=True)
@@ -181,8 +178,7 @@ def train_pfj_student_cmd(cache: str, run_dir: str, out: str | None, steps: int,
 @click.option("--steps", type=click.IntRange(min=1), default=D.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=D.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=D.learning_rate, show_default=True)
+@learning_rate_option(D.learning_rate)
 @click.option("--adversarial-weight", type=click.FloatRange(min=0), default=D.adversarial_weight, show_default=True,
               help="Weight of the patch discriminator's loss (0: distillation alone).")
 @click.option("--adversarial-start", type=click.IntRange(min=0), default=D.adversarial_start, show_default=True,
@@ -245,8 +241,7 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
 @click.option("--steps", type=click.IntRange(min=1), default=Q.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=Q.batch_size, show_default=True)
 @click.option("--crop", type=click.IntRange(min=16), default=Q.crop, show_default=True, help="Ground-truth crop side.")
-@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=Q.learning_rate, show_default=True)
+@learning_rate_option(Q.learning_rate)
 @click.option("--teacher-weight", type=click.FloatRange(min=0), default=Q.teacher_weight, show_default=True,
               help="Weight of the L1 loss to Real-ESRGAN x4plus's output.")
 @click.option("--gt-weight", type=click.FloatRange(min=0), default=Q.gt_weight, show_default=True,

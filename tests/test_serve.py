@@ -240,3 +240,16 @@ def test_with_a_pfj_for_the_student_a_look_moves_pfj_not_the_start():
     assert model.injection(faithful) is not None and model.injection(detailed) is None
     thorough = model.resolve(preset_config(model, "faithful", "thorough"))  # no student there: the look's start
     assert thorough.sampling.strength == pytest.approx(0.24)
+
+
+def test_serve_refuses_a_bad_login_before_loading_and_the_page_limit_is_below_the_cli_s(capsys):
+    """--auth takes USER:PASSWORD (Gradio's login); the page refuses inputs the CLI would take."""
+    from adadiffsr.cli import main
+    from adadiffsr.io import MAX_INPUT_PIXELS
+    from adadiffsr.serve.settings import PAGE_MAX_PIXELS, ServeSettings
+
+    assert main(["serve", "--auth", "nocolon", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "USER:PASSWORD" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert ServeSettings().max_pixels == PAGE_MAX_PIXELS < MAX_INPUT_PIXELS
+    assert ServeSettings().auth == () and ServeSettings().job_seconds is not None

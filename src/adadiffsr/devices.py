@@ -11,7 +11,9 @@ DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bf16 where measured 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, mps: bool = True) -> torch.device:
+    """A device name as users give it; ``auto``: CUDA, else MPS (unless ``mps=False``: training, which is
+    not measured there), else the CPU."""
     if name.startswith("cuda:") and name[5:].isdigit():  # one GPU of several (a rank of a launcher)
         if not torch.cuda.is_available() or int(name[5:]) >= torch.cuda.device_count():
             raise ConfigError(f"device {name} asked for, but this PyTorch sees {torch.cuda.device_count()} CUDA devices")
@@ -21,7 +23,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if torch.backends.mps.is_available():
+        if mps and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -36,6 +38,14 @@ def resolve_dtype(name: str) -> torch.dtype:
         raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}"
                           + (" (auto is resolved by Upscaler.from_pretrained)" if name == "auto" else ""))
     return DTYPES[name]
+
+
+def training_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` for training: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16),
+    else fp32 (inference's rule, ``api.auto_dtype``, also asks which backbone and runtime run)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()) else torch.float32
+    return resolve_dtype(name)
 
 
 def cpu_runs_bf16() -> bool:

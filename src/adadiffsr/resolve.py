@@ -43,7 +43,7 @@ from .prior.routing import ROUTED, default_share
 # policy): on the 8 validation photos the shipped one took 0.85x the time of the teacher's walk at -0.05 dB
 # PSNR-Y and -1.8% NIQE, and -0.07 dB, -4.5% NIQE on 14 photos of a source never seen (docs/benchmarks.md).
 # PFJ at 0.5 was picked for the first model on its training photos (+0.3 dB, NIQE -2.8% on its held-out ones).
-SAMPLING_FALLBACK: dict[str, Any] = {"policy": DTSS_POLICY, "rule": "ddim", "eta": 0.0, "student": True, "fidelity": 0.5}
+SAMPLING_FALLBACK = UpscaleConfig.partial(policy=DTSS_POLICY, rule="ddim", eta=0.0, student=True, fidelity=0.5)
 # What weights files written before the rename call a sampling key; read with a warning until REMOVED_IN.
 LEGACY_SAMPLING_KEYS = {"sampler": "policy"}
 
@@ -63,7 +63,7 @@ class ModelFacts:
 
 def model_defaults(spec: BackboneSpec) -> UpscaleConfig:
     """The model's sampling defaults over ``SAMPLING_FALLBACK``, as a partial config (None = unset);
-    a legacy key is renamed (the shipped refiner's file says ``sampler``), and a name no config has
+    a legacy key is renamed (older files say ``sampler``), and a name no config has
     or a value no config takes is the weights file's error."""
     renamed = {**LEGACY_SAMPLING_KEYS, **OPTION_ALIASES}
     own = {renamed.get(key, key): value for key, value in spec.sampling.items()}
@@ -71,7 +71,7 @@ def model_defaults(spec: BackboneSpec) -> UpscaleConfig:
     if unknown:
         raise WeightsError(f"the weights file's sampling defaults name an option no config has: {unknown[0]!r}")
     try:
-        return UpscaleConfig.partial(**{**SAMPLING_FALLBACK, **own})
+        return UpscaleConfig.partial(**{**SAMPLING_FALLBACK.options(), **own})
     except ConfigError as error:
         raise WeightsError(f"the weights file's sampling defaults: {error}") from None
 

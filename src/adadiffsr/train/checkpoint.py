@@ -80,15 +80,5 @@ def optimizer_step(model: torch.nn.Module, ema: Any, optimizer: torch.optim.Opti
 
 
 def training_device(name: str) -> torch.device:
-    """``auto``: CUDA where there is one, else the CPU (not MPS: training is not measured there); any
-    other name as ``devices.resolve_device`` checks it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return devices.resolve_device(name)
-
-
-def training_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 where the device runs it natively (CUDA, a CPU with AMX- or AVX512-BF16), else fp32."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and devices.cpu_runs_bf16()) else torch.float32
-    return devices.resolve_dtype(name)
+    """``devices.resolve_device`` without MPS for ``auto``: training is measured on CUDA and CPUs only."""
+    return devices.resolve_device(name, mps=False)

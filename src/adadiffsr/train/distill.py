@@ -54,11 +54,12 @@ from ..core.precision import autocast
 from ..core.schedule import SkipCodebook, add_noise
 from ..core.step import denoise_step
 from ..data.cache import CacheDataset, read_cache_config
+from ..devices import training_dtype
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..policies.timesteps import TimestepsPolicy
 from ..prior.runner import compact_prior_from
-from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device, training_dtype
+from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device
 from .log import TrainingLog
 from .prune import prune_into
 from .teacher import default_target, distill_walk, teacher_walk

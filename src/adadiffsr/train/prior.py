@@ -30,6 +30,7 @@ from ..data.cache import CacheDataset, read_cache_config
 from ..data.degradations import parse_mix
 from ..data.pairs import PairDataset
 from ..data.photos import split_files
+from ..devices import training_dtype
 from ..errors import ConfigError
 from ..metrics.psnr import psnr_y
 from ..prior.compact import ARCHITECTURE, CompactPrior, CompactPriorConfig, animevideo_v3, load_compact_prior
@@ -43,7 +44,6 @@ from .checkpoint import (
     save_or_stop,
     save_training_state,
     training_device,
-    training_dtype,
 )
 from .log import TrainingLog
 

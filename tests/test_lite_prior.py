@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,6 @@ from safetensors import safe_open
 
 from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.cli import main
-from adadiffsr.data.cache import CacheConfig, build_cache
 from adadiffsr.errors import ConfigError
 from adadiffsr.prior import PRIORS, PriorInfo, load_prior
 from adadiffsr.prior.lite import ARCHITECTURE, lite_config, load_lite_prior, truncated_x4plus
@@ -20,8 +17,7 @@ from adadiffsr.prior.runner import compact_prior_from
 from adadiffsr.weights import save_module
 
 from .conftest import tiny_refiner, tiny_rrdbnet
-from .test_prior_routing import WALK, half_flat_half_textured, tiny_compact_prior
-from .test_refiner import _photos
+from .test_prior_routing import WALK, half_flat_half_textured, tiny_compact_prior, x4plus_cache
 
 
 def test_the_lite_prior_is_x4plus_cut_to_its_first_blocks_with_its_whole_tail():
@@ -75,12 +71,7 @@ def test_a_model_offers_its_lite_prior_where_the_file_is_and_runs_it_over_the_wh
 
 
 def test_train_prior_init_x4plus_n_trains_and_resumes_the_lite_prior_from_the_cli(tmp_path, tiny_prior, capsys):
-    files = _photos(tmp_path)
-    build_cache(files, tmp_path / "cache", 4, CacheConfig(prior="tiny-test", crop=64, shard_size=2), load_prior("tiny-test"))
-    meta = tmp_path / "cache" / "cache.json"
-    data = json.loads(meta.read_text())
-    data["config"]["prior"] = "realesrgan-x4plus"  # the command distils x4plus only: pretend this cache is one
-    meta.write_text(json.dumps(data))
+    x4plus_cache(tmp_path, count=4, shard_size=2)
     args = ["train", "prior", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--crop", "32",
             "--batch-size", "1", "--workers", "0", "--init", "x4plus:1"]
     code = main([*args, "--steps", "1"])

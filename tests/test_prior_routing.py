@@ -208,14 +208,20 @@ def test_cli_prior_flags(routable, tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "o3.png"), "--prior-share", "2"]) == 2
 
 
-def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path, tiny_prior, capsys):
+def x4plus_cache(tmp_path, count: int = 8, shard_size: int = 4) -> list:
+    """A prior cache of the tiny prior, labelled as x4plus's (the command distils x4plus only); the photos."""
     files = _photos(tmp_path)
-    build_cache(files, tmp_path / "cache", 8, CacheConfig(prior="tiny-test", crop=64, shard_size=4),
+    build_cache(files, tmp_path / "cache", count, CacheConfig(prior="tiny-test", crop=64, shard_size=shard_size),
                 load_prior("tiny-test"))
     meta = tmp_path / "cache" / "cache.json"
     data = json.loads(meta.read_text())
-    data["config"]["prior"] = "realesrgan-x4plus"  # the command distils x4plus only: pretend this cache is one
+    data["config"]["prior"] = "realesrgan-x4plus"
     meta.write_text(json.dumps(data))
+    return files
+
+
+def test_train_prior_from_the_cli_distils_resumes_and_writes_its_recipe(tmp_path, tiny_prior, capsys):
+    files = x4plus_cache(tmp_path)
     args = ["train", "prior", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--crop", "32",
             "--batch-size", "2", "--workers", "0", "--model", '{"num_feat": 8, "num_conv": 1}']
     assert main([*args, "--steps", "3"]) == 0, capsys.readouterr().err

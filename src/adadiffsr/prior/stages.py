@@ -58,8 +58,8 @@ class PriorStages:
         if own is None or prior in (None, own.info.name):
             return None
         if prior != ROUTED:
-            network = self._load(str(prior))
-            return lambda lr: PriorEstimate(network(lr), compact=prior == self.stand_in)
+            network, compact_estimate = self._load(str(prior)), prior == self.stand_in
+            return lambda lr: PriorEstimate(network(lr), compact=compact_estimate)
         compact = self._load(str(own.info.stand_in))
         share = float(routing.prior_share)  # type: ignore[arg-type]
         return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)

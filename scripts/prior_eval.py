@@ -19,7 +19,7 @@ from adadiffsr.data.degradations import DEGRADATIONS
 from adadiffsr.data.pairs import load_rgb
 from adadiffsr.metrics.psnr import psnr_y
 from adadiffsr.prior import load_prior
-from adadiffsr.prior.runner import compact_prior_from
+from adadiffsr.prior.runner import prior_from_file
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     full = None
-    candidates = {weights: compact_prior_from(weights) for weights in args.weights}
+    candidates = {weights: prior_from_file(weights) for weights in args.weights}
     for name in args.degrade.split(","):
         rows: dict[str, list[float]] = {}
         for k, path in enumerate(sorted(args.photos.glob("*.png"))):

@@ -13,7 +13,7 @@ from adadiffsr.errors import ConfigError
 from adadiffsr.prior import PRIORS, PriorInfo, load_prior
 from adadiffsr.prior.lite import ARCHITECTURE, lite_config, load_lite_prior, truncated_x4plus
 from adadiffsr.prior.rrdbnet import RRDBNet, load_realesrgan
-from adadiffsr.prior.runner import compact_prior_from
+from adadiffsr.prior.runner import prior_from_file
 from adadiffsr.weights import save_module
 
 from .conftest import tiny_refiner, tiny_rrdbnet
@@ -81,7 +81,7 @@ def test_train_prior_init_x4plus_n_trains_and_resumes_the_lite_prior_from_the_cl
         assert f.metadata()["adadiffsr.architecture"] == ARCHITECTURE
     lite = load_lite_prior(path)
     assert lite_config(lite) == {"num_blocks": 1, "nf": 64, "gc": 32}
-    assert compact_prior_from(path).info.name == "lite-prior-x4"  # a candidate file runs as the lite prior
+    assert prior_from_file(path).info.name == "lite-prior-x4"  # a candidate file runs as the lite prior
     assert main([*args, "--steps", "2"]) == 0 and "resumed from" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "r2"), "--init", "x4plus:four", "--steps", "1"]) == 2
     assert "x4plus:4" in capsys.readouterr().err

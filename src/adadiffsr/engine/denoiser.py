@@ -44,9 +44,10 @@ class Denoiser:
         chosen = torch.zeros(n, dtype=torch.long, device=device)
         if self.by_student is None or self.student is None:
             return chosen
-        chosen[self.by_student.to(device)] = STUDENT
+        by_student = self.by_student.to(device)
+        chosen[by_student] = STUDENT
         if self.compact_student is not None and self.on_compact is not None:
-            chosen[self.by_student.to(device) & self.on_compact.to(device)] = COMPACT_STUDENT
+            chosen[by_student & self.on_compact.to(device)] = COMPACT_STUDENT
         return chosen
 
     def __call__(self, x: Tensor, t: Tensor, c: Tensor, network: Tensor) -> Tensor:

@@ -177,7 +177,7 @@ def load_prior(name: str, tile: int = 256, overlap: int = 16, runtime: str = "au
     return Prior(info, info.loader(), tile, overlap, external)
 
 
-def compact_prior_from(path: str | Path) -> Prior:
+def prior_from_file(path: str | Path) -> Prior:
     """The compact or lite prior from a weights file of its own (a candidate, not the shipped one), as
     ``load_prior`` runs it; which one the file's architecture says."""
     from ..weights import read_metadata

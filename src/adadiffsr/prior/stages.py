@@ -33,16 +33,13 @@ class PriorStages:
         names: tuple[str, ...] = (self.own.info.name,)
         if self.stand_in is not None:
             names += (ROUTED, self.stand_in)
-        lite = self.own.info.lite
-        if lite is not None and lite in PRIORS and PRIORS[lite].available():
-            names += (lite,)
-        return names
+        lite = _here(self.own.info.lite)
+        return names if lite is None else (*names, lite)
 
     @property
     def stand_in(self) -> str | None:
         """The cheaper prior this model offers over the whole image (the compact prior), if any."""
-        stand_in = None if self.own is None else self.own.info.stand_in
-        return stand_in if stand_in is not None and stand_in in PRIORS and PRIORS[stand_in].available() else None
+        return None if self.own is None else _here(self.own.info.stand_in)
 
     def _load(self, name: str) -> Prior:
         if name not in self._loaded:
@@ -63,3 +60,8 @@ class PriorStages:
         compact = self._load(str(own.info.stand_in))
         share = float(routing.prior_share)  # type: ignore[arg-type]
         return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)
+
+
+def _here(name: str | None) -> str | None:
+    """``name`` where it is a known prior whose weights are here, else None."""
+    return name if name is not None and name in PRIORS and PRIORS[name].available() else None

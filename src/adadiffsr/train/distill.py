@@ -58,7 +58,7 @@ from ..devices import training_dtype
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..policies.timesteps import TimestepsPolicy
-from ..prior.runner import compact_prior_from
+from ..prior.runner import prior_from_file
 from .checkpoint import load_training_state, save_or_stop, save_training_state, training_device
 from .log import TrainingLog
 from .prune import prune_into
@@ -158,7 +158,7 @@ def train_distill(teacher: CompactSR, cfg: DistillConfig, student_out: Path,
     if not 0 <= cfg.student_estimate_share <= 1:
         raise ConfigError(f"the student estimate's share must be in [0, 1], got {cfg.student_estimate_share}")
     dtype = training_dtype(cfg.dtype, device)
-    stand_in = None if cfg.student_estimate is None else compact_prior_from(cfg.student_estimate)
+    stand_in = None if cfg.student_estimate is None else prior_from_file(cfg.student_estimate)
     if stand_in is not None:
         stand_in = stand_in.to(device)
         stand_in.use_dtype(dtype)

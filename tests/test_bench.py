@@ -119,6 +119,14 @@ def test_the_real_esrgan_peer_runs_in_the_dtype_auto_picks():
         build_methods(["realesrgan:runtime=ncnn,dtype=bf16"], None, "cpu", "auto")
 
 
+def test_a_method_with_a_list_setting_is_labelled_without_a_slash(folders):
+    """A label names the folder of a method's saved images: ``intervals=250/500`` must not nest folders."""
+    from adadiffsr.bench.methods import build_methods
+
+    (method,) = build_methods(["adaptive:intervals=250/500"], str(folders[2]), "cpu", "fp32")
+    assert method.label == "adaptive-intervals250+500" and "/" not in method.label
+
+
 def test_a_method_can_run_a_candidate_model_beside_the_main_one(folders, tmp_path, capsys):
     """``weights=FILE`` in a method: that model runs it (labelled by its folder), the others run ``--weights``."""
     hr, lr, weights = folders

@@ -155,7 +155,8 @@ def build_methods(specs: list[str], weights: str | None, device: str, dtype: str
                     values[key] = _convert(raw, fields[key].type)
             config = UpscaleConfig(**values)
             named = spec if engine_weights == weights else spec.replace(str(engine_weights), Path(str(engine_weights)).parent.name)
-            label = named.replace(":", "-").replace(",", "-").replace("=", "")
+            # a label names a folder of --save-images: lists (1/2/3) are joined by "+", not "/"
+            label = named.replace(":", "-").replace(",", "-").replace("=", "").replace("/", "+")
             label += "".join(f"-{value}" for value, default, setting in ((engine_runtime, "torch", "runtime="),
                                                                           (ran_dtype, "fp32", "dtype="))
                              if value != default and setting not in spec)

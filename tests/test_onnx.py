@@ -159,7 +159,7 @@ def test_the_bench_runs_onnx_and_torch_methods_side_by_side(exported):
 
     methods = build_methods(["grouped:timesteps=399/149/29", "grouped:timesteps=399/149/29,runtime=onnx"],
                             str(exported), "cpu", "fp32")
-    assert [m.label for m in methods] == ["grouped-timesteps399/149/29", "grouped-timesteps399/149/29-runtimeonnx"]
+    assert [m.label for m in methods] == ["grouped-timesteps399+149+29", "grouped-timesteps399+149+29-runtimeonnx"]
     assert methods[0].upscaler.runtime == "torch" and methods[1].upscaler.runtime == "onnx"
     lr = torch.from_numpy(np.asarray(_image(), dtype=np.float32) / 255).permute(2, 0, 1)[None]
     (a, nfe_a), (b, nfe_b) = methods[0](lr), methods[1](lr)

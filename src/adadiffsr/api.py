@@ -227,7 +227,7 @@ class Upscaler:
 
     def prior_stage(self, config: UpscaleConfig) -> PriorStage | None:
         """Stage 1 for a resolved config: None for the backbone's own prior over the whole image."""
-        return self.prior_stages.stage(config.prior, config.routing)
+        return self.prior_stages.stage(config.prior, config.routing, float(config.fidelity or 0.0))
 
     def run(self, lr: Tensor, config: UpscaleConfig, progress: ProgressFn | None = None) -> PipelineOutput:
         """The engine on a ``(1, 3, H, W)`` tensor in ``[-1, 1]`` on this device: sampler, gain, PFJ
@@ -283,7 +283,8 @@ class Upscaler:
             "backbone": type(getattr(self.backbone, "inner", self.backbone)).__name__,
             "runtime": self.runtime,
             "prior": config.prior,  # as resolved: routed, or the one prior over the whole image
-            "prior_runtime": None if self.backbone.prior is None else self.backbone.prior.runtime,
+            "prior_tail_fidelity": self.prior_stages.tail_fidelity(config.prior, float(config.fidelity or 0.0)),  # its tail
+            "prior_runtime": None if (own := self.backbone.prior) is None else own.runtime_at(config.fidelity or 0.0),
             "files": self.files,
         }
         tile, overlap = resolve_tiling(self.backbone, config.tiling)

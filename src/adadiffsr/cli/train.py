@@ -1,4 +1,4 @@
-"""``adadiffsr train``: the refiner (or compact backbone), the gain regressor and PFJ."""
+"""``adadiffsr train``: the refiner (or compact backbone), the gain regressor, PFJ, the priors and x4plus's faithful tail."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ..train.pfj_student import StudentPFJConfig, train_student_pfj
 from ..train.prior import PriorTrainConfig, train_prior
 from ..train.regressor import RegressorTrainConfig, train_regressor
 from .options import DEBUG, backbone_option, device_option, int_list, joined, learning_rate_option
+from .train_tail import train_fidelity_tail_cmd
 
 B, R, P, D = BackboneTrainConfig, RegressorTrainConfig, PFJTrainConfig, DistillConfig  # the defaults below are their fields'
 Q, S = PriorTrainConfig, StudentPFJConfig
@@ -278,3 +279,6 @@ def train_prior_cmd(cache: str, out: str, steps: int, batch_size: int, crop: int
                            device=device, max_minutes=max_minutes, seed=seed)
     path = train_prior(cfg, log=lambda line: click.echo(line, err=True))
     click.echo(f"EMA weights: {path}", err=True)
+
+
+train.add_command(train_fidelity_tail_cmd)

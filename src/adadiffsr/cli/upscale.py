@@ -105,9 +105,9 @@ POLICY_HELP = "; ".join(f"{name}: {kind.help}" for name, kind in POLICIES.items(
                    "a gain, the exact metrics without one), exact, or learned. none: the old name of auto, "
                    "read until adadiffsr 0.3.")
 @click.option("--fidelity", type=click.FloatRange(0, 4),
-              help="PFJ strength: 0 = the backbone (or its student) alone, the most texture; 1 = as trained, "
-                   "smoother and more faithful; [default: the model's: 0 for the shipped model, 0.5 where the "
-                   "weights file names none]")
+              help="Fidelity against invented texture: 0 = the most texture; 1 = closest to the truth (the "
+                   "prior's faithful tail and PFJ at full strength; between: interpolated; PFJ alone above 1) "
+                   "[default: the model's: 0 for the shipped model, 0.5 where the weights file names none]")
 @click.option("--ext", type=click.Choice(OUTPUT_EXTENSIONS), default="png", show_default=True,
               help="Output format in folder mode.")
 @click.option("--suffix", default="", help="Appended to output names in folder mode (photo -> photo_SUFFIX.png).")
@@ -138,8 +138,11 @@ def upscale(inputs: tuple[str, ...], output: str, **flags: Any) -> None:
         device = rank_device(device, rank)
     upscaler = load_upscaler(flags["weights"], device, flags["dtype"], flags["backbone"], flags["runtime"],
                              flags["prompt"], flags["negative_prompt"], flags["guidance_scale"], flags["noise_level"])
-    if upscaler.pfj is None and click.get_current_context().get_parameter_source("fidelity") != click.core.ParameterSource.DEFAULT:
-        click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors): --fidelity has no effect", err=True)
+    tail = upscaler.backbone.prior is not None and upscaler.backbone.prior.fidelity_tail is not None
+    if upscaler.pfj is None and not tail and \
+            click.get_current_context().get_parameter_source("fidelity") != click.core.ParameterSource.DEFAULT:
+        click.echo("warning: no PFJ file beside the weights (NAME.pfj.safetensors) and no faithful tail for the "
+                   "prior: --fidelity has no effect", err=True)
     quiet = flags["quiet"]
     say = say_to_stderr(quiet)
     counts = run_jobs(

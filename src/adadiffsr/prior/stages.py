@@ -7,6 +7,8 @@ first time a choice needs it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ..engine.pipeline import PriorStage
@@ -22,6 +24,15 @@ class PriorStages:
         self.own, self.device, self.dtype = own, device, dtype
         self.files = files  # the model's record of what was loaded from where, for reports
         self._loaded: dict[str, Prior] = {}
+        if own is not None and own.fidelity_tail is not None and own.info.fidelity_tail is not None:
+            self.files["prior_fidelity_tail"] = str(own.info.fidelity_tail())
+
+    def tail_fidelity(self, prior: str | None, fidelity: float) -> float:
+        """How far ``fidelity`` moved the own prior's tail toward its faithful one for a resolved choice
+        (0 where the own prior does not run: the stand-in or the lite prior over the whole image)."""
+        if self.own is None or prior not in (None, self.own.info.name, ROUTED):
+            return 0.0
+        return self.own.tail_fidelity(fidelity)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -49,17 +60,21 @@ class PriorStages:
             self.files["prior_stand_in" if name == self.stand_in else "prior_lite"] = PRIORS[name].source
         return self._loaded[name]
 
-    def stage(self, prior: str | None, routing: PriorRouting) -> PriorStage | None:
-        """Stage 1 for a resolved choice: None for the backbone's own prior over the whole image."""
+    def stage(self, prior: str | None, routing: PriorRouting, fidelity: float = 0.0) -> PriorStage | None:
+        """Stage 1 for a resolved choice: None for the backbone's own prior over the whole image as it is.
+        ``fidelity`` moves the own prior's tail toward its faithful one, where it has one (``Prior.forward``)."""
         own = self.own
-        if own is None or prior in (None, own.info.name):
+        if own is None:
             return None
+        full = own if own.tail_fidelity(fidelity) == 0 else partial(own, fidelity=fidelity)
+        if prior in (None, own.info.name):
+            return None if full is own else (lambda lr: PriorEstimate(full(lr)))
         if prior != ROUTED:
             network, compact_estimate = self._load(str(prior)), prior == self.stand_in
             return lambda lr: PriorEstimate(network(lr), compact=compact_estimate)
         compact = self._load(str(own.info.stand_in))
         share = float(routing.prior_share)  # type: ignore[arg-type]
-        return lambda lr: routed_prior(lr, compact, own, routing, share, own.scale)
+        return lambda lr: routed_prior(lr, compact, full, routing, share, own.scale)
 
 
 def _here(name: str | None) -> str | None:

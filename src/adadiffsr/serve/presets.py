@@ -35,8 +35,9 @@ class Speed:
 # against Balanced, Faithful has +0.0015 SSIM and fewer artefacts by PIQE at 2-6% worse NIQE;
 # Detailed (DDIM) has 1-4% better NIQE at 0.1-0.25 dB lower PSNR. Small trades, reported as such.
 LOOKS: dict[str, Look] = {
-    "faithful": Look("Faithful", 0.6, 1.0, None, "closest to the input: less is invented (PFJ at full strength, "
-                     "and the walk starts later where the model has no PFJ for its student)"),
+    "faithful": Look("Faithful", 0.6, 1.0, None, "closest to the input: less is invented (the prior's faithful "
+                     "tail and PFJ at full strength, and the walk starts later where the model has no PFJ for its "
+                     "student)"),
     "balanced": Look("Balanced", 1.0, None, None, "the model's own setting"),
     "detailed": Look("Detailed", 1.0, 0.0, "ddim", "more natural texture by NIQE, a little lower PSNR"),
 }

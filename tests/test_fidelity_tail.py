@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from adadiffsr import UpscaleConfig, Upscaler
 from adadiffsr.cli import main
@@ -116,3 +117,23 @@ def test_train_fidelity_tail_from_the_cli_learns_resumes_and_writes_its_recipe(t
     bad.write_bytes(b"not a weights file")
     with pytest.raises(WeightsError, match="not a valid safetensors"):
         load_fidelity_tail(bad)
+
+
+def test_a_cache_at_a_fidelity_stores_the_faithful_prior_s_output_and_says_so(tmp_path, tail_file):
+    from adadiffsr.data.cache import CacheConfig, build_cache
+
+    from .test_refiner import _photos
+
+    files = _photos(tmp_path)
+    plain, moved = CacheConfig(prior="tiny-test", crop=32, shard_size=2), CacheConfig(prior="tiny-test", crop=32,
+                                                                                     shard_size=2, fidelity=1.0)
+    assert "fidelity" not in plain.to_json() and moved.to_json()["fidelity"] == 1.0  # old caches keep their settings
+    prior = load_prior("tiny-test")
+    for name, cfg in (("plain", plain), ("moved", moved)):
+        build_cache(files, tmp_path / name, 2, cfg, prior)
+    own, faithful = (load_file(str(tmp_path / n / "shard-00000.safetensors")) for n in ("plain", "moved"))
+    assert torch.equal(own["lr"], faithful["lr"]) and torch.equal(own["hr"], faithful["hr"])  # the same crops
+    expected = ((prior(own["lr"][:1].float() / 127.5 - 1, fidelity=1.0) + 1) * 127.5).round().clamp(0, 255)
+    assert (faithful["prior"][:1].float() - expected).abs().max() <= 1
+    assert not torch.equal(own["prior"], faithful["prior"])
+    assert json.loads((tmp_path / "moved" / "cache.json").read_text())["config"]["fidelity"] == 1.0

@@ -105,7 +105,7 @@ class UpscaleConfig:
     color_fix: str = "none"
     outscale: float | None = None  # final scale; None = the backbone's own
     gain: str = "auto"  # information gain per step (MMLE): auto, exact (the metrics) or learned (the regressor)
-    fidelity: float | None = None  # PFJ strength: 0 = off (the backbone alone), 1 = as trained; None = the model's
+    fidelity: float | None = None  # 0 = most texture, 1 = faithful (PFJ and the prior tail); None = the model's
     # default (0.5 where its weights file names none); ignored without a PFJ file
 
     def __init__(self, policy: str | None = None, *, sampling: SamplingOptions | None = None,

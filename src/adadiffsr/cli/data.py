@@ -38,17 +38,20 @@ def data_photos(out: str, max_side: int, debug: bool) -> None:
 @click.option("--mix", default=",".join(f"{name}:{w:g}" for name, w in C.mix), show_default=True,
               help="Degradations and their weights.")
 @click.option("--prior", type=click.Choice(tuple(PRIORS)), default=C.prior, show_default=True)
+@click.option("--fidelity", type=click.FloatRange(0, 1), default=C.fidelity, show_default=True,
+              help="Run the prior at this --fidelity (its faithful tail where it has one): PFJ trained on such a "
+                   "cache learns the student's step over the faithful estimate.")
 @click.option("--seed", type=int, default=C.seed, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @DEBUG
-def data_cache(photos: str, out: str, count: int, crop: int, mix: str, prior: str, seed: int,
+def data_cache(photos: str, out: str, count: int, crop: int, mix: str, prior: str, fidelity: float, seed: int,
                threads: int | None, debug: bool) -> None:
     """Cache (input, prior output, ground truth) crops of the training photos for `train backbone --cache`."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = CacheConfig(prior=prior, crop=crop, mix=parse_mix(mix), seed=seed)
+    cfg = CacheConfig(prior=prior, crop=crop, mix=parse_mix(mix), seed=seed, fidelity=fidelity)
     written = build_cache(split_files(Path(photos), "train"), Path(out), count, cfg,
                           log=lambda m: click.echo(m, err=True))
     click.echo(f"{written} new crops under {out}", err=True)

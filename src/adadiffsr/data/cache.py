@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..core.pixels import denormalize, normalize
+from ..devices import cpu_runs_bf16
 from ..errors import ConfigError, InputImageError
 from ..io import atomic_write
 from .degradations import DEGRADATIONS
@@ -37,9 +38,12 @@ class CacheConfig:
     seed: int = 0
     shard_size: int = 32
     scale: int = 4
+    fidelity: float = 0.0  # the prior's --fidelity (its faithful tail, prior/fidelity_tail.py); 0: the prior itself
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self) | {"mix": [list(m) for m in self.mix]}
+        """The settings as ``cache.json`` holds them (a fidelity of 0 left out, as caches made before it were)."""
+        settings = asdict(self) | {"mix": [list(m) for m in self.mix]}
+        return settings if self.fidelity else {k: v for k, v in settings.items() if k != "fidelity"}
 
 
 def _to_u8(x: Tensor) -> Tensor:
@@ -60,10 +64,11 @@ def make_crop(files: list[Path], images: dict[int, Tensor], cfg: CacheConfig, i:
 
 def build_cache(
     files: list[Path], out: Path, count: int, cfg: CacheConfig = CacheConfig(),
-    prior: Callable[[Tensor], Tensor] | None = None, log: Callable[[str], None] = print,
+    prior: Callable[..., Tensor] | None = None, log: Callable[[str], None] = print,
 ) -> int:
     """Write shards until the cache holds ``count`` crops (rounded up to whole shards); returns
-    the number of crops written in this call. ``prior`` maps ``(1, 3, h, w)`` in ``[-1, 1]`` to x4."""
+    the number of crops written in this call. ``prior`` maps ``(1, 3, h, w)`` in ``[-1, 1]`` to x4
+    (called with ``fidelity=`` when ``cfg.fidelity`` is not 0)."""
     if not files:
         raise InputImageError("no training photos for the cache")
     unknown = [n for n, _ in cfg.mix if n not in DEGRADATIONS]
@@ -81,7 +86,10 @@ def build_cache(
     if prior is None:
         from ..prior import load_prior
 
-        prior = load_prior(cfg.prior)
+        loaded = load_prior(cfg.prior)
+        if cfg.fidelity and cpu_runs_bf16():  # the moved tail runs in PyTorch: bf16 where the CPU has it (4x fp32)
+            loaded.use_dtype(torch.bfloat16)
+        prior = loaded
     images: dict[int, Tensor] = {}
     written, start = 0, time.perf_counter()
     for shard in range((count + cfg.shard_size - 1) // cfg.shard_size):
@@ -92,7 +100,8 @@ def build_cache(
         for i in range(shard * cfg.shard_size, (shard + 1) * cfg.shard_size):
             hr, lr, name = make_crop(files, images, cfg, i)
             with torch.no_grad():
-                estimate = denormalize(prior(normalize(lr[None]))[0].float())
+                moved = prior(normalize(lr[None]), fidelity=cfg.fidelity) if cfg.fidelity else prior(normalize(lr[None]))
+                estimate = denormalize(moved[0].float())
             lrs.append(_to_u8(lr))
             priors.append(_to_u8(estimate))
             hrs.append(_to_u8(hr))

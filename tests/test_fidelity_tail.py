@@ -137,3 +137,19 @@ def test_a_cache_at_a_fidelity_stores_the_faithful_prior_s_output_and_says_so(tm
     assert (faithful["prior"][:1].float() - expected).abs().max() <= 1
     assert not torch.equal(own["prior"], faithful["prior"])
     assert json.loads((tmp_path / "moved" / "cache.json").read_text())["config"]["fidelity"] == 1.0
+
+
+def test_routed_and_stand_in_priors_say_how_far_the_tail_moved(tail_file, monkeypatch: pytest.MonkeyPatch):
+    from .test_prior_routing import tiny_compact_prior
+
+    monkeypatch.setitem(PRIORS, "tiny-compact", PriorInfo("tiny-compact", 4, "tests", "test only", tiny_compact_prior))
+    monkeypatch.setitem(PRIORS, "tiny-test", PriorInfo("tiny-test", 4, "tests", "test only", tiny_rrdbnet,
+                                                       stand_in="tiny-compact", fidelity_tail=lambda: tail_file))
+    upscaler = Upscaler(tiny_refiner(live=True))
+    image = half_flat_half_textured()
+    routed = {f: upscaler(image, UpscaleConfig(steps=0, prior="routed", prior_region=24, prior_overlap=8,
+                                              prior_share=1.0, prior_threshold=0.0, fidelity=f)) for f in (0.0, 1.0)}
+    assert routed[1.0].report["settings"]["prior_tail_fidelity"] == 1.0
+    assert not np.array_equal(routed[0.0].picture.rgb, routed[1.0].picture.rgb)  # x4plus's regions moved
+    compact = upscaler(image, UpscaleConfig(steps=0, prior="tiny-compact", fidelity=1.0))
+    assert compact.report["settings"]["prior_tail_fidelity"] == 0.0  # the stand-in has no tail to move

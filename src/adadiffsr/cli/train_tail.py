@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..train.fidelity_tail import TailTrainConfig, train_fidelity_tail
@@ -37,5 +39,5 @@ def train_fidelity_tail_cmd(cache: str, run_dir: str, out: str | None, steps: in
         from ..io import atomic_write
 
         atomic_write(out, lambda tmp: tmp.write_bytes(path.read_bytes()))
-        path = type(path)(out)
+        path = Path(out)
     click.echo(f"EMA tail: {path}", err=True)
